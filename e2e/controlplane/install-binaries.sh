@@ -6,7 +6,8 @@
 set -euo pipefail
 
 CACHE_DIR="${POD_IDENTITY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-operator}"
-APISERVER_CACHE="$CACHE_DIR/kube-apiserver"
+# Bump the suffix when the build recipe changes, so machines rebuild instead of reusing a bad binary.
+APISERVER_CACHE="$CACHE_DIR/kube-apiserver-1.20.2-r2"
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -46,13 +47,19 @@ build_apiserver() {
       "$uris" "${VERSION_CODENAME:-bookworm}" "${signed:-/usr/share/keyrings/debian-archive-keyring.gpg}" | as_root tee "$src" >/dev/null
     apt_updated=""
   fi
-  apt_install golang-go rsync dpkg-dev
+  # reflect2 1.0.1 (vendored by Kubernetes 1.20) crashes under Go >= 1.18 with "fatal error: fault" when
+  # json-iterator sorts map keys, which kills the API server on the first custom object. Debian ships the
+  # fixed reflect2 1.0.2 and json-iterator 1.1.12 as Go source packages; they replace the vendored copies.
+  apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
   rm -rf "$work" && mkdir -p "$work"
   (cd "$work" && apt-get source -qq kubernetes >&2) || die "apt-get source kubernetes failed"
   local tree
   tree=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
   [ -n "$tree" ] || die "kubernetes source tree not found after apt-get source"
   mkdir -p "$tree/.go/src/k8s.io" && ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
+  local gocode=/usr/share/gocode/src/github.com
+  rsync -a --delete --exclude='*_test.go' --exclude='.*' "$gocode/modern-go/reflect2/" "$tree/vendor/github.com/modern-go/reflect2/"
+  rsync -a --delete --exclude='*_test.go' --exclude='.*' "$gocode/json-iterator/go/" "$tree/vendor/github.com/json-iterator/go/"
   local started=$SECONDS
   ( cd "$tree" && GOPATH="$tree/.go" GOFLAGS=-mod=vendor CGO_ENABLED=0 GO111MODULE=on \
       make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1 ) &
