@@ -1,0 +1,69 @@
+# pod-identity-operator. The two commands that matter:
+#   make run    the operator and agents on a local control plane and Azure emulator (or $KUBECONFIG)
+#   make test   installs everything a fresh Debian machine needs, then lint, typecheck, unit and e2e tests
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Node.js 24 first on PATH for every target: the system node when new enough, otherwise a cached copy.
+NODE_HOME := $(shell bash scripts/ensure-node.sh)
+ifeq ($(NODE_HOME),)
+$(error could not provide Node.js 24: see the message above)
+endif
+export PATH := $(NODE_HOME)/bin:$(PATH)
+
+.PHONY: help
+help:
+	@echo "make run        start the whole product locally (control plane, Azure emulator, operator, agents, demo)"
+	@echo "make test       install what is missing, then lint, typecheck, unit and e2e tests"
+	@echo "make bench      benchmarks; writes bench-results/report.{md,json}"
+	@echo "make lint | typecheck | test-unit | test-e2e | build | deps | system-deps | clean"
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+.PHONY: deps
+deps: node_modules/.package-lock.json
+
+# OS packages for the network-namespace tests and the control-plane binaries (etcd, kube-apiserver).
+.PHONY: system-deps
+system-deps:
+	@bash scripts/install-system-deps.sh
+	@bash e2e/controlplane/install-binaries.sh >/dev/null
+
+.PHONY: build
+build: deps
+	npx tsc -p tsconfig.build.json
+
+.PHONY: lint
+lint: deps
+	npx eslint .
+
+.PHONY: typecheck
+typecheck: deps
+	npx tsc -p tsconfig.json --noEmit
+
+.PHONY: test-unit
+test-unit: deps
+	node --import tsx --test --test-reporter=spec 'lib/**/*_test.ts' 'operator/**/*_test.ts' 'agent/**/*_test.ts'
+
+.PHONY: test-e2e
+test-e2e: deps
+	node --import tsx --test --test-reporter=spec --test-concurrency=1 --test-timeout=600000 \
+	  --test-global-setup=e2e/testing/global-setup.mjs 'e2e/**/*_e2e.ts'
+
+.PHONY: test
+test: deps system-deps
+	@bash scripts/test-all.sh
+
+.PHONY: run
+run: deps system-deps
+	node --import tsx e2e/run/main.ts
+
+.PHONY: bench
+bench: deps system-deps
+	node --import tsx e2e/bench/main.ts
+
+.PHONY: clean
+clean:
+	rm -rf dist bench-results
