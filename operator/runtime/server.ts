@@ -1,0 +1,61 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export interface HealthServerOptions {
+  port: number;
+  host?: string;
+  registry: Registry;
+  /** Liveness: the event loop answers. Override to add checks. */
+  healthy?: () => boolean;
+  /** Readiness: caches synced and leadership known (a follower is ready too). */
+  ready: () => boolean;
+}
+
+export interface RunningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** `/healthz`, `/readyz` and `/metrics` on one port. */
+export async function startHealthServer(opts: HealthServerOptions): Promise<RunningServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(code, { 'Content-Type': type });
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'method not allowed\n');
+    if (path === '/healthz' || path === '/livez') return (opts.healthy?.() ?? true) ? reply(200, 'ok\n') : reply(500, 'unhealthy\n');
+    if (path === '/readyz') return safe(opts.ready) ? reply(200, 'ok\n') : reply(503, 'not ready\n');
+    if (path === '/metrics') {
+      opts.registry.metrics().then(
+        (text) => reply(200, text, opts.registry.contentType),
+        (err: unknown) => reply(500, `metrics failed: ${(err as Error).message}\n`),
+      );
+      return;
+    }
+    reply(404, 'not found\n');
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function safe(check: () => boolean): boolean {
+  try {
+    return check();
+  } catch {
+    return false;
+  }
+}
