@@ -34,7 +34,9 @@ find_etcd() {
 
 build_apiserver() {
   is_debian || die "kube-apiserver not found and this is not Debian. Install kube-apiserver (1.20+) on PATH, or set KUBE_APISERVER=/path/to/kube-apiserver."
-  local work="$CACHE_DIR/build"
+  mkdir -p "$CACHE_DIR"
+  local work
+  work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
   log "building kube-apiserver from Debian's kubernetes source package (about 7 minutes on 2 cores; once per machine)"
   local src=/etc/apt/sources.list.d/pod-identity-deb-src.sources
   if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
@@ -51,7 +53,6 @@ build_apiserver() {
   # json-iterator sorts map keys, which kills the API server on the first custom object. Debian ships the
   # fixed reflect2 1.0.2 and json-iterator 1.1.12 as Go source packages; they replace the vendored copies.
   apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
-  rm -rf "$work" && mkdir -p "$work"
   (cd "$work" && apt-get source -qq kubernetes >&2) || die "apt-get source kubernetes failed"
   local tree
   tree=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
@@ -70,7 +71,9 @@ build_apiserver() {
   done
   wait "$pid" || { tail -n 30 "$work/build.log" >&2; die "kube-apiserver build failed (log: $work/build.log)"; }
   mkdir -p "$APISERVER_CACHE"
-  cp "$tree/_output/local/bin/linux/amd64/kube-apiserver" "$APISERVER_CACHE/kube-apiserver"
+  # Copy then rename, so a concurrent reader never sees a half-written binary.
+  cp "$tree/_output/local/bin/linux/amd64/kube-apiserver" "$APISERVER_CACHE/.kube-apiserver.new"
+  mv -f "$APISERVER_CACHE/.kube-apiserver.new" "$APISERVER_CACHE/kube-apiserver"
   rm -rf "$work"
   log "kube-apiserver built in $((SECONDS - started))s and cached in $APISERVER_CACHE"
 }
@@ -83,6 +86,13 @@ find_apiserver() {
   echo "$APISERVER_CACHE/kube-apiserver"
 }
 
+# Concurrent callers (parallel test runs, make targets) wait for one install or build instead of racing it.
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.install.lock"
+if ! flock -n 9; then
+  log "another install or build is running; waiting for it"
+  flock 9
+fi
 etcd_path=$(find_etcd)
 apiserver_path=$(find_apiserver)
 echo "ETCD=$etcd_path"
