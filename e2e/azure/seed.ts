@@ -177,7 +177,7 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
       });
       return roleAssignmentView(roleAssignmentJson(assignment));
     } catch (err) {
-      if (err instanceof Error && 'reply' in err) throw new Error(`seeding role assignment failed: ${JSON.stringify((err as { reply: { body: unknown } }).reply.body)}`);
+      if (err instanceof Error && 'reply' in err) throw new Error(`seeding role assignment failed: ${JSON.stringify((err as { reply: { body: unknown } }).reply.body)}`, { cause: err });
       throw err;
     } finally {
       deps.settings.principalReplicationDelayMs = saved;

@@ -94,7 +94,7 @@ export function identityRoutes(deps: ArmDeps): Route[] {
       family: 'arm',
       pattern: new RegExp(`${RG_BASE}/([^/]+)$`, 'i'),
       handle(ctx) {
-        const [sub = '', rg = '', name = ''] = ctx.params;
+        const [, rg = '', name = ''] = ctx.params;
         authorize(deps, ctx, `${ACTION}/read`, state.identityId(rg, name));
         return { status: 200, body: identityJson(lookup(ctx), state.tenantId) };
       },
