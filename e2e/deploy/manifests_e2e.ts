@@ -1,0 +1,258 @@
+/**
+ * What `kubectl kustomize` renders for config/default, the overlays and the components, checked for the
+ * security and availability properties the product promises. No API server needed (see dryrun_e2e.ts).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { find, kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
+
+const NAMESPACE = 'podidentity-system';
+const AGENT = 'podidentity-agent';
+const OPERATOR = 'podidentity-operator';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+function podSpec(o: K8sObject): Json {
+  return o.spec.template.spec;
+}
+
+function container(o: K8sObject, name: string): Json {
+  const c = (podSpec(o).containers as Json[]).find((x) => x.name === name);
+  assert.ok(c, `${o.kind} ${o.metadata.name} has a container named ${name}`);
+  return c;
+}
+
+function allContainers(o: K8sObject): Json[] {
+  return [...(podSpec(o).initContainers ?? []), ...podSpec(o).containers];
+}
+
+function workloads(objects: K8sObject[]): K8sObject[] {
+  return objects.filter((o) => ['Deployment', 'DaemonSet', 'StatefulSet', 'Job'].includes(o.kind));
+}
+
+/** The properties every deployable variant (default and its overlays) must keep. */
+function checkSecurity(objects: K8sObject[], expect: { operatorReplicas: number }): void {
+  // Agent DaemonSet.
+  const agent = find(objects, 'DaemonSet', AGENT);
+  const ps = podSpec(agent);
+  assert.equal(ps.hostNetwork, true, 'agent runs in the host network namespace');
+  assert.equal(ps.dnsPolicy, 'ClusterFirstWithHostNet', 'hostNetwork pods need ClusterFirstWithHostNet to resolve cluster DNS');
+  assert.ok((ps.tolerations as Json[]).some((t) => t.operator === 'Exists' && t.key === undefined && t.effect === undefined), 'agent tolerates every taint');
+  assert.ok(ps.priorityClassName, 'agent has a priority class');
+  if (!String(ps.priorityClassName).startsWith('system-')) find(objects, 'PriorityClass', ps.priorityClassName);
+  assert.deepEqual(agent.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+  const a = container(agent, 'agent');
+  assert.deepEqual(a.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'only NET_ADMIN is added');
+  assert.notEqual(a.securityContext.privileged, true);
+  assert.equal(a.securityContext.allowPrivilegeEscalation, false);
+  assert.equal(a.securityContext.readOnlyRootFilesystem, true);
+  assert.equal(a.lifecycle?.preStop, undefined, 'no preStop: rules must survive restarts and upgrades (fail closed)');
+  const lockVolume = (ps.volumes as Json[]).find((v) => v.hostPath?.path === '/run/xtables.lock');
+  assert.deepEqual(lockVolume?.hostPath, { path: '/run/xtables.lock', type: 'FileOrCreate' });
+  assert.ok((a.volumeMounts as Json[]).some((m) => m.name === lockVolume.name && m.mountPath === '/run/xtables.lock' && !m.readOnly), 'xtables lock mounted read-write');
+  const env = Object.fromEntries((a.env as Json[]).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
+  assert.equal(env.NODE_NAME, 'spec.nodeName');
+  assert.equal(env.NODE_IP, 'status.hostIP');
+  assert.equal(a.args[0], 'run');
+  assert.ok((a.args as string[]).includes('--node-name=$(NODE_NAME)') && (a.args as string[]).includes('--node-ip=$(NODE_IP)'));
+  assert.equal(a.livenessProbe?.httpGet?.path, '/healthz');
+  assert.equal(a.readinessProbe?.httpGet?.path, '/readyz');
+  assert.ok(a.resources?.requests?.memory && a.resources?.limits?.memory, 'agent has memory requests and limits');
+
+  // Operator Deployment.
+  const op = find(objects, 'Deployment', OPERATOR);
+  assert.equal(op.spec.replicas, expect.operatorReplicas);
+  const o = container(op, 'operator');
+  assert.ok((o.args as string[]).includes('--leader-elect'), 'leader election is on');
+  assert.equal(o.livenessProbe?.httpGet?.path, '/healthz');
+  assert.equal(o.readinessProbe?.httpGet?.path, '/readyz');
+  assert.equal(podSpec(op).securityContext.runAsNonRoot, true);
+  assert.equal(podSpec(op).securityContext.seccompProfile?.type, 'RuntimeDefault');
+  assert.equal(o.securityContext.readOnlyRootFilesystem, true);
+  assert.equal(o.securityContext.allowPrivilegeEscalation, false);
+  assert.deepEqual(o.securityContext.capabilities, { drop: ['ALL'] });
+  assert.ok(o.resources?.requests?.cpu && o.resources?.requests?.memory && o.resources?.limits?.memory, 'operator has resources');
+  const pdb = find(objects, 'PodDisruptionBudget', OPERATOR);
+  assert.equal(pdb.apiVersion, 'policy/v1');
+  assert.deepEqual(pdb.spec.selector, op.spec.selector, 'the PDB covers the operator pods');
+
+  // No container anywhere is privileged or escalates.
+  for (const w of workloads(objects)) {
+    assert.notEqual(podSpec(w).hostPID, true, `${w.metadata.name}: no hostPID`);
+    assert.notEqual(podSpec(w).hostIPC, true, `${w.metadata.name}: no hostIPC`);
+    for (const c of allContainers(w)) {
+      assert.notEqual(c.securityContext?.privileged, true, `${w.metadata.name}/${c.name} is not privileged`);
+      assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${w.metadata.name}/${c.name} can't escalate`);
+      for (const cap of c.securityContext?.capabilities?.add ?? []) assert.equal(cap, 'NET_ADMIN', `${w.metadata.name}/${c.name} adds only NET_ADMIN`);
+      assert.match(c.image, /^[^/]+\/.+:.+$|^[a-z-]+:dev$/, `${w.metadata.name}/${c.name} image is rewritten to a real reference: ${c.image}`);
+    }
+  }
+
+  checkRbac(objects);
+  checkServices(objects);
+  for (const obj of objects) {
+    if (obj.metadata.namespace !== undefined) assert.equal(obj.metadata.namespace, NAMESPACE, `${obj.kind} ${obj.metadata.name} is in ${NAMESPACE}`);
+  }
+}
+
+function rulesOf(objects: K8sObject[], kind: 'ClusterRole' | 'Role', name: string): Json[] {
+  return find(objects, kind, name).rules as Json[];
+}
+
+/** Flattens rules to "group/resource:verb" strings, so that splitting rules differently compares equal. */
+function grants(rules: Json[]): string[] {
+  return rules
+    .flatMap((r) => (r.apiGroups as string[]).flatMap((g) => (r.resources as string[]).flatMap((res) => (r.verbs as string[]).map((v) => `${g || 'core'}/${res}:${v}`))))
+    .sort();
+}
+
+function checkRbac(objects: K8sObject[]): void {
+  const roles = objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
+  assert.ok(roles.length >= 3);
+  for (const role of roles) {
+    for (const rule of role.rules as Json[]) {
+      for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames'] as const) {
+        assert.ok(!(rule[field] ?? []).includes('*'), `${role.kind} ${role.metadata.name}: no wildcard in ${field}`);
+      }
+      assert.equal(rule.nonResourceURLs, undefined, `${role.metadata.name}: no nonResourceURLs`);
+      assert.ok(!(rule.resources as string[]).includes('secrets'), `${role.kind} ${role.metadata.name} has no access to Secrets`);
+    }
+  }
+  assert.deepEqual(grants(rulesOf(objects, 'ClusterRole', AGENT)), [
+    'core/pods:get', 'core/pods:list', 'core/pods:watch',
+    'core/serviceaccounts/token:create',
+    'podidentity.dev/podidentities:get', 'podidentity.dev/podidentities:list', 'podidentity.dev/podidentities:watch',
+  ].sort());
+  const operatorGrants = grants(rulesOf(objects, 'ClusterRole', OPERATOR));
+  for (const needed of ['podidentity.dev/podidentities:watch', 'podidentity.dev/podidentities:patch', 'podidentity.dev/podidentities/status:patch', 'podidentity.dev/podidentitypolicies:list', 'core/pods:watch', 'core/nodes:watch', 'core/events:create']) {
+    assert.ok(operatorGrants.includes(needed), `operator may ${needed}`);
+  }
+  for (const forbidden of ['podidentity.dev/podidentities:create', 'podidentity.dev/podidentities:delete', 'podidentity.dev/podidentitypolicies:update', 'core/pods:delete', 'core/serviceaccounts/token:create']) {
+    assert.ok(!operatorGrants.includes(forbidden), `operator may not ${forbidden}`);
+  }
+  // Leases and ConfigMaps only in the operator's namespace, never cluster-wide.
+  assert.ok(!operatorGrants.some((g) => g.startsWith('coordination.k8s.io/') || g.startsWith('core/configmaps')));
+  const leaseRole = objects.find((o) => o.kind === 'Role' && grants(o.rules as Json[]).includes('coordination.k8s.io/leases:update'));
+  assert.equal(leaseRole?.metadata.namespace, NAMESPACE);
+
+  // Every binding binds an existing role to an existing ServiceAccount; each SA gets only its own roles.
+  const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
+  for (const b of bindings) {
+    find(objects, b.roleRef.kind, b.roleRef.name);
+    for (const s of b.subjects as Json[]) {
+      assert.equal(s.kind, 'ServiceAccount');
+      assert.equal(s.namespace, NAMESPACE);
+      find(objects, 'ServiceAccount', s.name);
+    }
+  }
+  const agentRoles = bindings.filter((b) => (b.subjects as Json[]).some((s) => s.name === AGENT)).map((b) => `${b.roleRef.kind}/${b.roleRef.name}`);
+  assert.deepEqual(agentRoles, [`ClusterRole/${AGENT}`], 'the agent is bound to its own ClusterRole only');
+  assert.equal(podSpec(find(objects, 'DaemonSet', AGENT)).serviceAccountName, AGENT);
+  assert.equal(podSpec(find(objects, 'Deployment', OPERATOR)).serviceAccountName, OPERATOR);
+}
+
+function checkServices(objects: K8sObject[]): void {
+  for (const svc of objects.filter((o) => o.kind === 'Service')) {
+    const targets = workloads(objects).filter((w) => Object.entries(svc.spec.selector as Record<string, string>).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+    assert.equal(targets.length, 1, `Service ${svc.metadata.name} selects exactly one workload`);
+    const target = targets[0] as K8sObject;
+    for (const port of svc.spec.ports as Json[]) {
+      const named = allContainers(target).flatMap((c) => (c.ports ?? []) as Json[]).find((p) => p.name === port.targetPort);
+      assert.ok(named, `Service ${svc.metadata.name} targets the named port ${port.targetPort}`);
+    }
+  }
+}
+
+describe('config/default', async () => {
+  const { objects } = await kustomize('config/default');
+
+  test('composes CRDs, namespace, RBAC, operator, agent and metrics Services', () => {
+    const kinds = objects.map((o) => o.kind).sort();
+    assert.deepEqual(kinds, [
+      'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'CustomResourceDefinition', 'CustomResourceDefinition',
+      'DaemonSet', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'PriorityClass', 'Role', 'RoleBinding',
+      'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
+    ]);
+    find(objects, 'Service', 'podidentity-operator-metrics');
+    find(objects, 'Service', 'podidentity-agent-metrics');
+    assert.equal(find(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged');
+  });
+
+  test('has the security and availability settings', () => {
+    checkSecurity(objects, { operatorReplicas: 2 });
+  });
+
+  test('the CRDs are crds/ exactly (config/crd/bases is a copy kustomize can load)', () => {
+    const sources = readdirSync(join(repoRoot, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
+    assert.deepEqual(readdirSync(join(repoRoot, 'config/crd/bases')).sort(), sources);
+    for (const file of sources) {
+      assert.equal(readFileSync(join(repoRoot, 'config/crd/bases', file), 'utf8'), readFileSync(join(repoRoot, 'crds', file), 'utf8'), `config/crd/bases/${file} drifted from crds/: cp crds/*.yaml config/crd/bases/`);
+      const [source] = parseObjects(readFileSync(join(repoRoot, 'crds', file), 'utf8'));
+      const rendered = find(objects, 'CustomResourceDefinition', source?.metadata.name ?? '');
+      assert.deepEqual(rendered.spec, source?.spec);
+    }
+  });
+});
+
+describe('config/overlays/aks', async () => {
+  const { objects } = await kustomize('config/overlays/aks');
+
+  test('keeps every security setting', () => checkSecurity(objects, { operatorReplicas: 2 }));
+
+  test("wires workload identity for the operator's own credential", () => {
+    const sa = find(objects, 'ServiceAccount', OPERATOR);
+    assert.equal(sa.metadata.annotations?.['azure.workload.identity/client-id'], '<OPERATOR_CLIENT_ID>');
+    const op = find(objects, 'Deployment', OPERATOR);
+    assert.equal(op.spec.template.metadata.labels['azure.workload.identity/use'], 'true');
+    assert.equal(op.spec.selector.matchLabels['azure.workload.identity/use'], undefined, 'the selector (immutable) is unchanged');
+    const args = container(op, 'operator').args as string[];
+    for (const flag of ['--subscription-id=', '--resource-group=', '--location=', '--aks-cluster-id=']) {
+      assert.ok(args.some((a) => a.startsWith(flag)), `operator gets ${flag}`);
+    }
+    // The agent never gets the operator's credential.
+    assert.equal(find(objects, 'ServiceAccount', AGENT).metadata.annotations, undefined);
+    assert.equal(find(objects, 'DaemonSet', AGENT).spec.template.metadata.labels['azure.workload.identity/use'], undefined);
+  });
+});
+
+describe('config/overlays/dev', async () => {
+  const { objects } = await kustomize('config/overlays/dev');
+
+  test('one replica, debug logs, local images, and still secure', () => {
+    checkSecurity(objects, { operatorReplicas: 1 });
+    const op = find(objects, 'Deployment', OPERATOR);
+    const agent = find(objects, 'DaemonSet', AGENT);
+    assert.ok((container(op, 'operator').args as string[]).includes('--log-level=debug'));
+    assert.ok((container(agent, 'agent').args as string[]).includes('--log-level=debug'));
+    assert.equal(container(op, 'operator').image, 'podidentity-operator:dev');
+    assert.equal(container(agent, 'agent').image, 'podidentity-agent:dev');
+  });
+});
+
+describe('config/components/uninstall (via config/overlays/uninstall)', async () => {
+  const { objects } = await kustomize('config/overlays/uninstall');
+  const { objects: base } = await kustomize('config/default');
+
+  test('runs `agent uninstall` once per node with the same image and only NET_ADMIN, then idles unprivileged', () => {
+    const agent = find(objects, 'DaemonSet', AGENT);
+    const init = podSpec(agent).initContainers as Json[];
+    assert.equal(init.length, 1);
+    const [uninstall] = init;
+    assert.deepEqual(uninstall.args, ['uninstall']);
+    assert.equal(uninstall.image, container(find(base, 'DaemonSet', AGENT), 'agent').image, 'the image the agent ran');
+    assert.deepEqual(uninstall.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+    assert.ok((uninstall.volumeMounts as Json[]).some((m) => m.mountPath === '/run/xtables.lock'));
+    const idle = container(agent, 'agent');
+    assert.deepEqual(idle.command, ['sleep', 'infinity']);
+    assert.equal(idle.args, undefined);
+    assert.equal(idle.readinessProbe, undefined);
+    assert.deepEqual(idle.securityContext.capabilities, { drop: ['ALL'] });
+    assert.equal(idle.securityContext.runAsNonRoot, true);
+    // Everything else is the deployed product, so `kubectl apply -k` only changes the DaemonSet.
+    const others = (objs: K8sObject[]) => objs.filter((o) => o.kind !== 'DaemonSet');
+    assert.deepEqual(others(objects), others(base));
+  });
+});
