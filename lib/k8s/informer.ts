@@ -355,12 +355,16 @@ export class Informer<T extends KubernetesObject> {
       const onDone = (err: unknown) => {
         if (settled) return;
         settled = true;
+        signal.removeEventListener('abort', onAbort);
         this.currentWatch = undefined;
         if (gone) reject(new GoneError());
         else if (err && !signal.aborted) reject(err);
         else resolve({ events });
       };
       let handle: { abort(): void } | undefined;
+      // Stopping must not depend on the watch implementation honouring abort().
+      const onAbort = () => onDone(null);
+      signal.addEventListener('abort', onAbort, { once: true });
       this.watchFn(this.opts.path, query, onEvent, onDone).then(
         (h) => {
           handle = h;

@@ -1,0 +1,141 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
+import { Informer, type WatchFn } from '../../lib/k8s/informer.js';
+import { Controller } from './controller.js';
+
+function staticInformer(names: string[]): { informer: Informer<KubernetesObject>; emit: (type: string, obj: KubernetesObject) => void } {
+  let emitter: ((type: string, obj: unknown) => void) | undefined;
+  const watch: WatchFn = async (_p, _q, onEvent) => {
+    emitter = onEvent;
+    return { abort: () => {} };
+  };
+  const informer = new Informer<KubernetesObject>({
+    path: '/x',
+    list: async () => ({ items: names.map((name, i) => ({ metadata: { name, namespace: 'ns', resourceVersion: String(i + 1) } })), metadata: { resourceVersion: '100' } }) as KubernetesListObject<KubernetesObject>,
+    watch,
+  });
+  return { informer, emit: (type, obj) => emitter?.(type, obj) };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+test('a throwing reconcile is retried with growing backoff until it succeeds', async () => {
+  const { informer } = staticInformer(['a']);
+  informer.start();
+  const attempts: number[] = [];
+  const registry = new Registry();
+  const c = new Controller({
+    name: 'retry',
+    registry,
+    reconcile: async () => {
+      attempts.push(Date.now());
+      if (attempts.length < 5) throw new Error('transient');
+    },
+  });
+  c.watch(informer);
+  const ctl = new AbortController();
+  const running = c.run(2, ctl.signal);
+  await until('5 attempts', () => attempts.length === 5);
+  const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+  // 5, 10, 20, 40 ms nominal: the last gap must be well above the first.
+  assert.ok(gaps[3]! >= 35 && gaps[3]! > gaps[0]!, `gaps ${gaps.join(',')}`);
+  ctl.abort();
+  await running;
+  await informer.stop();
+  const text = await registry.metrics();
+  assert.match(text, /podidentity_operator_reconcile_total\{controller="retry",result="error"\} 4/);
+  assert.match(text, /podidentity_operator_reconcile_total\{controller="retry",result="success"\} 1/);
+});
+
+test('one failing key never slows the others', async () => {
+  const { informer, emit } = staticInformer(['bad', 'good']);
+  informer.start();
+  let badAttempts = 0;
+  const goodRuns: number[] = [];
+  const c = new Controller({
+    name: 'isolation',
+    queue: { qps: 1000, burst: 1000 },
+    reconcile: async (key) => {
+      if (key === 'ns/bad') {
+        badAttempts++;
+        throw new Error('always fails');
+      }
+      goodRuns.push(Date.now());
+    },
+  });
+  c.watch(informer);
+  const ctl = new AbortController();
+  const running = c.run(1, ctl.signal);
+  await until('bad key has backed off several times', () => badAttempts >= 8);
+  for (let i = 0; i < 20; i++) {
+    const before = goodRuns.length;
+    const t0 = Date.now();
+    emit('MODIFIED', { metadata: { name: 'good', namespace: 'ns', resourceVersion: String(1000 + i) } });
+    await until('good reconciled', () => goodRuns.length > before);
+    assert.ok(Date.now() - t0 < 200, 'good key runs promptly despite the failing key');
+  }
+  ctl.abort();
+  await running;
+  await informer.stop();
+});
+
+test('requeueAfterMs runs the key again after the delay', async () => {
+  const { informer } = staticInformer(['a']);
+  informer.start();
+  const runs: number[] = [];
+  const c = new Controller({
+    name: 'requeue',
+    reconcile: async () => {
+      runs.push(Date.now());
+      return runs.length < 3 ? { requeueAfterMs: 50 } : undefined;
+    },
+  });
+  c.watch(informer);
+  const ctl = new AbortController();
+  const running = c.run(1, ctl.signal);
+  await until('3 runs', () => runs.length === 3);
+  assert.ok(runs[2]! - runs[1]! >= 45);
+  ctl.abort();
+  await running;
+  await informer.stop();
+});
+
+test('shutdown lets in-flight reconciles finish; mapToKeys fans events out', async () => {
+  const { informer } = staticInformer(['p1']);
+  informer.start();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const started: string[] = [];
+  const finished: string[] = [];
+  const c = new Controller({
+    name: 'drain',
+    shutdownDeadlineMs: 5000,
+    reconcile: async (key) => {
+      started.push(key);
+      await gate;
+      finished.push(key);
+    },
+  });
+  c.watch(informer, (obj) => [`owner-of-${obj.metadata?.name}`]);
+  const ctl = new AbortController();
+  const running = c.run(1, ctl.signal);
+  await until('started', () => started.length === 1);
+  assert.deepEqual(started, ['owner-of-p1']);
+  ctl.abort();
+  let returned = false;
+  void running.then(() => (returned = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(returned, false, 'run waits for the in-flight reconcile');
+  release();
+  await running;
+  assert.deepEqual(finished, ['owner-of-p1']);
+  await informer.stop();
+});
