@@ -256,3 +256,31 @@ describe('config/components/uninstall (via config/overlays/uninstall)', async ()
     assert.deepEqual(others(objects), others(base));
   });
 });
+
+describe('config/components/prometheus (via config/overlays/monitoring)', async () => {
+  const { objects } = await kustomize('config/overlays/monitoring');
+  const { objects: base } = await kustomize('config/default');
+
+  test('adds ServiceMonitors that select the metrics Services, the alerts and the dashboard, and changes nothing else', () => {
+    const added = objects.filter((o) => !base.some((b) => b.kind === o.kind && b.metadata.name === o.metadata.name));
+    assert.deepEqual(added.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+      'ConfigMap/podidentity-grafana-dashboard', 'PrometheusRule/podidentity', 'ServiceMonitor/podidentity-agent', 'ServiceMonitor/podidentity-operator',
+    ]);
+    assert.deepEqual(objects.filter((o) => !added.includes(o)), base);
+    for (const sm of added.filter((o) => o.kind === 'ServiceMonitor')) {
+      const services = objects.filter((o) => o.kind === 'Service' && Object.entries(sm.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => o.metadata.labels?.[k] === v));
+      assert.equal(services.length, 1, `ServiceMonitor ${sm.metadata.name} selects one Service`);
+      const svc = services[0] as K8sObject;
+      assert.ok((sm.spec.namespaceSelector.matchNames as string[]).includes(svc.metadata.namespace ?? ''));
+      for (const ep of sm.spec.endpoints as Json[]) {
+        assert.ok((svc.spec.ports as Json[]).some((p) => p.name === ep.port), `port ${ep.port} exists on ${svc.metadata.name}`);
+        assert.ok((ep.relabelings as Json[]).some((r) => r.targetLabel === 'node' && r.sourceLabels[0] === '__meta_kubernetes_pod_node_name'), 'series carry the node name');
+      }
+    }
+    const rule = find(objects, 'PrometheusRule', 'podidentity');
+    assert.deepEqual(rule, parseObjects(readFileSync(join(repoRoot, 'config/prometheus/alerts.yaml'), 'utf8'))[0]);
+    const dashboard = find(objects, 'ConfigMap', 'podidentity-grafana-dashboard');
+    assert.equal(dashboard.metadata.labels?.grafana_dashboard, '1');
+    assert.equal(dashboard.data['podidentity-dashboard.json'], readFileSync(join(repoRoot, 'config/grafana/podidentity-dashboard.json'), 'utf8'));
+  });
+});
