@@ -1,0 +1,137 @@
+import { createServer, type Server } from 'node:http';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../lib/log.js';
+import { Attributor } from './attribution/attributor.js';
+import { KubeIdentityDirectory, KubePodDirectory } from './attribution/kube.js';
+import { TokenCache } from './cache/token-cache.js';
+import type { AgentConfig } from './config.js';
+import { createImdsHandler } from './handler.js';
+import { selectIptables } from './interception/iptables.js';
+import { Interceptor } from './interception/interceptor.js';
+import { FederatedIssuer } from './issuance/federated.js';
+import { NodeIssuer } from './issuance/node.js';
+import { AgentMetrics } from './metrics.js';
+
+export interface RunningAgent {
+  metrics: AgentMetrics;
+  /** Stops serving and watching. The interception rules stay in place (fail closed). */
+  stop(): Promise<void>;
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/**
+ * Wiring only. Order matters for failing closed: the rules go in first (pods are refused, not sent to the
+ * real IMDS), then the caches start, then the listener; readiness waits for both caches.
+ */
+export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
+  const metrics = new AgentMetrics({ defaultMetrics: true });
+  let interceptor: Interceptor | undefined;
+  if (config.manageIptables) {
+    const backend = await selectIptables(config.iptablesMode, config.iptablesBinary);
+    interceptor = new Interceptor(
+      backend,
+      { agentIp: config.nodeIp, agentPort: config.listenPort, interceptHostNetwork: config.interceptHostNetwork, excludeUid: config.excludeUid, excludeGid: config.excludeGid },
+      metrics,
+      logger,
+    );
+    await interceptor.install();
+    interceptor.startDriftChecks(config.driftCheckIntervalMs);
+  }
+
+  const kc = loadKubeConfig(config.kubeconfig);
+  const pods = new KubePodDirectory(kc, config.nodeName, config.readThroughTimeoutMs, logger);
+  const identities = new KubeIdentityDirectory(kc, logger);
+  const watching = new AbortController();
+  pods.informer.start(watching.signal);
+  identities.informer.start(watching.signal);
+
+  const cache = new TokenCache({
+    maxEntries: config.cacheMaxEntries,
+    safetyMarginSeconds: config.cacheSafetyMarginSeconds,
+    refreshAheadSeconds: config.cacheRefreshAheadSeconds,
+    bypassMinIntervalMs: config.bypassMinIntervalMs,
+    onRefresh: (outcome) => metrics.cacheRefreshes.inc({ outcome }),
+    onEvict: () => metrics.cacheEvictions.inc(),
+    onSize: (n) => metrics.cacheEntries.set(n),
+    onBypass: (honoured) => metrics.bypassRequests.inc({ honoured: String(honoured) }),
+    onRefreshError: (_key, err) => logger.warn('background token refresh failed', { err }),
+  });
+  const core = kc.makeApiClient(CoreV1Api);
+  const handler = createImdsHandler({
+    nodeName: config.nodeName,
+    defaultMode: config.defaultMode,
+    notReadyWaitMs: config.notReadyWaitMs,
+    metadataProxy: config.metadataProxy,
+    upstreamImds: config.upstreamImds,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    attributor: new Attributor(config.nodeName, pods, identities),
+    pods,
+    identities,
+    issuers: {
+      Federated: new FederatedIssuer({ core, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs }),
+      Node: new NodeIssuer({ upstreamImds: config.upstreamImds, metrics, timeoutMs: config.upstreamTimeoutMs }),
+    },
+    cache,
+    metrics,
+    logger,
+  });
+
+  const imds = createServer(handler);
+  // Connections from pods are short; don't let one idle client hold a socket for long.
+  imds.keepAliveTimeout = 5_000;
+  imds.requestTimeout = 30_000;
+  const health = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') return void res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+    if (path === '/readyz') {
+      const problems: string[] = [];
+      if (interceptor && !interceptor.rulesInPlace()) problems.push('interception rules not in place');
+      if (!pods.hasSynced()) problems.push('pod cache not synced');
+      if (!identities.hasSynced()) problems.push('PodIdentity cache not synced');
+      return void res.writeHead(problems.length ? 503 : 200, { 'Content-Type': 'text/plain' }).end(problems.length ? problems.join('\n') + '\n' : 'ok\n');
+    }
+    if (path === '/metrics') {
+      void metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500).end(err.message),
+      );
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await listen(health, config.metricsPort, config.metricsAddress);
+  await listen(imds, config.listenPort, config.listenAddress);
+  logger.info('agent serving', { node: config.nodeName, listen: `${config.listenAddress}:${config.listenPort}`, metrics: `${config.metricsAddress}:${config.metricsPort}`, defaultMode: config.defaultMode });
+
+  return {
+    metrics,
+    async stop() {
+      interceptor?.stop();
+      watching.abort();
+      await Promise.all([close(imds), close(health), pods.informer.stop(), identities.informer.stop()]);
+    },
+  };
+}

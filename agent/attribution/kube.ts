@@ -1,0 +1,134 @@
+import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import { API_VERSION, PODIDENTITY_PLURAL, type PodIdentity } from '../../lib/api/types.js';
+import { Informer } from '../../lib/k8s/informer.js';
+import { getJson } from '../../lib/k8s/rest.js';
+import type { Logger } from '../../lib/log.js';
+import type { IdentityDirectory, PodDirectory, PodInfo } from './types.js';
+
+/** The informer's object type: timestamps are really strings in plain JSON, which nothing here reads. */
+type PodIdentityObject = PodIdentity & KubernetesObject;
+
+/** Plain API JSON of a pod (the informer and the raw read both return it). */
+type PodJson = V1Pod;
+
+export function podInfo(pod: PodJson): PodInfo {
+  const ips = new Set<string>();
+  if (pod.status?.podIP) ips.add(pod.status.podIP);
+  for (const entry of pod.status?.podIPs ?? []) if (entry.ip) ips.add(entry.ip);
+  return {
+    namespace: pod.metadata?.namespace ?? '',
+    name: pod.metadata?.name ?? '',
+    uid: pod.metadata?.uid ?? '',
+    serviceAccountName: pod.spec?.serviceAccountName || 'default',
+    labels: pod.metadata?.labels ?? {},
+    nodeName: pod.spec?.nodeName ?? '',
+    hostNetwork: pod.spec?.hostNetwork === true,
+    phase: pod.status?.phase ?? '',
+    ips: [...ips],
+  };
+}
+
+/** Keeps only what attribution reads, so a node with many pods holds little memory. */
+function slimPod(pod: PodJson): PodJson {
+  return {
+    metadata: {
+      name: pod.metadata?.name,
+      namespace: pod.metadata?.namespace,
+      uid: pod.metadata?.uid,
+      resourceVersion: pod.metadata?.resourceVersion,
+      labels: pod.metadata?.labels,
+    },
+    spec: { nodeName: pod.spec?.nodeName, hostNetwork: pod.spec?.hostNetwork, serviceAccountName: pod.spec?.serviceAccountName, containers: [] },
+    status: { phase: pod.status?.phase, podIP: pod.status?.podIP, podIPs: pod.status?.podIPs },
+  };
+}
+
+/** The pods of one node, from the shared informer, indexed by every IP they claim. */
+export class KubePodDirectory implements PodDirectory {
+  readonly informer: Informer<PodJson>;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly nodeName: string,
+    private readonly readThroughTimeoutMs: number,
+    logger: Logger,
+  ) {
+    this.informer = new Informer<PodJson>({
+      path: '/api/v1/pods',
+      kubeConfig: kc,
+      fieldSelector: `spec.nodeName=${nodeName}`,
+      transform: slimPod,
+      logger,
+      name: 'pods',
+    });
+    this.informer.addIndex('ip', (pod) => podInfo(pod).ips);
+  }
+
+  byIp(ip: string): PodInfo[] {
+    return this.informer.byIndex('ip', ip).map(podInfo);
+  }
+
+  async readThrough(ip: string): Promise<PodInfo[]> {
+    const list = await getJson<KubernetesListObject<PodJson>>(
+      this.kc,
+      '/api/v1/pods',
+      { fieldSelector: `status.podIP=${ip},spec.nodeName=${this.nodeName}`, timeoutSeconds: Math.max(1, Math.ceil(this.readThroughTimeoutMs / 1000)) },
+      AbortSignal.timeout(this.readThroughTimeoutMs),
+    );
+    return (list.items ?? []).map(podInfo);
+  }
+
+  hasSynced(): boolean {
+    return this.informer.hasSynced();
+  }
+}
+
+/** PodIdentities of every namespace, indexed by namespace; waiters are woken by informer events. */
+export class KubeIdentityDirectory implements IdentityDirectory {
+  readonly informer: Informer<PodIdentityObject>;
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  constructor(kc: KubeConfig, logger: Logger) {
+    this.informer = new Informer<PodIdentityObject>({
+      path: `/apis/${API_VERSION}/${PODIDENTITY_PLURAL}`,
+      kubeConfig: kc,
+      logger,
+      name: 'podidentities',
+    });
+    this.informer.addIndex('namespace', (pid) => [pid.metadata.namespace ?? '']);
+    const wake = (pid: PodIdentityObject) => {
+      const ns = pid.metadata.namespace ?? '';
+      const set = this.waiters.get(ns);
+      if (!set) return;
+      this.waiters.delete(ns);
+      for (const fn of set) fn();
+    };
+    this.informer.addHandlers({ onAdd: wake, onUpdate: (_old, obj) => wake(obj), onDelete: wake });
+  }
+
+  inNamespace(namespace: string): PodIdentity[] {
+    return this.informer.byIndex('namespace', namespace);
+  }
+
+  nextChange(namespace: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      let set = this.waiters.get(namespace);
+      if (!set) this.waiters.set(namespace, (set = new Set()));
+      const done = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        this.waiters.get(namespace)?.delete(done);
+        resolve();
+      };
+      set.add(done);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  hasSynced(): boolean {
+    return this.informer.hasSynced();
+  }
+}

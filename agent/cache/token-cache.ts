@@ -1,0 +1,128 @@
+import type { IssuedToken } from '../imds/protocol.js';
+
+export interface TokenCacheOptions {
+  maxEntries: number;
+  /** A token is served until this long before it expires. */
+  safetyMarginSeconds: number;
+  /** A hit within this long before the safety margin starts a background refresh. */
+  refreshAheadSeconds: number;
+  /** At most one honoured bypass per key in this interval; others are served from the cache. */
+  bypassMinIntervalMs: number;
+  /** Milliseconds; injectable for tests. */
+  now?: () => number;
+  onRefresh?: (outcome: 'ok' | 'error') => void;
+  onEvict?: () => void;
+  onSize?: (size: number) => void;
+  onBypass?: (honoured: boolean) => void;
+  /** Background refresh failures (the cached token keeps being served until its margin). */
+  onRefreshError?: (key: string, err: unknown) => void;
+}
+
+export interface CacheResult {
+  token: IssuedToken;
+  hit: boolean;
+}
+
+interface Entry {
+  token: IssuedToken;
+}
+
+/**
+ * Tokens by key (identity + resource). It knows nothing about who may ask: callers authorise first, on
+ * every request, and only then call `get`.
+ *
+ * - served until `safetyMarginSeconds` before expiry;
+ * - a hit close to that point refreshes the token in the background (tokens nobody uses are never
+ *   refreshed, so nothing is fetched for pods that are gone);
+ * - single-flight: concurrent misses for one key share one upstream call;
+ * - bounded: least recently used entries are evicted.
+ */
+export class TokenCache {
+  /** Insertion order is recency order: a hit re-inserts. */
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<IssuedToken>>();
+  private readonly lastBypass = new Map<string, number>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: TokenCacheOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  async get(key: string, fetch: () => Promise<IssuedToken>, { bypass = false } = {}): Promise<CacheResult> {
+    if (bypass) {
+      const honoured = this.allowBypass(key);
+      this.options.onBypass?.(honoured);
+      if (honoured) return { token: await this.fetchOnce(key, fetch), hit: false };
+    }
+    const entry = this.entries.get(key);
+    if (entry) {
+      const now = this.now();
+      const stopServingAt = entry.token.expiresOn * 1000 - this.options.safetyMarginSeconds * 1000;
+      if (now < stopServingAt) {
+        this.entries.delete(key);
+        this.entries.set(key, entry);
+        if (now >= stopServingAt - this.options.refreshAheadSeconds * 1000) this.refreshInBackground(key, fetch);
+        return { token: entry.token, hit: true };
+      }
+      this.entries.delete(key);
+      this.options.onSize?.(this.entries.size);
+    }
+    return { token: await this.fetchOnce(key, fetch), hit: false };
+  }
+
+  /** True when this bypass may go upstream; records it. */
+  private allowBypass(key: string): boolean {
+    const now = this.now();
+    const last = this.lastBypass.get(key);
+    if (last !== undefined && now - last < this.options.bypassMinIntervalMs) return false;
+    if (this.lastBypass.size >= this.options.maxEntries * 2) this.lastBypass.clear();
+    this.lastBypass.set(key, now);
+    return true;
+  }
+
+  private refreshInBackground(key: string, fetch: () => Promise<IssuedToken>): void {
+    if (this.inflight.has(key)) return;
+    this.fetchOnce(key, fetch).then(
+      () => this.options.onRefresh?.('ok'),
+      (err: unknown) => {
+        this.options.onRefresh?.('error');
+        this.options.onRefreshError?.(key, err);
+      },
+    );
+  }
+
+  private fetchOnce(key: string, fetch: () => Promise<IssuedToken>): Promise<IssuedToken> {
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = fetch()
+        .then((token) => {
+          this.store(key, token);
+          return token;
+        })
+        .finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private store(key: string, token: IssuedToken): void {
+    // A token already inside the margin would never be served from here; don't let it evict a useful one.
+    if (this.now() >= token.expiresOn * 1000 - this.options.safetyMarginSeconds * 1000) return;
+    this.entries.delete(key);
+    this.entries.set(key, { token });
+    while (this.entries.size > this.options.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+      this.options.onEvict?.();
+    }
+    this.options.onSize?.(this.entries.size);
+  }
+}

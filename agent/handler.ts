@@ -1,0 +1,223 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Mode } from '../lib/api/types.js';
+import type { Logger } from '../lib/log.js';
+import type { Attributor } from './attribution/attributor.js';
+import type { IdentityDirectory, PodDirectory, PodInfo } from './attribution/types.js';
+import type { TokenCache } from './cache/token-cache.js';
+import {
+  badRequest,
+  checkCommon,
+  ImdsError,
+  MULTIPLE_IDENTITIES,
+  parseTokenRequest,
+  route,
+  tokenBody,
+  unavailable,
+  type TokenRequest,
+} from './imds/protocol.js';
+import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
+import { UpstreamError, type Issuer } from './issuance/types.js';
+import type { AgentMetrics, RequestResult } from './metrics.js';
+
+export interface HandlerDeps {
+  nodeName: string;
+  defaultMode: Mode;
+  notReadyWaitMs: number;
+  metadataProxy: boolean;
+  upstreamImds: string;
+  upstreamTimeoutMs: number;
+  attributor: Attributor;
+  pods: PodDirectory;
+  identities: IdentityDirectory;
+  issuers: Record<Mode, Issuer>;
+  cache: TokenCache;
+  metrics: AgentMetrics;
+  logger: Logger;
+}
+
+/** Retry-After for answers that a short wait will fix (identity becoming Ready, IP reuse settling). */
+const RETRY_AFTER_SECONDS = 5;
+
+interface Outcome {
+  result: RequestResult;
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+  pod?: PodInfo;
+  identity?: ReadyIdentity;
+  resource?: string;
+  cacheHit?: boolean;
+  mode?: Mode;
+  reason?: string;
+}
+
+/**
+ * The IMDS endpoint pods reach through the DNAT. Composes the four parts in this order on every request:
+ * protocol checks → attribution (TCP source address only) → identity selection → cache → issuance.
+ * Authorisation (the first three) always runs before the cache is consulted.
+ */
+export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://169.254.169.254');
+    const target = route(url.pathname);
+    if (target.kind === 'token') {
+      void handleToken(deps, req, url).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+      return;
+    }
+    void handleOther(deps, req, url, target).then(
+      (o) => send(res, o.status, o.body, o.headers),
+      (err: unknown) => send(res, 500, { error: 'internal_error', error_description: (err as Error).message }),
+    );
+  };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': headers['Content-Type'] ?? 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+async function handleToken(deps: HandlerDeps, req: IncomingMessage, url: URL): Promise<Outcome> {
+  const started = performance.now();
+  let outcome: Outcome;
+  try {
+    outcome = await decide(deps, req, url);
+  } catch (err) {
+    outcome = errorOutcome(err);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  deps.metrics.tokenRequests.inc({ result: outcome.result });
+  deps.metrics.tokenRequestDuration.observe({ code: String(outcome.status), cache: outcome.cacheHit ? 'hit' : 'miss', mode: outcome.mode ?? 'none' }, seconds);
+  audit(deps.logger, outcome, req, seconds);
+  return outcome;
+}
+
+function errorOutcome(err: unknown): Outcome {
+  if (err instanceof ImdsError) return { result: err.status === 400 || err.status === 405 ? 'bad_request' : 'denied', status: err.status, body: err.body(), headers: err.headers };
+  if (err instanceof UpstreamError) {
+    const headers: Record<string, string> = err.retryAfterSeconds ? { 'Retry-After': String(err.retryAfterSeconds) } : {};
+    return { result: 'upstream_error', status: err.status, body: { error: err.code, error_description: err.message }, headers, reason: err.message };
+  }
+  return { result: 'upstream_error', status: 500, body: { error: 'internal_error', error_description: (err as Error)?.message ?? 'unknown error' }, reason: String(err) };
+}
+
+async function decide(deps: HandlerDeps, req: IncomingMessage, url: URL): Promise<Outcome> {
+  checkCommon(req.method, req.headers);
+  const request = parseTokenRequest(url.searchParams);
+  const deadline = Date.now() + deps.notReadyWaitMs;
+  if (!deps.identities.hasSynced()) {
+    return { result: 'not_ready', status: 503, ...errBody(unavailable('The pod identity agent is starting; its caches are not synced yet', 1)) };
+  }
+  // Authorisation runs on every request, before the cache: a deleted or unbound pod gets nothing, cached or not.
+  for (;;) {
+    const who = await deps.attributor.attribute(req.socket.remoteAddress);
+    if (who.kind === 'unknown') {
+      return deny('unknown_pod', badRequest(`Identity not found: no pod on node ${deps.nodeName} has IP ${who.ip || 'unknown'}. Pod identities are only issued to Running or Pending pods of this node, never to hostNetwork pods or the node itself.`));
+    }
+    if (who.kind === 'ambiguous') {
+      const names = who.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
+      return { ...deny('ambiguous_pod', unavailable(`IP ${who.ip} is claimed by more than one live pod (${names}); refusing until only one remains`, RETRY_AFTER_SECONDS)) };
+    }
+    const pod = who.pod;
+    const selection = selectIdentity(deps.attributor.identitiesFor(pod), request.hint, deps.defaultMode);
+    switch (selection.kind) {
+      case 'selected':
+        return issue(deps, request, pod, selection.identity);
+      case 'multiple':
+        return { ...deny('denied', badRequest(MULTIPLE_IDENTITIES)), pod, resource: request.resource, reason: `PodIdentities ${selection.candidates.join(', ')}` };
+      case 'none': {
+        const what = selection.candidates.length
+          ? `none of the PodIdentities that select pod ${pod.namespace}/${pod.name} (${selection.candidates.join(', ')}) has the requested ${hintName(request)}`
+          : `no PodIdentity in namespace ${pod.namespace} selects pod ${pod.name}. Check that a PodIdentity in the pod's own namespace has a selector matching the pod's labels (default label podidentity.dev/identity=<PodIdentity name>)`;
+        return { ...deny('denied', badRequest(`Identity not found: ${what}`)), pod, resource: request.resource };
+      }
+      case 'not_ready': {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          return {
+            ...deny('not_ready', unavailable(`PodIdentity ${selection.names.join(', ')} in namespace ${pod.namespace} is not Ready yet; retry shortly`, RETRY_AFTER_SECONDS)),
+            pod,
+            resource: request.resource,
+          };
+        }
+        // Woken by the informer when a PodIdentity in the namespace changes; never a polling sleep.
+        await deps.identities.nextChange(pod.namespace, AbortSignal.timeout(remaining));
+      }
+    }
+  }
+}
+
+function hintName(request: TokenRequest): string {
+  return request.hint.kind === 'none' ? 'identity' : `${request.hint.kind === 'msi_res_id' ? request.hint.param : request.hint.kind} ${request.hint.value}`;
+}
+
+function errBody(err: ImdsError): { body: unknown; headers: Record<string, string> } {
+  return { body: err.body(), headers: err.headers };
+}
+
+function deny(result: RequestResult, err: ImdsError): Outcome {
+  return { result, status: err.status, ...errBody(err), reason: err.description };
+}
+
+function cacheKey(identity: ReadyIdentity, request: TokenRequest, pod: PodInfo): string {
+  // Federated tokens come from the service account's federated credential, so the account is part of the key.
+  const account = identity.mode === 'Federated' ? `|${pod.namespace}/${pod.serviceAccountName}` : '';
+  return `${identity.mode}|${identity.clientId}|${request.resource}${account}`;
+}
+
+async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identity: ReadyIdentity): Promise<Outcome> {
+  const issuer = deps.issuers[identity.mode];
+  const base = { pod, identity, resource: request.resource, mode: identity.mode };
+  try {
+    const { token, hit } = await deps.cache.get(cacheKey(identity, request, pod), () => issuer.issue({ identity, resource: request.resource, pod }), { bypass: request.bypassCache });
+    return { ...base, result: 'issued', status: 200, cacheHit: hit, body: tokenBody(token, identity.clientId, request, Math.floor(Date.now() / 1000)) };
+  } catch (err) {
+    return { ...base, ...errorOutcome(err) };
+  }
+}
+
+function audit(logger: Logger, o: Outcome, req: IncomingMessage, seconds: number): void {
+  if (o.result === 'bad_request') {
+    logger.debug('malformed IMDS request', { status: o.status, path: req.url?.split('?')[0], sourceIp: req.socket.remoteAddress });
+    return;
+  }
+  // One line per issued or denied token. Never the token: the body is not logged.
+  logger.info(o.result === 'issued' ? 'token issued' : 'token denied', {
+    audit: true,
+    result: o.result,
+    status: o.status,
+    sourceIp: req.socket.remoteAddress,
+    pod: o.pod?.name,
+    namespace: o.pod?.namespace,
+    podIdentity: o.identity?.name,
+    clientId: o.identity?.clientId,
+    mode: o.mode,
+    resource: o.resource,
+    cacheHit: o.cacheHit ?? false,
+    reason: o.reason,
+    durationMs: Math.round(seconds * 1000 * 100) / 100,
+  });
+}
+
+async function handleOther(deps: HandlerDeps, req: IncomingMessage, url: URL, target: ReturnType<typeof route>): Promise<Outcome> {
+  try {
+    checkCommon(req.method, req.headers);
+  } catch (err) {
+    return errorOutcome(err);
+  }
+  if (target.kind === 'not_found') return { result: 'bad_request', status: 404, body: { error: 'not_found', error_description: `Path ${url.pathname} not found` } };
+  if (!deps.metadataProxy) {
+    return { result: 'denied', status: 403, body: { error: 'forbidden', error_description: `The pod identity agent does not proxy ${url.pathname} on this node` } };
+  }
+  const upstream = new URL(deps.upstreamImds + url.pathname + url.search);
+  try {
+    const res = await fetch(upstream, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(deps.upstreamTimeoutMs), redirect: 'error' });
+    const text = await res.text();
+    deps.metrics.metadataProxied.inc({ code: String(res.status) });
+    return { result: 'issued', status: res.status, body: text, headers: { 'Content-Type': res.headers.get('content-type') ?? 'application/json; charset=utf-8' } };
+  } catch (err) {
+    deps.metrics.metadataProxied.inc({ code: 'error' });
+    return { result: 'upstream_error', status: 502, body: { error: 'bad_gateway', error_description: `the node IMDS did not answer: ${(err as Error).message}` } };
+  }
+}

@@ -1,0 +1,34 @@
+import type { PodInfo } from '../attribution/types.js';
+import type { IssuedToken } from '../imds/protocol.js';
+import type { ReadyIdentity } from './select.js';
+
+export interface IssueRequest {
+  identity: ReadyIdentity;
+  resource: string;
+  /** The attributed caller; Federated mode binds its service-account token to this pod. */
+  pod: PodInfo;
+}
+
+/** Gets a token for one identity and resource from upstream (Azure AD or the node's IMDS). */
+export interface Issuer {
+  issue(request: IssueRequest): Promise<IssuedToken>;
+}
+
+/** An upstream refused or failed. `status` is what the agent answers; never carries token material. */
+export class UpstreamError extends Error {
+  constructor(
+    readonly upstream: 'aad' | 'imds' | 'kubernetes',
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+/** `<resource>/.default`, the v2 scope for a v1 resource; a trailing slash is kept, as Azure AD expects. */
+export function scopeFor(resource: string): string {
+  return resource.endsWith('/.default') ? resource : `${resource}/.default`;
+}

@@ -1,0 +1,52 @@
+import { createLogger } from '../lib/log.js';
+import { ConfigError, FLAGS, loadConfig, parseFlags, usage } from './config.js';
+import { startAgent } from './agent.js';
+import { selectIptables } from './interception/iptables.js';
+import { uninstall } from './interception/interceptor.js';
+
+/**
+ * agent run [flags]        serve IMDS for this node's pods (the default)
+ * agent uninstall [flags]  remove the interception rules; the only command that does
+ */
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  const command = first && !first.startsWith('--') ? first : 'run';
+  const args = command === first ? rest : argv;
+  if (command === 'help' || args.includes('--help')) {
+    process.stdout.write(usage() + '\n');
+    return 0;
+  }
+  if (command === 'uninstall') {
+    const flags = parseFlags(args);
+    const logger = createLogger('agent', flags.get('log-level') ?? 'info');
+    const mode = flags.get('iptables-mode') ?? process.env[FLAGS['iptables-mode']!.env] ?? 'auto';
+    if (!['auto', 'nft', 'legacy'].includes(mode)) throw new ConfigError('iptables-mode', `must be auto, nft or legacy, got "${mode}"`);
+    const backend = await selectIptables(mode as 'auto', flags.get('iptables-binary') ?? process.env[FLAGS['iptables-binary']!.env]);
+    const removed = await uninstall(backend);
+    logger.info(removed ? 'interception rules removed; pods can reach the node IMDS again' : 'no interception rules to remove', { binary: backend.binary });
+    return 0;
+  }
+  if (command !== 'run') throw new ConfigError(command, 'unknown command (run, uninstall)');
+  const config = loadConfig(args);
+  const logger = createLogger('agent', config.logLevel);
+  const agent = await startAgent(config, logger);
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+  });
+  // The interception rules are deliberately left in place: only `agent uninstall` removes them.
+  logger.info('stopping; interception rules stay in place');
+  await agent.stop();
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`agent: ${err.message}\n\n${usage()}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`agent: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,58 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Outcomes of one token request; the `result` label of podidentity_agent_token_requests_total. */
+export type RequestResult =
+  | 'issued'
+  | 'denied'
+  | 'unknown_pod'
+  | 'ambiguous_pod'
+  | 'not_ready'
+  | 'bad_request'
+  | 'upstream_error';
+
+/** Everything the agent exports, on its own registry (one per agent, so tests don't share state). */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly tokenRequestDuration: Histogram<'code' | 'cache' | 'mode'>;
+  readonly tokenRequests: Counter<'result'>;
+  readonly upstreamDuration: Histogram<'upstream' | 'code'>;
+  readonly cacheEntries: Gauge;
+  readonly cacheRefreshes: Counter<'outcome'>;
+  readonly cacheEvictions: Counter;
+  readonly bypassRequests: Counter<'honoured'>;
+  readonly readThroughs: Counter<'found'>;
+  readonly iptablesSyncs: Counter;
+  readonly iptablesRepairs: Counter;
+  readonly iptablesErrors: Counter;
+  readonly metadataProxied: Counter<'code'>;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'podidentity_agent_' });
+    this.tokenRequestDuration = new Histogram({
+      name: 'podidentity_agent_token_request_duration_seconds',
+      help: 'Time to answer an IMDS token request, by HTTP code, cache hit/miss and mode.',
+      labelNames: ['code', 'cache', 'mode'],
+      // Cache hits are sub-millisecond; misses are Azure AD round trips.
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.tokenRequests = new Counter({ name: 'podidentity_agent_token_requests_total', help: 'Token requests by result.', labelNames: ['result'], registers });
+    this.upstreamDuration = new Histogram({
+      name: 'podidentity_agent_upstream_request_duration_seconds',
+      help: 'Latency of calls to Azure AD (aad) and the node IMDS (imds), by upstream and HTTP code.',
+      labelNames: ['upstream', 'code'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.cacheEntries = new Gauge({ name: 'podidentity_agent_cache_entries', help: 'Tokens in the cache.', registers });
+    this.cacheRefreshes = new Counter({ name: 'podidentity_agent_cache_refreshes_total', help: 'Background refresh-ahead of cached tokens, by outcome.', labelNames: ['outcome'], registers });
+    this.cacheEvictions = new Counter({ name: 'podidentity_agent_cache_evictions_total', help: 'Tokens evicted because the cache was full.', registers });
+    this.bypassRequests = new Counter({ name: 'podidentity_agent_cache_bypass_requests_total', help: 'bypass_cache=true requests, by whether the rate limit let them through.', labelNames: ['honoured'], registers });
+    this.readThroughs = new Counter({ name: 'podidentity_agent_pod_read_through_total', help: 'API reads for a source IP the pod cache did not know, by whether a pod was found.', labelNames: ['found'], registers });
+    this.iptablesSyncs = new Counter({ name: 'podidentity_agent_iptables_syncs_total', help: 'Interception rule checks.', registers });
+    this.iptablesRepairs = new Counter({ name: 'podidentity_agent_iptables_repairs_total', help: 'Interception rules found drifted and rewritten.', registers });
+    this.iptablesErrors = new Counter({ name: 'podidentity_agent_iptables_errors_total', help: 'Failed iptables checks or writes.', registers });
+    this.metadataProxied = new Counter({ name: 'podidentity_agent_metadata_proxy_requests_total', help: 'Non-token IMDS requests proxied to the node IMDS, by code.', labelNames: ['code'], registers });
+  }
+}
