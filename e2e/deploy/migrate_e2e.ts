@@ -13,12 +13,13 @@ import { parseObjects } from './render.js';
 const SUB = '00000000-0000-4000-8000-000000000001';
 
 function legacyInput(ns: string): string {
-  const identity = (name: string, rg = 'identities') => `apiVersion: aadpodidentity.k8s.io/v1
+  // Azure names may hold characters Kubernetes names can't (the object is "billing-v2", the identity "billing_v2").
+  const identity = (name: string, rg = 'identities', azureName = name) => `apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentity
 metadata: {name: ${name}, namespace: ${ns}}
 spec:
   type: 0
-  resourceID: /subscriptions/${SUB}/resourcegroups/${rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}
+  resourceID: /subscriptions/${SUB}/resourcegroups/${rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${azureName}
   clientID: 11111111-2222-4333-8444-555555555555`;
   const binding = (name: string, identityName: string, selector: string) => `apiVersion: aadpodidentity.k8s.io/v1
 kind: AzureIdentityBinding
@@ -27,9 +28,9 @@ spec: {azureIdentity: ${identityName}, selector: ${selector}}`;
   return [
     identity('orders-id'),
     binding('orders-binding', 'orders-id', 'orders'),
-    identity('billing_v2', 'rg.with(parens)'),
-    binding('billing-web', 'billing_v2', 'billing-web'),
-    binding('billing-api', 'billing_v2', 'billing.api'),
+    identity('billing-v2', 'rg.with(parens)', 'billing_v2'),
+    binding('billing-web', 'billing-v2', 'billing-web'),
+    binding('billing-api', 'billing-v2', 'billing.api'),
     `apiVersion: aadpodidentity.k8s.io/v1
 kind: AzurePodIdentityException
 metadata: {name: addons, namespace: kube-system}
