@@ -1,8 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ApiextensionsV1Api, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { parseAllDocuments } from 'yaml';
+import { ApiextensionsV1Api, loadAllYaml, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { waitFor } from '../testing/wait.js';
 
 export const crdDir = fileURLToPath(new URL('../../crds/', import.meta.url));
@@ -11,7 +10,10 @@ export function loadCrds(): V1CustomResourceDefinition[] {
   return readdirSync(crdDir)
     .filter((f) => f.endsWith('.yaml'))
     .sort()
-    .flatMap((f) => parseAllDocuments(readFileSync(join(crdDir, f), 'utf8')).map((d) => d.toJS() as V1CustomResourceDefinition));
+    // loadAllYaml deserialises into client-node's model classes. Their names differ from the wire for a few
+    // schema keywords (`enum` is `_enum`, `default` is `_default`), so a plain YAML parse would have those
+    // keywords silently dropped by the typed client.
+    .flatMap((f) => loadAllYaml(readFileSync(join(crdDir, f), 'utf8')) as V1CustomResourceDefinition[]);
 }
 
 /** Creates (or replaces) the project's CRDs and waits until the API server serves them. */
