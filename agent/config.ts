@@ -198,7 +198,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     logLevel,
     kubeconfig: raw('kubeconfig'),
   };
-  if (config.listenPort === config.metricsPort && config.listenAddress === config.metricsAddress) {
+  const overlap = config.listenAddress === config.metricsAddress || [config.listenAddress, config.metricsAddress].includes('0.0.0.0');
+  if (config.listenPort === config.metricsPort && overlap) {
     throw new ConfigError('metrics-port', 'must differ from --listen-port');
   }
   if (config.interceptHostNetwork && config.excludeUid === undefined && config.excludeGid === undefined) {

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { createLogger } from '../lib/log.js';
+import { Attributor } from './attribution/attributor.js';
+import { TokenCache } from './cache/token-cache.js';
+import { createImdsHandler } from './handler.js';
+import type { IssuedToken } from './imds/protocol.js';
+import { UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
+import { AgentMetrics } from './metrics.js';
+import { FakeIdentities, FakePods, pod, podIdentity } from './testing/fakes.js';
+
+class FakeIssuer implements Issuer {
+  calls: IssueRequest[] = [];
+  fail?: UpstreamError;
+  gate?: Promise<void>;
+  async issue(req: IssueRequest): Promise<IssuedToken> {
+    this.calls.push(req);
+    await this.gate;
+    if (this.fail) throw this.fail;
+    const now = Math.floor(Date.now() / 1000);
+    return { accessToken: `token-for-${req.identity.clientId}-${this.calls.length}`, expiresOn: now + 3600, notBefore: now };
+  }
+}
+
+const POD_A = '127.0.0.11';
+const POD_B = '127.0.0.12';
+const STRANGER = '127.0.0.13';
+
+let server: Server;
+let upstream: Server;
+let port: number;
+let pods: FakePods;
+let identities: FakeIdentities;
+let federated: FakeIssuer;
+let nodeIssuer: FakeIssuer;
+let metrics: AgentMetrics;
+const metadataProxy = true;
+
+function get(path: string, { from = POD_A, headers = { Metadata: 'true' } as Record<string, string> } = {}): Promise<{ status: number; body: Record<string, string>; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, localAddress: from, headers }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, string>, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const TOKEN = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net';
+
+before(async () => {
+  upstream = createServer((req, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ path: req.url, metadata: req.headers['metadata'] })));
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+after(async () => {
+  server.closeAllConnections();
+  upstream.closeAllConnections();
+  await Promise.all([new Promise((r) => server.close(r)), new Promise((r) => upstream.close(r))]);
+});
+
+let handler: ReturnType<typeof createImdsHandler>;
+beforeEach(() => {
+  pods = new FakePods();
+  identities = new FakeIdentities();
+  federated = new FakeIssuer();
+  nodeIssuer = new FakeIssuer();
+  metrics = new AgentMetrics();
+  pods.cached = [pod('a', POD_A), pod('b', POD_B, { labels: {} })];
+  pods.server = pods.cached;
+  identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' })]);
+  handler = createImdsHandler({
+    nodeName: 'node-1',
+    defaultMode: 'Federated',
+    notReadyWaitMs: 300,
+    metadataProxy,
+    upstreamImds: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+    upstreamTimeoutMs: 2000,
+    attributor: new Attributor('node-1', pods, identities),
+    pods,
+    identities,
+    issuers: { Federated: federated, Node: nodeIssuer },
+    cache: new TokenCache({ maxEntries: 10, safetyMarginSeconds: 300, refreshAheadSeconds: 0, bypassMinIntervalMs: 5000 }),
+    metrics,
+    logger: createLogger('test', 'error'),
+  });
+});
+
+async function counter(name: string, labels: Record<string, string>): Promise<number> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return value?.value ?? 0;
+}
+
+describe('IMDS handler', () => {
+  test('issues the pod’s identity with IMDS’s body, then serves it from the cache', async () => {
+    const first = await get(TOKEN);
+    assert.equal(first.status, 200);
+    assert.equal(first.body['client_id'], 'reader-client');
+    assert.equal(first.body['resource'], 'https://vault.azure.net');
+    assert.equal(first.body['token_type'], 'Bearer');
+    for (const v of Object.values(first.body)) assert.equal(typeof v, 'string');
+    assert.equal(federated.calls[0]?.pod.name, 'a');
+    const second = await get(TOKEN.replace('/metadata/identity/oauth2/token', '/Metadata/Identity/OAuth2/Token/'));
+    assert.equal(second.body['access_token'], first.body['access_token']);
+    assert.equal(federated.calls.length, 1);
+    assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'issued' }), 2);
+    const hits = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'podidentity_agent_token_request_duration_seconds');
+    assert.ok(hits?.values.some((v) => v.labels['cache'] === 'hit' && v.labels['code'] === '200' && v.labels['mode'] === 'Federated'));
+  });
+
+  test('concurrent first requests make one upstream call', async () => {
+    let open!: () => void;
+    federated.gate = new Promise((r) => (open = r));
+    const all = Promise.all(Array.from({ length: 20 }, () => get(TOKEN)));
+    await new Promise((r) => setTimeout(r, 50));
+    open();
+    const results = await all;
+    assert.ok(results.every((r) => r.status === 200));
+    assert.equal(federated.calls.length, 1);
+  });
+
+  test('Node mode goes to the node issuer', async () => {
+    identities.set([podIdentity('reader', 'app', { clientId: 'node-client', mode: 'Node' })]);
+    assert.equal((await get(TOKEN)).status, 200);
+    assert.equal(nodeIssuer.calls.length, 1);
+    assert.equal(federated.calls.length, 0);
+  });
+
+  test('missing Metadata header and the bare SDK probe get IMDS’s 400', async () => {
+    for (const path of [TOKEN, '/metadata/identity/oauth2/token']) {
+      const res = await get(path, { headers: {} });
+      assert.equal(res.status, 400);
+      assert.deepEqual(res.body, { error: 'invalid_request', error_description: 'Required metadata header not specified' });
+    }
+    assert.equal(federated.calls.length, 0);
+  });
+
+  test('a spoofed X-Forwarded-For from a stranger is refused; attribution never reads headers', async () => {
+    const res = await get(TOKEN, { from: STRANGER, headers: { Metadata: 'true', 'X-Forwarded-For': POD_A } });
+    assert.equal(res.status, 400);
+    assert.equal(federated.calls.length, 0);
+    // Other headers naming a pod IP change nothing either.
+    const other = await get(TOKEN, { from: STRANGER, headers: { Metadata: 'true', 'X-Real-IP': POD_A, Forwarded: `for=${POD_A}` } });
+    assert.equal(other.status, 400);
+    assert.match(other.body['error_description'] ?? '', /^Identity not found: no pod on node node-1 has IP 127\.0\.0\.13/);
+    assert.equal(federated.calls.length, 0);
+  });
+
+  test('unknown pod, unbound pod, multiple identities, protocol errors', async () => {
+    assert.equal((await get(TOKEN, { from: STRANGER })).body['error'], 'invalid_request');
+    const unbound = await get(TOKEN, { from: POD_B });
+    assert.equal(unbound.status, 400);
+    assert.match(unbound.body['error_description'] ?? '', /^Identity not found: no PodIdentity in namespace app selects pod b/);
+    identities.set([podIdentity('reader'), podIdentity('writer')]);
+    pods.cached[0]!.labels = {};
+    identities.set([
+      { ...podIdentity('one'), spec: { identity: { managed: {} }, selector: {} } },
+      { ...podIdentity('two'), spec: { identity: { managed: {} }, selector: {} } },
+    ]);
+    const multiple = await get(TOKEN);
+    assert.equal(multiple.status, 400);
+    assert.match(multiple.body['error_description'] ?? '', /^Multiple user assigned identities exist/);
+    assert.equal((await get(`${TOKEN}&client_id=two-client`)).body['client_id'], 'two-client');
+    const echoed = await get(`${TOKEN}&mi_res_id=${encodeURIComponent('/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/one')}`);
+    assert.equal(echoed.body['client_id'], 'one-client');
+    assert.ok(echoed.body['msi_res_id']);
+    assert.equal((await get('/metadata/identity/oauth2/token?resource=x')).status, 400);
+    assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'unknown_pod' }), 1);
+  });
+
+  test('an IP claimed by two live pods is refused with 503 + Retry-After', async () => {
+    pods.cached = [pod('a', POD_A), pod('a2', POD_A)];
+    const res = await get(TOKEN);
+    assert.equal(res.status, 503);
+    assert.equal(res.headers['retry-after'], '5');
+    assert.match(res.body['error_description'] ?? '', /claimed by more than one live pod/);
+    assert.equal(federated.calls.length, 0);
+  });
+
+  test('not Ready: waits for the informer event, or answers 503 + Retry-After after the bounded wait', async () => {
+    identities.set([podIdentity('reader', 'app', { ready: false })]);
+    const started = Date.now();
+    const res = await get(TOKEN);
+    assert.equal(res.status, 503);
+    assert.ok(res.headers['retry-after']);
+    assert.ok(Date.now() - started >= 250 && Date.now() - started < 2000);
+    const pending = get(TOKEN);
+    setTimeout(() => identities.set([podIdentity('reader', 'app', { clientId: 'now-ready' })]), 50);
+    const ok = await pending;
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body['client_id'], 'now-ready');
+  });
+
+  test('authorisation runs before the cache: deleting or unbinding the pod stops issuance at once', async () => {
+    assert.equal((await get(TOKEN)).status, 200);
+    pods.cached[0]!.labels = {};
+    assert.equal((await get(TOKEN)).status, 400);
+    pods.cached[0]!.labels = { 'podidentity.dev/identity': 'reader' };
+    assert.equal((await get(TOKEN)).status, 200);
+    pods.cached = [];
+    pods.server = [];
+    assert.equal((await get(TOKEN)).status, 400);
+    assert.equal(federated.calls.length, 1, 'the cached token was never handed out after the pod went away');
+  });
+
+  test('upstream errors are IMDS JSON with their status', async () => {
+    federated.fail = new UpstreamError('aad', 429, 'throttled', 'slow down', 7);
+    const res = await get(TOKEN);
+    assert.equal(res.status, 429);
+    assert.equal(res.headers['retry-after'], '7');
+    assert.deepEqual(Object.keys(res.body).sort(), ['error', 'error_description']);
+  });
+
+  test('other metadata paths are proxied with the Metadata header; identity paths never are', async () => {
+    const res = await get('/metadata/instance/compute?api-version=2021-02-01');
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, { path: '/metadata/instance/compute?api-version=2021-02-01', metadata: 'true' });
+    assert.equal((await get('/metadata/identity/info')).status, 404);
+    assert.equal((await get('/metadata/instance', { headers: {} })).status, 400);
+  });
+});
