@@ -303,7 +303,9 @@ export class Informer<T extends KubernetesObject> {
         const obj = this.prepare(item);
         fresh.set(objectKey(obj), obj);
       }
-      cont = page.metadata?._continue || undefined;
+      // Raw JSON says `continue`; client-node's model class calls it `_continue`.
+      const meta = page.metadata as { continue?: string; _continue?: string } | undefined;
+      cont = meta?.continue || meta?._continue || undefined;
       resourceVersion = page.metadata?.resourceVersion ?? '';
     } while (cont);
     if (signal.aborted) return;
