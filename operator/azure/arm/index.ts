@@ -1,0 +1,40 @@
+import { AuthorizationManagementClient } from '@azure/arm-authorization';
+import { ComputeManagementClient } from '@azure/arm-compute';
+import { ContainerServiceClient } from '@azure/arm-containerservice';
+import { ManagedServiceIdentityClient } from '@azure/arm-msi';
+import type { TokenCredential } from '@azure/identity';
+import type { OperatorMetrics } from '../../metrics.js';
+import { instrumentedCall } from '../instrument.js';
+import type { AzureClients } from '../types.js';
+import { ArmClusterClient } from './cluster.js';
+import { armClientOptions } from './credential.js';
+import { ArmFederatedCredentialClient, ArmIdentityClient } from './identities.js';
+import { ArmRoleClient } from './roles.js';
+import { ArmScaleSetClient } from './scalesets.js';
+
+export interface ArmClientsOptions {
+  credential: TokenCredential;
+  subscriptionId: string;
+  /** https://management.azure.com or the emulator. */
+  endpoint: string;
+  metrics?: OperatorMetrics;
+  /** LRO polling interval for scale-set PATCHes. */
+  pollIntervalMs?: number;
+}
+
+/** The real Azure adapters, on the Azure SDKs. */
+export function createArmClients(opts: ArmClientsOptions): AzureClients {
+  const call = instrumentedCall(opts.metrics);
+  const clientOptions = armClientOptions(opts.endpoint);
+  const msi = new ManagedServiceIdentityClient(opts.credential, opts.subscriptionId, clientOptions);
+  const authz = new AuthorizationManagementClient(opts.credential, opts.subscriptionId, clientOptions);
+  const compute = new ComputeManagementClient(opts.credential, opts.subscriptionId, clientOptions);
+  const aks = new ContainerServiceClient(opts.credential, opts.subscriptionId, clientOptions);
+  return {
+    identities: new ArmIdentityClient(msi, call),
+    federatedCredentials: new ArmFederatedCredentialClient(msi, call),
+    roles: new ArmRoleClient(authz, opts.subscriptionId, call),
+    scaleSets: new ArmScaleSetClient(compute, call, opts.pollIntervalMs),
+    cluster: new ArmClusterClient(aks, call),
+  };
+}

@@ -1,0 +1,91 @@
+import type { AuthorizationManagementClient } from '@azure/arm-authorization';
+import { ConflictError, NotFoundError } from '../errors.js';
+import { isGuid, isRoleDefinitionId, roleDefinitionGuid } from '../ids.js';
+import type { AzureCall } from '../instrument.js';
+import type { RoleAssignment, RoleClient, RoleDefinition } from '../types.js';
+
+/** arm-authorization does not encode the scope: a leading '/' becomes '//subscriptions/…' (reference §3). */
+const sdkScope = (scope: string): string => scope.replace(/^\/+/, '');
+
+export class ArmRoleClient implements RoleClient {
+  /** Role names and ids → definitions. Built-in definitions never change; custom ones rarely. */
+  private readonly definitions = new Map<string, { def: RoleDefinition; at: number }>();
+
+  constructor(
+    private readonly client: AuthorizationManagementClient,
+    private readonly subscriptionId: string,
+    private readonly call: AzureCall,
+    private readonly cacheTtlMs = 60 * 60_000,
+  ) {}
+
+  async resolveRole(role: string, scope: string): Promise<RoleDefinition> {
+    const cacheKey = isRoleDefinitionId(role) ? roleDefinitionGuid(role) : `name:${role.toLowerCase()}`;
+    const cached = this.definitions.get(cacheKey);
+    if (cached && Date.now() - cached.at < this.cacheTtlMs) return cached.def;
+    let def: RoleDefinition;
+    if (isRoleDefinitionId(role)) {
+      const guid = roleDefinitionGuid(role);
+      if (!isGuid(guid)) throw new NotFoundError(`role definition "${role}" is not a valid id`, 'roleDefinitions.get');
+      const found = await this.call('roleDefinitions.get', () => this.client.roleDefinitions.get(sdkScope(scope), guid));
+      def = { id: found.id ?? this.definitionId(guid), roleName: found.roleName ?? role };
+    } else {
+      const escaped = role.replace(/'/g, "''");
+      const found = await this.call('roleDefinitions.list', async () => {
+        const out = [];
+        for await (const d of this.client.roleDefinitions.list(sdkScope(scope), { filter: `roleName eq '${escaped}'` })) out.push(d);
+        return out;
+      });
+      const match = found.find((d) => d.roleName?.toLowerCase() === role.toLowerCase());
+      if (!match?.id) throw new NotFoundError(`role "${role}" does not exist`, 'roleDefinitions.list', 404, 'RoleDefinitionDoesNotExist');
+      def = { id: match.id, roleName: match.roleName ?? role };
+    }
+    const entry = { def, at: Date.now() };
+    this.definitions.set(cacheKey, entry);
+    this.definitions.set(roleDefinitionGuid(def.id), entry);
+    return def;
+  }
+
+  async ensure(name: string, scope: string, roleDefinitionId: string, principalId: string): Promise<RoleAssignment> {
+    const fallback: RoleAssignment = {
+      id: `${scope.replace(/\/+$/, '')}/providers/Microsoft.Authorization/roleAssignments/${name}`,
+      name,
+      scope,
+      roleDefinitionId,
+      principalId,
+    };
+    try {
+      const ra = await this.call('roleAssignments.create', () =>
+        this.client.roleAssignments.create(sdkScope(scope), name, { roleDefinitionId, principalId, principalType: 'ServicePrincipal' }),
+      );
+      return { id: ra.id ?? fallback.id, name: ra.name ?? name, scope: ra.scope ?? scope, roleDefinitionId: ra.roleDefinitionId ?? roleDefinitionId, principalId };
+    } catch (err) {
+      // The same principal+role+scope already exists (our deterministic name, or a re-PUT): done.
+      if (err instanceof ConflictError && (err.code === 'RoleAssignmentExists' || err.code === undefined)) return fallback;
+      throw err;
+    }
+  }
+
+  async delete(scope: string, name: string): Promise<void> {
+    try {
+      await this.call('roleAssignments.delete', () => this.client.roleAssignments.delete(sdkScope(scope), name));
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+
+  async listForPrincipal(principalId: string): Promise<RoleAssignment[]> {
+    return this.call('roleAssignments.list', async () => {
+      const out: RoleAssignment[] = [];
+      const filter = `principalId eq '${principalId}'`;
+      for await (const ra of this.client.roleAssignments.listForSubscription({ filter })) {
+        if (ra.principalId && ra.principalId.toLowerCase() !== principalId.toLowerCase()) continue;
+        out.push({ id: ra.id ?? '', name: ra.name ?? '', scope: ra.scope ?? '', roleDefinitionId: ra.roleDefinitionId ?? '', principalId });
+      }
+      return out;
+    });
+  }
+
+  private definitionId(guid: string): string {
+    return `/subscriptions/${this.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${guid}`;
+  }
+}

@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto';
+import { v5 as uuidv5 } from 'uuid';
+
+/** Parts of an ARM resource id `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}`. */
+export interface ResourceIdParts {
+  subscriptionId: string;
+  resourceGroup: string;
+  provider: string;
+  type: string;
+  name: string;
+}
+
+const RESOURCE_ID = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/([^/]+)\/([^/]+)\/([^/]+)$/i;
+
+/** Parses a top-level ARM resource id; undefined when it is not one. */
+export function parseResourceId(id: string): ResourceIdParts | undefined {
+  const m = RESOURCE_ID.exec(id.replace(/\/+$/, ''));
+  if (!m) return undefined;
+  return { subscriptionId: m[1]!, resourceGroup: m[2]!, provider: m[3]!, type: m[4]!, name: m[5]! };
+}
+
+export function identityResourceId(subscriptionId: string, resourceGroup: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}`;
+}
+
+export function parseIdentityId(id: string): ResourceIdParts | undefined {
+  const p = parseResourceId(id);
+  return p && p.provider.toLowerCase() === 'microsoft.managedidentity' && p.type.toLowerCase() === 'userassignedidentities' ? p : undefined;
+}
+
+export function scaleSetResourceId(subscriptionId: string, resourceGroup: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
+}
+
+export function parseScaleSetId(id: string): ResourceIdParts | undefined {
+  const p = parseResourceId(id);
+  return p && p.provider.toLowerCase() === 'microsoft.compute' && p.type.toLowerCase() === 'virtualmachinescalesets' ? p : undefined;
+}
+
+const PROVIDER_ID = /^azure:\/\/(\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Compute\/virtualMachineScaleSets\/[^/]+)\/virtualMachines\/[^/]+$/i;
+
+/**
+ * The scale set behind a node, from `spec.providerID`
+ * (`azure:///subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{vmss}/virtualMachines/{n}`).
+ * Undefined for anything else (availability-set VMs, other clouds): those nodes cannot get node-mode identities.
+ */
+export function scaleSetOfProviderId(providerID: string | undefined): string | undefined {
+  if (!providerID) return undefined;
+  const m = PROVIDER_ID.exec(providerID);
+  return m ? m[1] : undefined;
+}
+
+/** ARM ids compare case-insensitively. */
+export const sameId = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+export const normalizeId = (id: string): string => id.replace(/\/+$/, '').toLowerCase();
+
+/** The GUID at the end of a roleDefinitionId (or the GUID itself), lower-cased. */
+export function roleDefinitionGuid(roleDefinitionId: string): string {
+  return (roleDefinitionId.split('/').pop() ?? roleDefinitionId).toLowerCase();
+}
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isGuid = (s: string): boolean => GUID.test(s);
+
+/** A role given as a roleDefinitionId (or a bare GUID) rather than a name. */
+export const isRoleDefinitionId = (role: string): boolean => /\/providers\/Microsoft\.Authorization\/roleDefinitions\//i.test(role) || isGuid(role);
+
+/**
+ * Namespace of the operator's v5 UUIDs. Fixed forever: changing it would make the operator forget every role
+ * assignment it created (it recognises its own assignments by recomputing their names).
+ */
+export const ROLE_ASSIGNMENT_NAMESPACE = '6f1e1a2c-3b7d-5c4e-9a8f-2d0b7c5e4a13';
+
+/**
+ * The deterministic name of the assignment of `roleDefinitionId` to `principalId` at `scope`. Retries and
+ * restarts PUT the same name, and an assignment whose name matches is one this operator created.
+ */
+export function roleAssignmentName(principalId: string, roleDefinitionId: string, scope: string): string {
+  return uuidv5(`${principalId.toLowerCase()}|${roleDefinitionGuid(roleDefinitionId)}|${normalizeId(scope)}`, ROLE_ASSIGNMENT_NAMESPACE);
+}
+
+export const shortHash = (s: string, length = 8): string => createHash('sha256').update(s).digest('hex').slice(0, length);

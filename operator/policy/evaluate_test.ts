@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { PodIdentityPolicy, PodIdentityPolicySpec, PodIdentitySpec } from '../../lib/api/types.js';
+import { evaluatePolicy, type PolicyInput } from './evaluate.js';
+import { matchesPathPattern } from './patterns.js';
+
+const SUB = '00000000-0000-4000-8000-000000000001';
+const RG = (name: string) => `/subscriptions/${SUB}/resourceGroups/${name}`;
+const READER_ID = `/subscriptions/${SUB}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7`;
+const IDENTITY = (rg: string, name: string) => `${RG(rg)}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${name}`;
+
+function policy(name: string, spec: PodIdentityPolicySpec): PodIdentityPolicy {
+  return { apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentityPolicy', metadata: { name }, spec };
+}
+
+function input(spec: Partial<PodIdentitySpec>, policies: PodIdentityPolicy[], extra: Partial<PolicyInput> = {}): PolicyInput {
+  return {
+    namespace: 'team-a',
+    namespaceLabels: { tenant: 'a' },
+    policies,
+    spec: { identity: { managed: {} }, ...spec },
+    mode: 'Federated',
+    subscriptionId: SUB,
+    defaultResourceGroup: 'pods',
+    ...extra,
+  };
+}
+
+const teamA = policy('team-a', {
+  namespaceSelector: { matchLabels: { tenant: 'a' } },
+  allowedRoles: ['Reader', 'Storage Blob Data Reader'],
+  allowedScopes: [RG('team-a-data'), `/subscriptions/${SUB}/resourceGroups/shared-*/**`],
+  allowedExistingIdentities: [`${RG('identities')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/team-a-*`],
+  allowedModes: ['Federated'],
+});
+const otherTeam = policy('team-b', { namespaceSelector: { matchLabels: { tenant: 'b' } }, allowedRoles: ['*'], allowedScopes: ['/**'] });
+
+describe('matchesPathPattern', () => {
+  const cases: [string, string, boolean][] = [
+    [RG('data'), RG('data'), true],
+    [RG('data'), `${RG('data')}/providers/Microsoft.Storage/storageAccounts/x`, true],
+    [RG('data'), RG('data2'), false], // prefix by segments, not characters
+    [RG('DATA'), RG('data'), true], // case-insensitive like ARM
+    [RG('data') + '/', RG('data'), true],
+    [`/subscriptions/${SUB}/resourceGroups/team-*`, RG('team-x'), true],
+    [`/subscriptions/${SUB}/resourceGroups/team-*`, `${RG('team-x')}/providers/a/b/c`, false], // * is one segment
+    [`/subscriptions/${SUB}/resourceGroups/team-*/**`, `${RG('team-x')}/providers/a/b/c`, true],
+    [`/subscriptions/${SUB}/resourceGroups/team-*/**`, RG('team-x'), true],
+    [`/subscriptions/${SUB}/resourceGroups/team-*/**`, RG('other'), false],
+    [`/subscriptions/*/resourceGroups/x`, RG('x'), true],
+    [`/subscriptions/*`, `${RG('x')}`, false],
+    ['/**', RG('anything'), true],
+  ];
+  for (const [pattern, path, expected] of cases) {
+    it(`${pattern} ${expected ? 'matches' : 'does not match'} ${path}`, () => assert.equal(matchesPathPattern(pattern, path), expected));
+  }
+});
+
+describe('evaluatePolicy', () => {
+  it('without a matching policy allows only a managed identity in the default resource group, without roles', () => {
+    assert.equal(evaluatePolicy(input({}, [otherTeam])).allowed, true);
+    assert.equal(evaluatePolicy(input({ identity: { managed: { resourceGroup: 'pods' } } }, [])).allowed, true);
+    const withRole = evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('x') }] }, [otherTeam]));
+    assert.equal(withRole.allowed, false);
+    assert.deepEqual(withRole.violations, ['roleAssignments[0]: role "Reader" is not allowed in namespace "team-a" by any PodIdentityPolicy']);
+    const otherRg = evaluatePolicy(input({}, [], { managedResourceGroup: 'elsewhere' }));
+    assert.match(otherRg.violations[0] ?? '', /^identity\.managed\.resourceGroup: "elsewhere"/);
+    const existing = evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('identities', 'team-a-x') } } }, []));
+    assert.match(existing.violations[0] ?? '', /^identity\.existing\.resourceId: /);
+  });
+
+  it('names the offending role entry by index', () => {
+    const d = evaluatePolicy(
+      input({ roleAssignments: [{ role: 'Reader', scope: RG('team-a-data') }, { role: 'Owner', scope: RG('team-a-data') }] }, [teamA], { namespace: 'x' }),
+    );
+    assert.equal(d.allowed, false);
+    assert.deepEqual(d.deniedRoles, [1]);
+    assert.deepEqual(d.violations, ['roleAssignments[1]: role "Owner" is not allowed in namespace "x" by any PodIdentityPolicy']);
+    assert.deepEqual(d.policies, ['team-a']);
+  });
+
+  it('checks scopes: exact, beneath a prefix, globs, and refuses others', () => {
+    const table: [string, boolean][] = [
+      [RG('team-a-data'), true],
+      [`${RG('team-a-data')}/providers/Microsoft.Storage/storageAccounts/acct`, true],
+      [RG('shared-1'), true],
+      [`${RG('shared-1')}/providers/Microsoft.KeyVault/vaults/kv`, true],
+      [RG('team-a-data2'), false],
+      [`/subscriptions/${SUB}`, false],
+      [RG('team-b-data'), false],
+    ];
+    for (const [scope, allowed] of table) {
+      const d = evaluatePolicy(input({ roleAssignments: [{ role: 'reader', scope }] }, [teamA]));
+      assert.equal(d.allowed, allowed, scope);
+      if (!allowed) assert.equal(d.violations[0], `roleAssignments[0]: scope "${scope}" is not allowed for role "reader" in namespace "team-a" by any PodIdentityPolicy`);
+    }
+  });
+
+  it('matches role names and roleDefinitionIds either way when the role is resolved', () => {
+    const byId = policy('ids', { allowedRoles: [READER_ID], allowedScopes: ['/**'] });
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: READER_ID.toUpperCase().replace('/SUBSCRIPTIONS', '/subscriptions'), scope: RG('x') }] }, [byId])).allowed, true);
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('x') }] }, [byId])).allowed, false);
+    const info = new Map([['Reader', { name: 'Reader', guid: 'acdd72a7-3385-48ef-bd42-f606fba81ae7' }]]);
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('x') }] }, [byId], { roleInfo: info })).allowed, true);
+    const idInfo = new Map([[READER_ID, { name: 'Reader', guid: 'acdd72a7-3385-48ef-bd42-f606fba81ae7' }]]);
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: READER_ID, scope: RG('team-a-data') }] }, [teamA], { roleInfo: idInfo })).allowed, true);
+  });
+
+  it('takes the union of policies, but never combines one policy\'s roles with another\'s scopes', () => {
+    const roles = policy('roles', { allowedRoles: ['Owner'], allowedScopes: [RG('sandbox')] });
+    const scopes = policy('scopes', { allowedRoles: ['Reader'], allowedScopes: [`/subscriptions/${SUB}`] });
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('sandbox') }] }, [roles, scopes])).allowed, true);
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('prod') }] }, [roles, scopes])).allowed, true);
+    const mixed = evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('prod') }] }, [roles, scopes]));
+    assert.equal(mixed.allowed, false);
+    assert.match(mixed.violations[0] ?? '', /scope ".*prod" is not allowed for role "Owner"/);
+  });
+
+  it('"*" allows any role; an empty namespaceSelector selects every namespace', () => {
+    const any = policy('any', { allowedRoles: ['*'], allowedScopes: [RG('x')] });
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('x') }] }, [any], { namespaceLabels: undefined })).allowed, true);
+  });
+
+  it('checks modes; omitted allowedModes allows both', () => {
+    assert.equal(evaluatePolicy(input({}, [teamA], { mode: 'Federated' })).allowed, true);
+    const denied = evaluatePolicy(input({}, [teamA], { mode: 'Node' }));
+    assert.deepEqual(denied.violations, ['mode: "Node" is not allowed in namespace "team-a" by any PodIdentityPolicy']);
+    assert.equal(evaluatePolicy(input({}, [teamA, policy('modes', { allowedModes: ['Node'] })], { mode: 'Node' })).allowed, true);
+    assert.equal(evaluatePolicy(input({}, [policy('nomodes', {})], { mode: 'Node' })).allowed, true);
+  });
+
+  it('allows adopting listed existing identities only', () => {
+    assert.equal(evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('identities', 'team-a-api') } } }, [teamA])).allowed, true);
+    assert.equal(evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('IDENTITIES', 'TEAM-A-API') } } }, [teamA])).allowed, true);
+    const d = evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('identities', 'team-b-api') } } }, [teamA]));
+    assert.equal(d.allowed, false);
+    assert.match(d.violations[0] ?? '', /team-b-api" is not allowed in namespace "team-a"/);
+  });
+
+  it('allows a managed identity outside the default resource group only within allowedScopes', () => {
+    assert.equal(evaluatePolicy(input({}, [teamA], { managedResourceGroup: 'shared-ids' })).allowed, true);
+    assert.equal(evaluatePolicy(input({}, [teamA], { managedResourceGroup: 'PODS' })).allowed, true);
+    assert.equal(evaluatePolicy(input({}, [teamA], { managedResourceGroup: 'prod' })).allowed, false);
+  });
+
+  it('reports every violation, not just the first', () => {
+    const d = evaluatePolicy(
+      input({ roleAssignments: [{ role: 'Owner', scope: RG('x') }, { role: 'Reader', scope: RG('y') }], identity: { existing: { resourceId: IDENTITY('z', 'zz') } } }, [teamA], { mode: 'Node' }),
+    );
+    assert.equal(d.violations.length, 4);
+    assert.deepEqual(d.deniedRoles, [0, 1]);
+  });
+});
