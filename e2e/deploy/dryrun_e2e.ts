@@ -35,8 +35,15 @@ async function kubectl(args: string[], input?: string): Promise<Result> {
   return { code, stdout, stderr };
 }
 
-/** The group/version/kinds the server serves, from discovery. */
-async function servedKinds(): Promise<Set<string>> {
+let servedCache: Promise<Set<string>> | undefined;
+
+/** The group/version/kinds the server serves, from discovery (asked once per file). */
+function servedKinds(): Promise<Set<string>> {
+  servedCache ??= discoverServedKinds();
+  return servedCache;
+}
+
+async function discoverServedKinds(): Promise<Set<string>> {
   const { stdout } = await run('kubectl', ['--kubeconfig', cluster.kubeconfigPath, 'api-resources', '-o', 'wide', '--no-headers'], { encoding: 'utf8' });
   const served = new Set<string>();
   // Discovery lists each resource at its preferred version only; ask for every group version explicitly.
@@ -55,47 +62,65 @@ before(async () => {
   cluster = await testCluster();
 });
 
+/**
+ * Namespaced objects can only be dry-run into a namespace that exists, so the product namespace is created for
+ * real (and nothing else is). It is left in place: the local control plane runs no namespace controller, so a
+ * deleted namespace would stay Terminating and reject the next dry-run against this server.
+ */
+async function ensureProductNamespace(): Promise<void> {
+  const core = cluster.kc.makeApiClient(CoreV1Api);
+  try {
+    await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+  const ns = await core.readNamespace({ name: NAMESPACE });
+  assert.equal(ns.status?.phase, 'Active', `namespace ${NAMESPACE} is usable`);
+}
+
+/** Asserts the server accepted every object of `dir` it serves, and that only unserved kinds failed. */
+async function dryRunApply(dir: string): Promise<void> {
+  const { objects } = await kustomize(dir);
+  const served = await servedKinds();
+  const unserved = objects.filter((o) => !served.has(gvk(o)));
+  const { stdout: serverVersion } = await run('kubectl', ['--kubeconfig', cluster.kubeconfigPath, 'version', '-o', 'json'], { encoding: 'utf8' });
+  const minor = Number.parseInt((JSON.parse(serverVersion) as { serverVersion: { minor: string } }).serverVersion.minor, 10);
+  assert.deepEqual(unserved.map((o) => `${gvk(o)} ${o.metadata.name}`), minor < 21 ? ['policy/v1/PodDisruptionBudget podidentity-operator'] : []);
+
+  const result = await kubectl(['apply', '--dry-run=server', '-k', dir]);
+  const accepted = new Set(
+    result.stdout.split('\n').filter((l) => /\((server dry run)\)$/.test(l)).map((l) => l.split(' ')[0]),
+  );
+  for (const o of objects.filter((x) => served.has(gvk(x)))) {
+    const group = o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : '';
+    const ref = `${o.kind.toLowerCase()}${group}/${o.metadata.name}`;
+    assert.ok(accepted.has(ref), `${dir}: ${ref} accepted by the server; stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
+  }
+  // kubectl warns (does not fail) about objects that exist without its last-applied annotation, e.g. the CRDs
+  // the test cluster installed.
+  const errors = result.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Warning: '));
+  if (unserved.length === 0) {
+    assert.equal(result.code, 0, result.stderr);
+  } else {
+    assert.notEqual(result.code, 0);
+    assert.ok(errors.length > 0 && errors.every((l) => /"PodDisruptionBudget" in version "policy\/v1"|^ensure CRDs are installed first$/.test(l)), `${dir}: only the unserved kinds fail:\n${result.stderr}`);
+  }
+}
+
 describe('kubectl apply --dry-run=server -k config/default', () => {
-  test('every object is accepted by the API server, except kinds a 1.20 server does not serve', async (t) => {
-    // Namespaced objects can only be dry-run into a namespace that exists: create it for real (and only it).
-    const core = cluster.kc.makeApiClient(CoreV1Api);
-    let created = false;
-    try {
-      await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
-      created = true;
-    } catch (err) {
-      if ((err as { code?: number }).code !== 409) throw err;
-    }
-    t.after(async () => {
-      if (created) await core.deleteNamespace({ name: NAMESPACE });
-    });
-
-    const { objects } = await kustomize('config/default');
-    const served = await servedKinds();
-    const unserved = objects.filter((o) => !served.has(gvk(o)));
-    const { stdout: serverVersion } = await run('kubectl', ['--kubeconfig', cluster.kubeconfigPath, 'version', '-o', 'json'], { encoding: 'utf8' });
-    const minor = Number.parseInt((JSON.parse(serverVersion) as { serverVersion: { minor: string } }).serverVersion.minor, 10);
-    assert.deepEqual(unserved.map((o) => `${gvk(o)} ${o.metadata.name}`), minor < 21 ? ['policy/v1/PodDisruptionBudget podidentity-operator'] : []);
-
-    const result = await kubectl(['apply', '--dry-run=server', '-k', 'config/default']);
-    const accepted = new Set(
-      result.stdout.split('\n').filter((l) => /\((server dry run)\)$/.test(l)).map((l) => l.split(' ')[0]),
-    );
-    for (const o of objects.filter((x) => served.has(gvk(x)))) {
-      const group = o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : '';
-      const ref = `${o.kind.toLowerCase()}${group}/${o.metadata.name}`;
-      assert.ok(accepted.has(ref), `${ref} accepted by the server; stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
-    }
-    // kubectl warns (does not fail) about objects that exist without its last-applied annotation, e.g. the CRDs
-    // the test cluster installed.
-    const errors = result.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Warning: '));
-    if (unserved.length === 0) {
-      assert.equal(result.code, 0, result.stderr);
-    } else {
-      assert.notEqual(result.code, 0);
-      assert.ok(errors.length > 0 && errors.every((l) => /"PodDisruptionBudget" in version "policy\/v1"|^ensure CRDs are installed first$/.test(l)), `only the unserved kinds fail:\n${result.stderr}`);
-    }
+  test('every object is accepted by the API server, except kinds a 1.20 server does not serve', async () => {
+    await ensureProductNamespace();
+    await dryRunApply('config/default');
   });
+
+  // The overlays patch the base (JSON and strategic-merge patches, nulls in the uninstall component): the
+  // server must accept what they produce too.
+  for (const overlay of ['config/overlays/aks', 'config/overlays/dev', 'config/overlays/uninstall']) {
+    test(`kubectl apply --dry-run=server -k ${overlay}`, async () => {
+      await ensureProductNamespace();
+      await dryRunApply(overlay);
+    });
+  }
 
   test('the PodDisruptionBudget spec is valid (through policy/v1beta1 where policy/v1 is not served)', async () => {
     const { objects } = await kustomize('config/default');
