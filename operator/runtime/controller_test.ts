@@ -80,7 +80,7 @@ test('one failing key never slows the others', async () => {
     const t0 = Date.now();
     emit('MODIFIED', { metadata: { name: 'good', namespace: 'ns', resourceVersion: String(1000 + i) } });
     await until('good reconciled', () => goodRuns.length > before);
-    assert.ok(Date.now() - t0 < 200, 'good key runs promptly despite the failing key');
+    assert.ok(Date.now() - t0 < 300, 'good key runs promptly although the failing key is backing off for seconds');
   }
   ctl.abort();
   await running;
