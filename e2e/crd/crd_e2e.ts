@@ -9,6 +9,7 @@ import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/c
 import { parseAllDocuments } from 'yaml';
 import { GROUP, PODIDENTITY_PLURAL, POLICY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
+import { waitFor } from '../testing/wait.js';
 
 const run = promisify(execFile);
 const samplesDir = fileURLToPath(new URL('../../config/samples/', import.meta.url));
@@ -166,7 +167,8 @@ describe('CRDs on a real API server', () => {
   });
 
   test('kubectl explain teaches the API', async () => {
-    const { stdout } = await kubectl('explain', 'podidentity.spec.identity');
+    // The API server publishes a new CRD's OpenAPI a few seconds after it is Established.
+    const stdout = await waitFor('CRD OpenAPI published', async () => (await kubectl('explain', 'podidentity.spec.identity')).stdout, { timeoutMs: 60_000, intervalMs: 500 });
     assert.match(stdout, /exactly one of `managed`/);
     assert.match(stdout, /existing\s+<Object>/);
     assert.match(stdout, /managed\s+<Object>/);

@@ -29,7 +29,14 @@ export const ENV = {
   issuer: 'PODID_TEST_ISSUER',
 } as const;
 
-let shared: Promise<TestCluster> | undefined;
+let shared: Promise<TestCluster & { cleanup(): Promise<void> }> | undefined;
+
+// Registered at import time, on the file's root test: a hook registered later from inside a `before` would
+// belong to that hook and run as soon as it finished, stopping the server before the tests reach it.
+after(async () => {
+  const cluster = await shared?.catch(() => undefined);
+  await cluster?.cleanup();
+});
 
 /**
  * A ready API server with the CRDs installed. Reuses the run-wide server when the global setup started one;
@@ -40,7 +47,7 @@ export function testCluster(): Promise<TestCluster> {
   return shared;
 }
 
-async function connect(): Promise<TestCluster> {
+async function connect(): Promise<TestCluster & { cleanup(): Promise<void> }> {
   const fromEnv = process.env[ENV.kubeconfig];
   let own: ControlPlane | undefined;
   let info: { kubeconfigPath: string; server: string; token: string; caPem: string; issuer: string };
@@ -61,13 +68,13 @@ async function connect(): Promise<TestCluster> {
   if (own) await installCrds(kc);
   const core = kc.makeApiClient(CoreV1Api);
   const created: string[] = [];
-  after(async () => {
-    await Promise.allSettled(created.map((name) => core.deleteNamespace({ name })));
-    await own?.stop();
-  });
   return {
     kc,
     ...info,
+    async cleanup() {
+      await Promise.allSettled(created.map((name) => core.deleteNamespace({ name })));
+      await own?.stop();
+    },
     async namespace(prefix = 'test', labels = {}) {
       const name = `${prefix}-${randomBytes(3).toString('hex')}`.toLowerCase();
       await core.createNamespace({ body: { metadata: { name, labels } } });
