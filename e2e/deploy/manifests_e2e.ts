@@ -135,8 +135,13 @@ function checkRbac(objects: K8sObject[]): void {
   }
   // Leases and ConfigMaps only in the operator's namespace, never cluster-wide.
   assert.ok(!operatorGrants.some((g) => g.startsWith('coordination.k8s.io/') || g.startsWith('core/configmaps')));
-  const leaseRole = objects.find((o) => o.kind === 'Role' && grants(o.rules as Json[]).includes('coordination.k8s.io/leases:update'));
-  assert.equal(leaseRole?.metadata.namespace, NAMESPACE);
+  const namespaced = objects.filter((o) => o.kind === 'Role');
+  assert.equal(namespaced.length, 1);
+  assert.equal(namespaced[0]?.metadata.namespace, NAMESPACE);
+  assert.deepEqual(grants(namespaced[0]?.rules as Json[]), [
+    'coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update',
+    'core/configmaps:create', 'core/configmaps:get', 'core/configmaps:patch',
+  ]);
 
   // Every binding binds an existing role to an existing ServiceAccount; each SA gets only its own roles.
   const bindings = objects.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
