@@ -11,7 +11,7 @@ const forbid = (other) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'bench-results/'] },
+  { ignores: ['node_modules/', 'dist/', 'bench-results/', '.tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
