@@ -1,0 +1,38 @@
+import type { PodIdentity, PodIdentityPolicy } from '../../lib/api/types.js';
+
+/** The fields of a Pod the operator keeps in its cache (see slimPod in main.ts). */
+export interface SlimPod {
+  metadata: { name?: string; namespace?: string; labels?: Record<string, string>; uid?: string; resourceVersion?: string };
+  spec?: { nodeName?: string; serviceAccountName?: string };
+  status?: { phase?: string };
+}
+
+export interface SlimNode {
+  metadata: { name?: string; resourceVersion?: string };
+  spec?: { providerID?: string };
+}
+
+/** Read-only view of the informer caches the reconciler needs. */
+export interface ClusterView {
+  podIdentity(key: string): PodIdentity | undefined;
+  podIdentities(): PodIdentity[];
+  policies(): PodIdentityPolicy[];
+  /** undefined when the namespace is not (yet) in the cache. */
+  namespaceLabels(namespace: string): Record<string, string> | undefined;
+  pods(namespace: string): SlimPod[];
+  node(name: string): SlimNode | undefined;
+}
+
+export type EventType = 'Normal' | 'Warning';
+
+/** The writes the reconciler makes to Kubernetes. */
+export interface PodIdentityWriter {
+  /** Adds the finalizer (with the object's resourceVersion as precondition; a conflict throws → retry). */
+  addFinalizer(pid: PodIdentity, finalizer: string): Promise<void>;
+  /** Removes the finalizer; an object that is already gone counts as done. */
+  removeFinalizer(pid: PodIdentity, finalizer: string): Promise<void>;
+  /** Merge-patches /status. */
+  patchStatus(pid: PodIdentity, status: Record<string, unknown>): Promise<void>;
+  /** Best-effort Event; never throws. */
+  event(pid: PodIdentity, type: EventType, reason: string, message: string): Promise<void>;
+}
