@@ -123,6 +123,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     res.writeHead(404).end();
   });
   await listen(health, config.metricsPort, config.metricsAddress);
+  // Until both caches are synced every answer would be a guess; refused connections (the rules are already
+  // in place) make SDKs retry instead.
+  await Promise.all([pods.informer.waitForSync(watching.signal), identities.informer.waitForSync(watching.signal)]);
   await listen(imds, config.listenPort, config.listenAddress);
   logger.info('agent serving', { node: config.nodeName, listen: `${config.listenAddress}:${config.listenPort}`, metrics: `${config.metricsAddress}:${config.metricsPort}`, defaultMode: config.defaultMode });
 

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { ConfidentialClientApplication } from '@azure/msal-node';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
@@ -24,6 +25,12 @@ export interface FederatedIssuerOptions {
  */
 export class FederatedIssuer implements Issuer {
   private readonly apps = new Map<string, ConfidentialClientApplication>();
+  /**
+   * The calling pod's assertion for the exchange in progress. msal-node 7 prefers the application's
+   * assertion callback over a per-request one, and one application per identity keeps its authority
+   * metadata cached, so the callback reads the assertion of the request it runs for.
+   */
+  private readonly assertion = new AsyncLocalStorage<string>();
 
   constructor(private readonly options: FederatedIssuerOptions) {}
 
@@ -34,7 +41,7 @@ export class FederatedIssuer implements Issuer {
     const started = performance.now();
     try {
       const result = await withTimeout(
-        app.acquireTokenByClientCredential({ scopes: [scopeFor(resource)], skipCache: true, clientAssertion: assertion }),
+        this.assertion.run(assertion, () => app.acquireTokenByClientCredential({ scopes: [scopeFor(resource)], skipCache: true })),
         this.options.timeoutMs,
         () => new UpstreamError('aad', 504, 'timeout', `Azure AD did not answer within ${this.options.timeoutMs} ms`),
       );
@@ -82,8 +89,10 @@ export class FederatedIssuer implements Issuer {
     } catch (err) {
       if (err instanceof UpstreamError) throw err;
       const code = (err as { code?: number }).code;
+      // The API server's Status message says why (missing service account, pod uid mismatch…); it holds no token.
+      const why = (err as Error)?.message?.split('\n')[0]?.slice(0, 300) ?? String(err);
       // 404: the pod or its service account is gone (the bound object must exist), so nothing to issue.
-      throw new UpstreamError('kubernetes', code === 404 ? 404 : 500, 'token_request_failed', `TokenRequest for service account ${namespace}/${serviceAccount} failed${code ? ` (HTTP ${code})` : ''}`);
+      throw new UpstreamError('kubernetes', code === 404 ? 404 : 500, 'token_request_failed', `TokenRequest for service account ${namespace}/${serviceAccount} failed${code ? ` (HTTP ${code})` : ''}: ${why}`);
     }
   }
 
@@ -98,8 +107,10 @@ export class FederatedIssuer implements Issuer {
           authority: `${this.options.authorityHost}/${tenantId}`,
           // Only our authority: msal-node then skips instance discovery on login.microsoftonline.com.
           knownAuthorities: [host],
-          // Every request passes its own assertion (the calling pod's); this one is never used.
-          clientAssertion: () => Promise.reject(new Error('a per-request client assertion is required')),
+          clientAssertion: () => {
+            const current = this.assertion.getStore();
+            return current ? Promise.resolve(current) : Promise.reject(new Error('no service-account assertion for this exchange'));
+          },
         },
       });
       if (this.apps.size >= 1000) this.apps.clear();

@@ -1,0 +1,397 @@
+/**
+ * The node agent with REAL iptables in network namespaces, on the real local API server and the Azure
+ * emulator. Pods (netns on a bridge in a "node" netns) call 169.254.169.254 like any app would.
+ * Needs root (ip netns, iptables); skipped otherwise.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { ClientSecretCredential } from '@azure/identity';
+import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
+import { patchStatus } from '../../lib/k8s/objects.js';
+import { ourRules, parseSave } from '../../agent/interception/rules.js';
+import { startAzureEmulator, type AzureEmulator, type IdentityView } from '../azure/emulator.js';
+import { claimsOf, rawRequest } from '../azure/test-fixture.js';
+import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../netns/netns.js';
+import { testCluster, type TestCluster } from '../testing/cluster.js';
+import type { ManagedProcess } from '../testing/processes.js';
+import { waitFor } from '../testing/wait.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const RESOURCE = 'https://management.azure.com/';
+const TOKEN_PATH = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(RESOURCE)}`;
+const AGENT_PORT = 8775;
+const METRICS_PORT = 8776;
+const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+interface CurlResult {
+  /** 0 when no HTTP answer came back (connection refused or reset). */
+  status: number;
+  body: Record<string, string>;
+}
+
+const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';
+
+describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
+  let cluster: TestCluster;
+  let topo: Topology;
+  let emu: AzureEmulator;
+  let apiProxy: { port: number; close(): Promise<void> };
+  let dir: string;
+  let core: CoreV1Api;
+  let custom: CustomObjectsApi;
+  let agent: ManagedProcess | undefined;
+  let nodeName: string;
+  let ns: string;
+  let otherNs: string;
+  let fedIdentity: IdentityView;
+  let nodeIdentity: IdentityView;
+  let agentArgs: string[];
+  const podNames = ['fed', 'node', 'unbound', 'foreign', 'dup'] as const;
+  type PodName = (typeof podNames)[number];
+  const podNs = (name: PodName) => topo.pods[podNames.indexOf(name)]!;
+
+  before(async () => {
+    cluster = await testCluster();
+    core = cluster.kc.makeApiClient(CoreV1Api);
+    custom = cluster.kc.makeApiClient(CustomObjectsApi);
+    topo = await createTopology({ pods: podNames.length });
+    dir = mkdtempSync(join(tmpdir(), 'podid-agent-e2e-'));
+    nodeName = `node-${topo.id}`;
+
+    // Azure: the emulator listens on the root end of the node link too, so the node netns reaches it.
+    emu = await startAzureEmulator({ extraHosts: [topo.rootIp] });
+    emu.trustInProcess();
+    // kube-apiserver 1.20 answers 406 to the emulator's `Accept: application/json` on /openid/v1/jwks, so the
+    // test hands Azure AD the issuer's keys itself (fetched with the JWKS media type).
+    const jwks = await rawRequest(`${cluster.server}/openid/v1/jwks`, { headers: { accept: 'application/jwk-set+json' }, ca: cluster.caPem });
+    assert.equal(jwks.status, 200, jwks.text);
+    emu.seed.trustIssuer({ issuer: cluster.issuer, jwks: jwks.json as { keys: [] } });
+    const secret = `s-${topo.id}`;
+    const sp = emu.seed.servicePrincipal({ clientId: crypto.randomUUID(), clientSecret: secret, role: 'Owner' });
+    const credential = new ClientSecretCredential(emu.tenantId, sp.clientId, secret, { authorityHost: emu.authorityHost, disableInstanceDiscovery: true });
+    const armToken = (await credential.getToken('https://management.azure.com/.default')).token;
+    const arm = async (method: string, path: string, body: unknown) => {
+      const res = await rawRequest(`${emu.armEndpoint}${path}`, { method, headers: { authorization: `Bearer ${armToken}` }, body: JSON.stringify(body) });
+      assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${res.text}`);
+    };
+    emu.seed.scaleSet({ resourceGroup: 'mc_rg', name: 'pool', instances: [{ nodeName, ip: topo.nodeIp }] });
+    fedIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'fed' });
+    nodeIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'nodeid' });
+
+    // Kubernetes: namespaces, service accounts, PodIdentities (status written here: no operator runs).
+    ns = await cluster.namespace('agent');
+    otherNs = await cluster.namespace('agent-other');
+    await arm('PUT', `${fedIdentity.id}/federatedIdentityCredentials/fed-sa?api-version=2024-11-30`, {
+      properties: { issuer: cluster.issuer, subject: `system:serviceaccount:${ns}:fed-sa`, audiences: [TOKEN_EXCHANGE_AUDIENCE] },
+    });
+    await arm('PATCH', `/subscriptions/${emu.subscriptionId}/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachineScaleSets/pool?api-version=2026-04-01`, {
+      identity: { type: 'UserAssigned', userAssignedIdentities: { [nodeIdentity.id]: {} } },
+    });
+    for (const [namespace, sa] of [[ns, 'default'], [ns, 'fed-sa'], [otherNs, 'default'], [otherNs, 'fed-sa']] as const) {
+      await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: sa } } });
+    }
+    await createPodIdentity('fed', fedIdentity, 'Federated');
+    await createPodIdentity('nodeid', nodeIdentity, 'Node');
+
+    await createPod(ns, 'fed', podNs('fed').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
+    await createPod(ns, 'node', podNs('node').ip, { 'podidentity.dev/identity': 'nodeid' });
+    await createPod(ns, 'unbound', podNs('unbound').ip, { app: 'nothing' });
+    await createPod(otherNs, 'foreign', podNs('foreign').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
+    // Two live pods claim one IP (a reuse race): neither may get a token.
+    await createPod(ns, 'dup-a', podNs('dup').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
+    await createPod(ns, 'dup-b', podNs('dup').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa', 'Pending');
+
+    // The node reaches the API server through a forwarder on the root end of its link.
+    const server = new URL(cluster.server);
+    apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: c',
+        '  cluster:',
+        `    server: https://${topo.rootIp}:${apiProxy.port}`,
+        // The API server's self-signed certificate names "kubernetes", not this address.
+        '    tls-server-name: kubernetes',
+        `    certificate-authority-data: ${Buffer.from(cluster.caPem).toString('base64')}`,
+        'users:',
+        '- name: u',
+        '  user:',
+        `    token: ${cluster.token}`,
+        'contexts:',
+        '- name: x',
+        '  context: {cluster: c, user: u}',
+        'current-context: x',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    const imdsPort = new URL(emu.imdsEndpoint).port;
+    // What the cloud gives a node: without the agent's rules, pod traffic to IMDS reaches the real IMDS as the node.
+    await addPlatformImdsPath(topo, topo.rootIp, Number(imdsPort));
+    agentArgs = [
+      '--import',
+      'tsx',
+      join(REPO, 'agent/main.ts'),
+      'run',
+      `--node-name=${nodeName}`,
+      `--node-ip=${topo.nodeIp}`,
+      `--listen-port=${AGENT_PORT}`,
+      `--metrics-address=${topo.nodeIp}`,
+      `--metrics-port=${METRICS_PORT}`,
+      `--kubeconfig=${kubeconfig}`,
+      `--authority-host=https://${topo.rootIp}:${new URL(emu.armEndpoint).port}`,
+      `--upstream-imds=http://${topo.rootIp}:${imdsPort}`,
+      '--iptables-mode=nft',
+      '--drift-check-interval=500',
+      '--not-ready-wait=1000',
+    ];
+    await startAgent();
+  });
+
+  after(async () => {
+    await agent?.stop();
+    if (topo) await topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
+    await apiProxy?.close();
+    await emu?.stop();
+    await topo?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function childEnv(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu.caCertPath };
+    // Apps in pods must not be steered to other managed-identity sources or endpoints.
+    for (const key of Object.keys(env)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete env[key];
+    return env;
+  }
+
+  async function startAgent(): Promise<void> {
+    agent = topo.spawn('agent', topo.nodeNs, process.execPath, agentArgs, { env: childEnv(), cwd: REPO, logFile: process.env['PODID_AGENT_E2E_LOG'] ?? join(dir, 'agent.log') });
+    const proc = agent;
+    await waitFor(
+      'agent /readyz',
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`agent exited:\n${proc.output().slice(-3000)}`);
+        const res = await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/readyz`).catch(() => undefined);
+        return res?.status === 200;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${proc.output().slice(-3000)}`);
+    });
+  }
+
+  async function createPodIdentity(name: string, identity: IdentityView, mode: 'Federated' | 'Node'): Promise<void> {
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: PODIDENTITY_PLURAL,
+      body: { apiVersion: API_VERSION, kind: 'PodIdentity', metadata: { name }, spec: { identity: { existing: { resourceId: identity.id } }, mode } },
+    });
+    await patchStatus(custom, { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL, namespace: ns, name }, {
+      mode,
+      clientId: identity.clientId,
+      principalId: identity.principalId,
+      tenantId: identity.tenantId,
+      resourceId: identity.id,
+      conditions: [{ type: 'Ready', status: 'True', reason: 'Ready', message: 'test', lastTransitionTime: new Date().toISOString() }],
+    });
+  }
+
+  async function createPod(namespace: string, name: string, ip: string, labels: Record<string, string>, sa = 'default', phase = 'Running'): Promise<void> {
+    const body: V1Pod = {
+      metadata: { name, labels },
+      spec: { nodeName, serviceAccountName: sa, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] },
+    };
+    await core.createNamespacedPod({ namespace, body });
+    await core.patchNamespacedPodStatus({ namespace, name, body: { status: { phase, podIP: ip, podIPs: [{ ip }] } } }, mergePatch());
+  }
+
+  /** curl from inside a pod netns, exactly as an app would call IMDS. */
+  async function curl(pod: PodName, path = TOKEN_PATH, headers: Record<string, string> = { Metadata: 'true' }): Promise<CurlResult> {
+    const args = ['-s', '-m', '5', '-w', '\n%{http_code}'];
+    for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+    args.push(`http://169.254.169.254${path}`);
+    const res = await topo.exec(podNs(pod).ns, 'curl', args);
+    const lines = res.stdout.split('\n');
+    const status = Number(lines.pop() ?? '0');
+    let body: Record<string, string> = {};
+    try {
+      body = JSON.parse(lines.join('\n')) as Record<string, string>;
+    } catch {
+      /* no body: refused */
+    }
+    return { status, body };
+  }
+
+  async function metric(name: string, labels = ''): Promise<number> {
+    const text = await (await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
+    return line ? Number(line.split(' ').pop()) : 0;
+  }
+
+  async function ourSavedRules(): Promise<string[]> {
+    const res = await topo.exec(topo.nodeNs, 'iptables-nft-save', []);
+    return ourRules(parseSave(res.stdout));
+  }
+
+  test('Federated: a plain GET from a pod returns a token for that pod’s identity', async () => {
+    const res = await curl('fed');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const claims = claimsOf(res.body['access_token']!);
+    assert.equal(claims['oid'], fedIdentity.principalId);
+    assert.equal(claims['appid'], fedIdentity.clientId);
+    assert.equal(res.body['client_id'], fedIdentity.clientId);
+    assert.equal(res.body['resource'], RESOURCE);
+    for (const v of Object.values(res.body)) assert.equal(typeof v, 'string');
+  });
+
+  test('Node mode: the node IMDS issues the pod’s identity', async () => {
+    const before = emu.requests.count('imds.token');
+    const res = await curl('node');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const claims = claimsOf(res.body['access_token']!);
+    assert.equal(claims['oid'], nodeIdentity.principalId);
+    assert.equal(claims['appid'], nodeIdentity.clientId);
+    assert.equal(emu.requests.count('imds.token'), before + 1, 'the agent asked the node IMDS once');
+  });
+
+  for (const credential of ['managed', 'default'] as const) {
+    test(`@azure/identity ${credential === 'managed' ? 'ManagedIdentityCredential' : 'DefaultAzureCredential'} inside a pod netns works unchanged`, async () => {
+      const child = topo.spawn('sdk-client', podNs('fed').ns, process.execPath, ['--import', 'tsx', join(REPO, 'e2e/agent/testdata/sdk-client.ts')], {
+        env: { ...childEnv(), CREDENTIAL: credential },
+        cwd: REPO,
+      });
+      await child.exited;
+      const line = child.output().trim().split('\n').reverse().find((l) => l.startsWith('{"ok"'));
+      assert.ok(line, child.output());
+      const result = JSON.parse(line) as { ok: boolean; token?: string; message?: string };
+      assert.equal(result.ok, true, result.message);
+      assert.equal(claimsOf(result.token!)['oid'], fedIdentity.principalId);
+    });
+  }
+
+  test('refusals: unbound pod, other namespace, spoofed X-Forwarded-For, missing Metadata header', async () => {
+    const unbound = await curl('unbound');
+    assert.equal(unbound.status, 400);
+    assert.equal(unbound.body['error'], 'invalid_request');
+    assert.match(unbound.body['error_description']!, /^Identity not found: no PodIdentity in namespace/);
+
+    const foreign = await curl('foreign');
+    assert.equal(foreign.status, 400);
+    assert.match(foreign.body['error_description']!, /^Identity not found: no PodIdentity in namespace agent-other-/);
+
+    const spoofed = await curl('unbound', TOKEN_PATH, { Metadata: 'true', 'X-Forwarded-For': podNs('fed').ip });
+    assert.equal(spoofed.status, 400);
+    assert.equal(spoofed.body['access_token'], undefined);
+    assert.match(spoofed.body['error_description']!, /X-Forwarded-For/);
+
+    const noMetadata = await curl('fed', TOKEN_PATH, {});
+    assert.deepEqual(noMetadata, { status: 400, body: { error: 'invalid_request', error_description: 'Required metadata header not specified' } });
+  });
+
+  test('an IP claimed by two live pods is refused', async () => {
+    const res = await curl('dup');
+    assert.equal(res.status, 503);
+    assert.match(res.body['error_description']!, /claimed by more than one live pod/);
+  });
+
+  test('drift: a deleted jump is put back and counted as a repair', async () => {
+    const before = await ourSavedRules();
+    const repairs = await metric('podidentity_agent_iptables_repairs_total');
+    const del = await topo.exec(topo.nodeNs, 'iptables-nft', ['-w', '5', '-t', 'nat', '-D', 'PREROUTING', '-j', 'PODID-IMDS']);
+    assert.equal(del.code, 0, del.stderr);
+    await waitFor('rules repaired', async () => (await ourSavedRules()).join('\n') === before.join('\n'), { timeoutMs: 10_000 });
+    assert.ok((await metric('podidentity_agent_iptables_repairs_total')) > repairs);
+  });
+
+  test('restarts (SIGTERM, SIGKILL) under a request loop: nothing reaches the node IMDS, rules identical', async () => {
+    const rulesBefore = await ourSavedRules();
+    assert.ok(rulesBefore.some((r) => r.includes('DNAT')), rulesBefore.join('\n'));
+    const imdsBefore = emu.requests.count('imds.token');
+    const results: CurlResult[] = [];
+    let looping = true;
+    const loop = (async () => {
+      while (looping) results.push(await curl('fed'));
+    })();
+    try {
+      for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        const seen = results.length;
+        await waitFor('a request before the restart', () => results.length > seen + 2, { timeoutMs: 20_000 });
+        agent!.kill(signal);
+        await agent!.exited;
+        const down = results.length;
+        // While the agent is down: refused, never answered by someone else.
+        await waitFor('a request while the agent is down', () => results.length > down + 2, { timeoutMs: 20_000 });
+        await startAgent();
+        const up = results.length;
+        await waitFor('a token after the restart', () => results.slice(up).some((r) => r.status === 200), { timeoutMs: 20_000 });
+      }
+    } finally {
+      looping = false;
+      await loop;
+    }
+    assert.equal(emu.requests.count('imds.token'), imdsBefore, 'no request reached the node IMDS');
+    const refused = results.filter((r) => r.status === 0).length;
+    assert.ok(refused >= 4, `connections were refused while the agent was down (${refused} of ${results.length})`);
+    for (const r of results) {
+      assert.ok(r.status === 0 || r.status === 200, `unexpected answer ${r.status} ${JSON.stringify(r.body)}`);
+      if (r.status === 200) assert.equal(claimsOf(r.body['access_token']!)['oid'], fedIdentity.principalId);
+    }
+    assert.deepEqual(await ourSavedRules(), rulesBefore);
+  });
+
+  test('unbinding the pod stops issuance even with a cached token; rebinding serves the same cached token', async () => {
+    const first = await curl('fed');
+    assert.equal(first.status, 200);
+    assert.ok((await metric('podidentity_agent_cache_entries')) >= 1);
+    await core.patchNamespacedPod({ namespace: ns, name: 'fed', body: { metadata: { labels: { 'podidentity.dev/identity': null } } } }, mergePatch());
+    await waitFor('unbound pod refused', async () => (await curl('fed')).status === 400, { timeoutMs: 10_000 });
+    assert.ok((await metric('podidentity_agent_cache_entries')) >= 1, 'the token is still cached');
+    await core.patchNamespacedPod({ namespace: ns, name: 'fed', body: { metadata: { labels: { 'podidentity.dev/identity': 'fed' } } } }, mergePatch());
+    const again = await waitFor('rebound pod served', async () => {
+      const r = await curl('fed');
+      return r.status === 200 && r;
+    });
+    assert.equal(again.body['access_token'], first.body['access_token'], 'served from the cache once authorised again');
+  });
+
+  test('deleting the pod stops issuance', async () => {
+    assert.equal((await curl('fed')).status, 200);
+    await core.deleteNamespacedPod({ namespace: ns, name: 'fed', gracePeriodSeconds: 0 });
+    await waitFor('deleted pod refused', async () => (await curl('fed')).status === 400, { timeoutMs: 10_000 });
+    const res = await curl('fed');
+    assert.match(res.body['error_description']!, /no pod on node/);
+  });
+
+  test('metrics and health', async () => {
+    assert.ok((await metric('podidentity_agent_token_requests_total', '{result="issued"}')) > 0);
+    assert.ok((await metric('podidentity_agent_token_requests_total', '{result="denied"}')) > 0);
+    assert.ok((await metric('podidentity_agent_iptables_syncs_total')) > 0);
+    assert.equal((await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/healthz`)).status, 200);
+  });
+
+  test('control: only `agent uninstall` removes the rules, and then pods do reach the node IMDS', async () => {
+    await agent!.stop();
+    assert.ok((await ourSavedRules()).length > 0, 'stopping the agent leaves the rules');
+    assert.equal((await curl('unbound')).status, 0, 'refused while the agent is stopped');
+    const res = await topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(await ourSavedRules(), []);
+    const before = emu.requests.count('imds.token');
+    const leaked = await curl('unbound');
+    // This is what the rules prevent: any pod would get the node's identities.
+    assert.equal(leaked.status, 200, JSON.stringify(leaked.body));
+    assert.equal(claimsOf(leaked.body['access_token']!)['oid'], nodeIdentity.principalId);
+    assert.equal(emu.requests.count('imds.token'), before + 1);
+  });
+});
