@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FINALIZER, type PodIdentityPolicy } from '../../lib/api/types.js';
+import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { ThrottledError } from '../azure/errors.js';
 import { identityResourceId, roleAssignmentName, scaleSetResourceId } from '../azure/ids.js';
 import { MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE } from './names.js';
@@ -14,7 +14,7 @@ const allowAll = (extra: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPo
   metadata: { name: 'all' },
   spec: { allowedRoles: ['Reader', 'Contributor'], allowedScopes: [RG('data')], allowedExistingIdentities: [`${RG('shared')}/**`], ...extra },
 });
-const cond = (status: { conditions?: { type: string; status: string; reason: string; message: string }[] } | undefined, type: string) =>
+const cond = (status: { conditions?: Condition[] } | undefined, type: string) =>
   status?.conditions?.find((c) => c.type === type);
 
 describe('PodIdentity reconciler', () => {
@@ -283,7 +283,7 @@ describe('Node mode and scale-set batching', () => {
     restarted.world.delete('team/id1');
     await restarted.settle('team/id1');
     const after = restarted.azure.scaleSetState;
-    const id1 = world.pids.get('team/id0') && identityResourceId(SUB, 'pods', 'team-id1');
+    const id1 = identityResourceId(SUB, 'pods', 'team-id1');
     assert.equal(after.get(ssA.toLowerCase())!.userAssigned.includes(id1), false);
     assert.equal(after.get(ssB.toLowerCase())!.userAssigned.includes(id1), false);
     assert.ok(after.get(ssA.toLowerCase())!.userAssigned.includes(foreign), 'foreign identity untouched');

@@ -98,15 +98,15 @@ export function harness(settings: Partial<ReconcilerSettings> = {}) {
   const azure = new FakeAzure(SUB);
   const ownership = new MemoryOwnershipStore();
   const settled: string[] = [];
-  let reconciler: PodIdentityReconciler | undefined;
+  const late: { reconciler?: PodIdentityReconciler } = {};
   const batcher = new ScaleSetBatcher({
     scaleSets: azure.scaleSets,
     ownership,
     windowMs: 5,
     onSettled: (keys) => settled.push(...keys),
-    recordedDemands: () => reconciler?.recordedDemands() ?? [],
+    recordedDemands: () => late.reconciler?.recordedDemands() ?? [],
   });
-  reconciler = new PodIdentityReconciler({
+  const reconciler = new PodIdentityReconciler({
     view: world,
     writer: world,
     azure,
@@ -114,6 +114,7 @@ export function harness(settings: Partial<ReconcilerSettings> = {}) {
     ownership,
     settings: { subscriptionId: SUB, defaultResourceGroup: 'pods', location: 'eastus', defaultMode: 'Federated', oidcIssuer: 'https://issuer.example', batchWindowMs: 5, ...settings },
   });
+  late.reconciler = reconciler;
   const r = reconciler;
   /** Reconciles `keys` until nothing is requeued and the batcher is idle (like the controller would). */
   async function settle(...keys: string[]): Promise<void> {
