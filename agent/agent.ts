@@ -87,7 +87,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     metadataProxy: config.metadataProxy,
     upstreamImds: config.upstreamImds,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
-    attributor: new Attributor(config.nodeName, pods, identities),
+    attributor: new Attributor(config.nodeName, pods, identities, (found) => metrics.readThroughs.inc({ found: String(found) })),
     pods,
     identities,
     issuers: {

@@ -24,6 +24,7 @@ export class Attributor {
     private readonly nodeName: string,
     private readonly pods: PodDirectory,
     private readonly identities: IdentityDirectory,
+    private readonly onReadThrough?: (found: boolean) => void,
   ) {}
 
   /** A pod counts when it is on this node, Running or Pending, not hostNetwork, and has claimed the IP. */
@@ -38,6 +39,7 @@ export class Attributor {
     if (live.length === 0) {
       // A pod newer than our watch: one bounded API read, shared by concurrent callers. No retry loop.
       live = (await this.readThrough(ip)).filter((p) => this.isLive(p, ip));
+      this.onReadThrough?.(live.length > 0);
     }
     const byUid = new Map(live.map((p) => [p.uid, p]));
     if (byUid.size === 0) return { kind: 'unknown', ip };
