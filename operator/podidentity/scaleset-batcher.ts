@@ -38,6 +38,8 @@ export interface ScaleSetBatcherOptions {
    */
   recordedDemands?: () => Demand[];
   maxBackoffMs?: number;
+  /** False while this process may not write to Azure (not the leader): flushes wait. */
+  canWrite?: () => boolean;
 }
 
 interface ScaleSetEntry {
@@ -149,6 +151,10 @@ export class ScaleSetBatcher {
   }
 
   private async flush(e: ScaleSetEntry): Promise<void> {
+    if (this.opts.canWrite && !this.opts.canWrite()) {
+      e.dirty = false; // the next leader recomputes everything from status and the ownership record
+      return;
+    }
     if (e.inFlight) {
       // One PATCH at a time per scale set: run again when the current one ends.
       await e.inFlight;

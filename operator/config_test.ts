@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig, parseDuration } from './config.js';
+
+const SUB = '00000000-0000-4000-8000-000000000001';
+const base = ['--subscription-id', SUB, '--resource-group', 'pods', '--location', 'eastus', '--oidc-issuer', 'https://issuer.example/'];
+
+function fails(argv: string[], flag: string, env: NodeJS.ProcessEnv = {}): void {
+  assert.throws(() => loadConfig(argv, env), (err: unknown) => err instanceof ConfigError && err.flag === flag && err.message.startsWith(`--${flag}:`));
+}
+
+describe('operator config', () => {
+  it('applies defaults', () => {
+    const c = loadConfig(base, {});
+    assert.equal(c.defaultMode, 'Federated');
+    assert.equal(c.oidcIssuer, 'https://issuer.example');
+    assert.equal(c.workers, 4);
+    assert.equal(c.leaderElect, false);
+    assert.equal(c.leaderElectionName, 'podidentity-operator');
+    assert.equal(c.metricsPort, 8080);
+    assert.equal(c.armEndpoint, 'https://management.azure.com');
+    assert.equal(c.batchWindowMs, 2000);
+    assert.equal(c.clientSecret, undefined);
+  });
+
+  it('reads flags, with env as a fallback, and --leader-elect alone means true', () => {
+    const c = loadConfig(
+      ['--resource-group', 'rg', '--location', 'westeurope', '--default-mode', 'Node', '--workers', '8', '--leader-elect', '--batch-window', '500ms', '--metrics-port', '0'],
+      { AZURE_SUBSCRIPTION_ID: SUB, POD_NAMESPACE: 'ops', AZURE_CLIENT_SECRET: 's3cret', AZURE_TENANT_ID: SUB, AZURE_CLIENT_ID: 'abc' },
+    );
+    assert.equal(c.subscriptionId, SUB);
+    assert.equal(c.defaultMode, 'Node');
+    assert.equal(c.workers, 8);
+    assert.equal(c.leaderElect, true);
+    assert.equal(c.leaderElectionNamespace, 'ops');
+    assert.equal(c.batchWindowMs, 500);
+    assert.equal(c.metricsPort, 0);
+    assert.equal(c.clientSecret, 's3cret');
+    assert.equal(loadConfig([...base, '--leader-elect=false'], {}).leaderElect, false);
+  });
+
+  it('names the offending flag', () => {
+    fails(base.slice(2), 'subscription-id');
+    fails(['--subscription-id', 'nope', ...base.slice(2)], 'subscription-id');
+    fails(base.filter((a, i) => i !== 2 && i !== 3), 'resource-group');
+    fails([...base.slice(0, 4), '--oidc-issuer', 'https://x'], 'location');
+    fails([...base, '--default-mode', 'Pod'], 'default-mode');
+    fails([...base.slice(0, 6)], 'oidc-issuer');
+    fails([...base.slice(0, 6), '--oidc-issuer', 'http://insecure'], 'oidc-issuer');
+    fails([...base.slice(0, 6), '--aks-cluster-id', '/subscriptions/x/resourceGroups/y'], 'aks-cluster-id');
+    fails([...base, '--workers', '0'], 'workers');
+    fails([...base, '--workers', 'many'], 'workers');
+    fails([...base, '--metrics-port', '70000'], 'metrics-port');
+    fails([...base, '--log-level', 'loud'], 'log-level');
+    fails([...base, '--batch-window', 'soon'], 'batch-window');
+    fails([...base, '--arm-endpoint', 'http://arm'], 'arm-endpoint');
+    fails([...base, '--leader-elect=maybe'], 'leader-elect');
+    fails([...base, '--no-such-flag'], 'no-such-flag');
+  });
+
+  it('accepts an AKS cluster id instead of an issuer, and Node mode without either', () => {
+    const aks = `/subscriptions/${SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks`;
+    assert.equal(loadConfig([...base.slice(0, 6), '--aks-cluster-id', aks], {}).aksClusterId, aks);
+    assert.equal(loadConfig([...base.slice(0, 6), '--default-mode', 'Node'], {}).oidcIssuer, undefined);
+  });
+
+  it('parses durations', () => {
+    assert.equal(parseDuration('x', '2s'), 2000);
+    assert.equal(parseDuration('x', '1m'), 60000);
+    assert.equal(parseDuration('x', '250'), 250);
+  });
+});

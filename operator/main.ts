@@ -1,0 +1,175 @@
+/**
+ * The operator's wiring: config → logger → Azure clients → informers → reconciler → controller → leader
+ * election → servers → signal handling. Behaviour lives in the modules it wires.
+ */
+import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
+import { EventRecorder } from '../lib/k8s/events.js';
+import { objectKey } from '../lib/k8s/informer.js';
+import { addFinalizer, patchStatus, removeFinalizer } from '../lib/k8s/objects.js';
+import { createLogger } from '../lib/log.js';
+import { createArmClients } from './azure/arm/index.js';
+import { operatorCredential } from './azure/arm/credential.js';
+import { ConfigError, loadConfig, USAGE, type OperatorConfig } from './config.js';
+import { registerOperatorMetrics } from './metrics.js';
+import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
+import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
+import { PodIdentityReconciler } from './podidentity/reconciler.js';
+import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
+import { Operator, refFor, type ResourceType } from './runtime/operator.js';
+import { startHealthServer } from './runtime/server.js';
+import { runUntilShutdown, shutdownSignal } from './runtime/shutdown.js';
+
+const PODIDENTITIES: ResourceType = { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL };
+const POLICIES: ResourceType = { group: GROUP, version: VERSION, plural: POLICY_PLURAL };
+
+/** Pods are cached cluster-wide: keep only what selection, service accounts and node mapping need. */
+export function slimPod(pod: V1Pod): V1Pod {
+  const m = pod.metadata ?? {};
+  return {
+    metadata: { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion, labels: m.labels },
+    spec: { nodeName: pod.spec?.nodeName, serviceAccountName: pod.spec?.serviceAccountName, containers: [] },
+    status: { phase: pod.status?.phase },
+  } as V1Pod;
+}
+
+function slimNode(node: V1Node): V1Node {
+  return { metadata: { name: node.metadata?.name, resourceVersion: node.metadata?.resourceVersion }, spec: { providerID: node.spec?.providerID } };
+}
+
+function slimNamespace(ns: V1Namespace): V1Namespace {
+  return { metadata: { name: ns.metadata?.name, resourceVersion: ns.metadata?.resourceVersion, labels: ns.metadata?.labels } };
+}
+
+async function main(config: OperatorConfig): Promise<void> {
+  const logger = createLogger('operator', config.logLevel);
+  const kc = new KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else kc.loadFromDefault();
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = registerOperatorMetrics(registry);
+  const credential = operatorCredential({ tenantId: config.tenantId, clientId: config.clientId, clientSecret: config.clientSecret, authorityHost: config.authorityHost });
+  const azure = createArmClients({ credential, subscriptionId: config.subscriptionId, endpoint: config.armEndpoint, metrics });
+
+  const op = new Operator({
+    kubeConfig: kc,
+    logger,
+    registry,
+    ...(config.leaderElect ? { leaderElection: { namespace: config.leaderElectionNamespace, name: config.leaderElectionName, leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: Math.round(config.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(config.leaseDurationMs / 7)) } } : {}),
+  });
+  const identities = op.watchResource<PodIdentity & KubernetesObject>(PODIDENTITIES, { resyncPeriodMs: 10 * 60_000 });
+  const policies = op.watchResource<PodIdentityPolicy & KubernetesObject>(POLICIES);
+  const namespaces = op.watchResource<V1Namespace>({ group: '', version: 'v1', plural: 'namespaces' }, { transform: slimNamespace });
+  const pods = op.watchResource<V1Pod>({ group: '', version: 'v1', plural: 'pods' }, { transform: slimPod });
+  const nodes = op.watchResource<V1Node>({ group: '', version: 'v1', plural: 'nodes' }, { transform: slimNode });
+  pods.addIndex('namespace', (p) => [p.metadata?.namespace ?? '']);
+  pods.addIndex('node', (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []));
+  identities.addIndex('namespace', (p) => [p.metadata.namespace ?? '']);
+
+  const view: ClusterView = {
+    podIdentity: (key) => identities.get(key),
+    podIdentities: () => identities.list(),
+    policies: () => policies.list(),
+    namespaceLabels: (name) => namespaces.get(name)?.metadata?.labels ?? (namespaces.get(name) ? {} : undefined),
+    pods: (ns) => pods.byIndex('namespace', ns) as SlimPod[],
+    node: (name) => nodes.get(name) as SlimNode | undefined,
+  };
+  const recorder = new EventRecorder(kc.makeApiClient(CoreV1Api), 'podidentity-operator', { logger });
+  const writer: PodIdentityWriter = {
+    addFinalizer: async (pid, f) => void (await addFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
+    removeFinalizer: async (pid, f) => void (await removeFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
+    patchStatus: async (pid, status) => void (await patchStatus(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), status)),
+    event: (pid, type, reason, message) => recorder.record(pid as KubernetesObject, type, reason, message),
+  };
+
+  const ownership = new ConfigMapOwnershipStore(kc, config.operatorNamespace);
+  const late: { reconciler?: PodIdentityReconciler; enqueue?: (key: string) => void } = {};
+  const batcher = new ScaleSetBatcher({
+    scaleSets: azure.scaleSets,
+    ownership,
+    windowMs: config.batchWindowMs,
+    logger,
+    metrics,
+    onSettled: (keys) => keys.forEach((k) => late.enqueue?.(k)),
+    recordedDemands: () => late.reconciler?.recordedDemands() ?? [],
+    canWrite: () => op.leadership() === 'leader',
+  });
+  const reconciler = new PodIdentityReconciler({
+    view,
+    writer,
+    azure,
+    batcher,
+    ownership,
+    logger,
+    settings: {
+      subscriptionId: config.subscriptionId,
+      defaultResourceGroup: config.resourceGroup,
+      location: config.location,
+      defaultMode: config.defaultMode,
+      oidcIssuer: config.oidcIssuer,
+      aksClusterId: config.aksClusterId,
+      batchWindowMs: config.batchWindowMs,
+    },
+  });
+  late.reconciler = reconciler;
+
+  const keysOf = (list: PodIdentity[]) => list.map((p) => objectKey(p as KubernetesObject));
+  const controller = op
+    .addController('podidentity', (key) => reconciler.reconcile(key), { workers: config.workers })
+    .watch(identities)
+    .watch(pods, (pod) => reconciler.keysSelecting(pod as SlimPod))
+    .watch(policies, () => keysOf(identities.list()))
+    .watch(namespaces, (ns) => keysOf(identities.byIndex('namespace', ns.metadata?.name ?? '')))
+    .watch(nodes, (node) => [...new Set(pods.byIndex('node', node.metadata?.name ?? '').flatMap((p) => reconciler.keysSelecting(p as SlimPod)))]);
+  late.enqueue = (key) => controller.enqueue(key);
+
+  const countReady = () => {
+    const counts: Record<string, number> = { True: 0, False: 0, Unknown: 0 };
+    for (const p of identities.list()) {
+      const s = p.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown';
+      counts[s] = (counts[s] ?? 0) + 1;
+    }
+    for (const [ready, n] of Object.entries(counts)) metrics.podIdentities.set({ ready }, n);
+  };
+  const gaugeTimer = setInterval(countReady, 10_000);
+  gaugeTimer.unref();
+
+  const signal = shutdownSignal({ logger, forceExitAfterMs: 60_000 });
+  const servers = [await startHealthServer({ port: config.metricsPort, registry, ready: () => op.ready() })];
+  if (config.healthPort !== undefined && config.healthPort !== config.metricsPort) servers.push(await startHealthServer({ port: config.healthPort, registry: new Registry(), ready: () => op.ready() }));
+  logger.info('operator starting', {
+    metricsPort: servers[0]?.port,
+    healthPort: servers[1]?.port ?? servers[0]?.port,
+    subscriptionId: config.subscriptionId,
+    resourceGroup: config.resourceGroup,
+    defaultMode: config.defaultMode,
+    leaderElect: config.leaderElect,
+    workers: config.workers,
+    armEndpoint: config.armEndpoint,
+  });
+  await runUntilShutdown((s) => op.start(s), signal, servers);
+  batcher.stop();
+  clearInterval(gaugeTimer);
+  logger.info('operator stopped');
+}
+
+let config: OperatorConfig;
+try {
+  config = loadConfig(process.argv.slice(2));
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  throw err;
+}
+main(config).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    createLogger('operator').error('operator failed', { err });
+    process.exit(1);
+  },
+);
