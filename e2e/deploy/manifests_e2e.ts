@@ -6,6 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadConfig as loadAgentConfig } from '../../agent/config.js';
+import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
 import { find, kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
 
 const NAMESPACE = 'podidentity-system';
@@ -287,5 +289,49 @@ describe('config/components/prometheus (via config/overlays/monitoring)', async 
     const dashboard = find(objects, 'ConfigMap', 'podidentity-grafana-dashboard');
     assert.equal(dashboard.metadata.labels?.grafana_dashboard, '1');
     assert.equal(dashboard.data['podidentity-dashboard.json'], readFileSync(join(repoRoot, 'config/grafana/podidentity-dashboard.json'), 'utf8'));
+  });
+});
+
+describe('the args the manifests pass are accepted by the programs', async () => {
+  const { objects: aks } = await kustomize('config/overlays/aks');
+  const { objects: dev } = await kustomize('config/overlays/dev');
+
+  /** What the kubelet does with $(VAR) in args, and what an operator fills in for each <PLACEHOLDER>. */
+  function expand(args: string[], env: Record<string, string>): string[] {
+    const placeholders: Record<string, string> = {
+      SUBSCRIPTION_ID: '00000000-0000-4000-8000-000000000001',
+      RESOURCE_GROUP: 'identities',
+      LOCATION: 'westeurope',
+      AKS_CLUSTER_RESOURCE_ID: '/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/aks/providers/Microsoft.ContainerService/managedClusters/prod',
+    };
+    return args.map((a) => a.replace(/\$\((\w+)\)/g, (_, v: string) => env[v] ?? '').replace(/<(\w+)>/g, (_, p: string) => placeholders[p] ?? `<${p}>`));
+  }
+
+  test('operator (aks overlay): every flag parses, leader election on, ports match the probes', () => {
+    const c = container(find(aks, 'Deployment', OPERATOR), 'operator');
+    const config = loadOperatorConfig(expand(c.args as string[], { POD_NAMESPACE: NAMESPACE }), {});
+    assert.equal(config.leaderElect, true);
+    assert.equal(config.leaderElectionNamespace, NAMESPACE);
+    assert.equal(config.operatorNamespace, NAMESPACE, 'the ownership ConfigMap lives where the Role grants access');
+    assert.equal(config.subscriptionId, '00000000-0000-4000-8000-000000000001');
+    assert.ok(config.aksClusterId);
+    const port = (c.ports as Json[]).find((p) => p.name === 'metrics');
+    assert.equal(config.metricsPort, port.containerPort);
+    assert.equal(config.healthPort, undefined, 'probes and metrics share the port');
+  });
+
+  test('agent: every flag parses for `run`, ports match the probes and the Service', () => {
+    for (const objects of [aks, dev]) {
+      const c = container(find(objects, 'DaemonSet', AGENT), 'agent');
+      const [command, ...flags] = c.args as string[];
+      assert.equal(command, 'run');
+      const config = loadAgentConfig(expand(flags, { NODE_NAME: 'aks-nodepool1-12345678-vmss000000', NODE_IP: '10.224.0.4' }), {});
+      assert.equal(config.nodeName, 'aks-nodepool1-12345678-vmss000000');
+      assert.equal(config.nodeIp, '10.224.0.4');
+      const ports = Object.fromEntries((c.ports as Json[]).map((p) => [p.name, p.containerPort]));
+      assert.equal(config.listenPort, ports.imds);
+      assert.equal(config.metricsPort, ports.metrics);
+      assert.equal(find(objects, 'Service', 'podidentity-agent-metrics').spec.ports[0].port, config.metricsPort);
+    }
   });
 });
