@@ -101,7 +101,8 @@ export class IssuerTrust {
         url,
         {
           method: 'GET',
-          headers: { accept: 'application/json', ...options.headers },
+          // kube-apiserver serves its JWKS as application/jwk-set+json and answers 406 to a plain JSON Accept.
+          headers: { accept: 'application/json, application/jwk-set+json', ...options.headers },
           ...(options.ca ? { ca: [...tls.getCACertificates('default'), options.ca] } : {}),
           timeout: 10_000,
         },
