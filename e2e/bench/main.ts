@@ -1,0 +1,154 @@
+/**
+ * `make bench`: P1–P5 and the soak from issue 7, written to <out>/report.md and <out>/report.json.
+ * See e2e/bench/README.md for what each section measures and how to read the report.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { runAgentScale, runP1, runP2, setupAgentStage, type AgentStage } from './agent-sections.js';
+import { buildRuntime } from './build.js';
+import { startEnv, type BenchEnv } from './fixture.js';
+import { parseOptions, usage, type BenchOptions, type SectionId } from './options.js';
+import { REPO } from './processes.js';
+import { GoalBook, lineChartSvg, machineInfo, notMeasured, renderMarkdown, section, type Report, type Section } from './report.js';
+import { runOperatorSections } from './operator-sections.js';
+import { runSoak } from './soak.js';
+
+const TITLES: Record<SectionId, string> = {
+  P1: 'Cached token throughput and latency (agent A vs bare Node http B)',
+  P2: 'Cache-miss overhead and single-flight',
+  P3: 'Convergence at scale (operator)',
+  P4: 'Memory',
+  P5: 'How cost grows with load',
+  SOAK: 'Resilience and security soak',
+};
+
+const started = Date.now();
+const log = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+
+async function run(opts: BenchOptions): Promise<Report> {
+  const goals = new GoalBook();
+  const sections = new Map<SectionId, Section>();
+  const charts: string[] = [];
+  const want = (id: SectionId) => opts.only.includes(id);
+  const operatorAvailable = existsSync(join(REPO, 'operator/main.ts'));
+  let env: BenchEnv | undefined;
+  let stage: AgentStage | undefined;
+  try {
+    log('compiling the agent and the load tools to JavaScript');
+    await buildRuntime();
+    env = await startEnv(log);
+    if (want('P1') || want('P2') || want('P4') || want('P5') || want('SOAK')) stage = await setupAgentStage(env, log);
+    if (stage && want('P1')) sections.set('P1', await runP1(stage, opts, goals, log));
+    if (stage && want('P2')) sections.set('P2', await runP2(stage, opts, goals, log));
+
+    let p5Agent: Awaited<ReturnType<typeof runAgentScale>> | undefined;
+    if (stage && (want('P4') || want('P5'))) {
+      p5Agent = await runAgentScale(stage, opts, goals, log, want('P5'));
+      if (want('P4')) sections.set('P4', p5Agent.p4);
+    }
+
+    const op = await runOperatorSections(env, opts, goals, log, { available: operatorAvailable, p3: want('P3'), p4: want('P4'), p5: want('P5') });
+    if (want('P3')) sections.set('P3', op.p3);
+    if (want('P4')) {
+      const p4 = sections.get('P4') ?? section('P4', TITLES.P4);
+      p4.tables.push(...op.p4.tables);
+      p4.notes.push(...op.p4.notes);
+      p4.data = { ...p4.data, operator: op.p4.data };
+      if (op.p4.status !== 'measured') {
+        p4.status = 'partial';
+        p4.reason = `operator half: ${op.p4.reason ?? op.p4.status}`;
+      }
+      sections.set('P4', p4);
+    }
+
+    if (want('P5')) {
+      const p5 = section('P5', TITLES.P5);
+      if (p5Agent?.p5Rows.length) {
+        p5.tables.push({
+          title: 'P1 at concurrency 16 as the agent’s world grows (A/B against B measured right before A)',
+          columns: ['Pods on node', 'PodIdentities in cluster', 'PodIdentities in caller’s namespace', 'A req/s', 'A p50 (ms)', 'A p99 (ms)', 'A p999 (ms)', 'A/B req/s'],
+          rows: p5Agent.p5Rows,
+        });
+      }
+      if (stage && sections.get('P1')) {
+        const points = (sections.get('P1')!.data['points'] ?? []) as { concurrency: number; a: { latency: { p50: number; p99: number } }; b: { latency: { p50: number; p99: number } } }[];
+        p5.tables.push({
+          title: 'P1 latency as concurrency grows (from P1)',
+          columns: ['Concurrency', 'A p50 (ms)', 'A p99 (ms)', 'B p50 (ms)', 'B p99 (ms)'],
+          rows: points.map((p) => [p.concurrency, p.a.latency.p50, p.a.latency.p99, p.b.latency.p50, p.b.latency.p99]),
+        });
+        const svg = lineChartSvg('P1 latency vs concurrency', 'concurrent clients', 'latency (ms)', [
+          { name: 'A p50', points: points.map((p) => [p.concurrency, p.a.latency.p50]) },
+          { name: 'A p99', points: points.map((p) => [p.concurrency, p.a.latency.p99]) },
+          { name: 'B p50', points: points.map((p) => [p.concurrency, p.b.latency.p50]) },
+          { name: 'B p99', points: points.map((p) => [p.concurrency, p.b.latency.p99]) },
+        ]);
+        if (svg) {
+          writeFileSync(join(opts.out, 'p1-latency.svg'), svg);
+          charts.push('p1-latency.svg');
+        }
+      }
+      p5.tables.push(...op.p5.tables);
+      p5.notes.push(...op.p5.notes);
+      if (op.p5Chart) {
+        writeFileSync(join(opts.out, 'p3-convergence.svg'), op.p5Chart);
+        charts.push('p3-convergence.svg');
+      }
+      if (op.p5.status !== 'measured') {
+        p5.status = 'partial';
+        p5.reason = `P3 growth: ${op.p5.reason ?? op.p5.status}`;
+      }
+      p5.data = { agent: p5Agent?.p5Points ?? [], operator: op.p5.data };
+      sections.set('P5', p5);
+    }
+
+    if (want('SOAK')) {
+      if (opts.soakMs === 0) sections.set('SOAK', { ...notMeasured('SOAK', TITLES.SOAK, 'skipped: --soak-ms 0 (the default with --smoke)'), status: 'skipped' });
+      else if (!stage) sections.set('SOAK', notMeasured('SOAK', TITLES.SOAK, 'the agent stage did not start'));
+      else sections.set('SOAK', await runSoak(env, stage, opts, goals, log, operatorAvailable));
+    }
+  } finally {
+    await stage?.stop().catch((err: Error) => log(`stopping the agent stage: ${err.message}`));
+    await env?.stop().catch((err: Error) => log(`stopping the environment: ${err.message}`));
+  }
+
+  const ordered: Section[] = [];
+  for (const id of ['P1', 'P2', 'P3', 'P4', 'P5', 'SOAK'] as SectionId[]) {
+    ordered.push(sections.get(id) ?? { ...notMeasured(id, TITLES[id], 'skipped: not in --only'), status: 'skipped' });
+  }
+  return {
+    generatedAt: new Date().toISOString(),
+    command: `node --import tsx e2e/bench/main.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    machine,
+    options: opts as unknown as Record<string, unknown>,
+    sections: ordered,
+    goals: goals.goals,
+    gaps: goals.goals.filter((g) => g.met !== true),
+    charts,
+  };
+}
+
+const machine = machineInfo();
+let opts: BenchOptions;
+try {
+  opts = parseOptions(process.argv.slice(2));
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).message}\n\n${usage()}\n`);
+  process.exit(2);
+}
+opts.out = resolve(opts.out);
+mkdirSync(opts.out, { recursive: true });
+run(opts).then(
+  (report) => {
+    writeFileSync(join(opts.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+    writeFileSync(join(opts.out, 'report.md'), renderMarkdown(report));
+    log(`wrote ${join(opts.out, 'report.md')} and report.json: ${report.goals.filter((g) => g.met === true).length} goals met, ${report.gaps.length} gaps`);
+    for (const g of report.gaps) log(`  gap: ${g.section} ${g.name}: ${g.measured} (target ${g.target})`);
+    process.exit(0);
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

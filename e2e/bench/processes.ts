@@ -1,0 +1,82 @@
+/**
+ * The processes the bench starts: the agent, the baseline server and the load generator. All go through
+ * `startProcess` (stopped by PID, killed at exit). Servers log to files, not pipes, so the harness does not
+ * spend CPU reading their output while it measures them.
+ */
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startProcess, type ManagedProcess } from '../testing/processes.js';
+import { waitFor } from '../testing/wait.js';
+import { compiled, REPO } from './build.js';
+import type { LoadResult, LoadSpec } from './loadgen.js';
+
+export { REPO };
+
+/** Starts the compiled `entry` (repository-relative .ts, see build.ts) with stdout+stderr appended to `logFile`. */
+export function startNodeScript(name: string, entry: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ManagedProcess {
+  const fd = openSync(logFile, 'a');
+  try {
+    return startProcess(name, process.execPath, [compiled(entry), ...args], { cwd: REPO, env, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd); // the child has its own copy
+  }
+}
+
+export function tail(file: string, chars = 3000): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-chars);
+  } catch {
+    return '';
+  }
+}
+
+/** Resident set size of a live process, from /proc (bytes). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Waits until `url` answers 200, failing early if the process exits. */
+export async function waitHttpOk(what: string, url: string, proc: ManagedProcess, logFile: string, timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    what,
+    async () => {
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`${proc.name} exited:\n${tail(logFile)}`);
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+      if (res) await res.body?.cancel();
+      return res?.status === 200;
+    },
+    { timeoutMs, intervalMs: 100 },
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\n${tail(logFile)}`);
+  });
+}
+
+export interface BaselineServer {
+  proc: ManagedProcess;
+  origin: string;
+}
+
+export async function startBaseline(port: number, bodyFile: string, dir: string): Promise<BaselineServer> {
+  const logFile = join(dir, 'baseline.log');
+  const proc = startNodeScript('baseline', 'e2e/bench/baseline-server.ts', [String(port), bodyFile], logFile);
+  const origin = `http://127.0.0.1:${port}`;
+  await waitHttpOk('baseline server', `${origin}/`, proc, logFile, 30_000);
+  return { proc, origin };
+}
+
+/** Runs a bench script that takes one JSON argument and prints one JSON line; resolves with that line. */
+export async function runJsonScript<T>(name: string, entry: string, spec: unknown): Promise<T> {
+  const proc = startProcess(name, process.execPath, [compiled(entry), JSON.stringify(spec)], { cwd: REPO, keepOutput: 1_000_000 });
+  const code = await proc.exited;
+  const line = proc.output().trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  if (code !== 0 || !line) throw new Error(`${name} exited ${code}:\n${proc.output().slice(-3000)}`);
+  return JSON.parse(line) as T;
+}
+
+/** One load run in its own process. */
+export function runLoadgen(spec: LoadSpec): Promise<LoadResult> {
+  return runJsonScript<LoadResult>('loadgen', 'e2e/bench/loadgen.ts', spec);
+}
