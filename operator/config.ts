@@ -23,6 +23,8 @@ export interface OperatorConfig {
   /** Where the durable scale-set ownership ConfigMap lives. */
   operatorNamespace: string;
   kubeconfig?: string;
+  /** Only this namespace's PodIdentities and Pods (sharding, tests); default all namespaces. */
+  watchNamespace?: string;
   /** A service principal (tests, the emulator); otherwise DefaultAzureCredential. The secret only ever comes from env. */
   tenantId?: string;
   clientId?: string;
@@ -56,6 +58,7 @@ const ENV: Record<string, string> = {
   'authority-host': 'AZURE_AUTHORITY_HOST',
   'batch-window': 'POD_IDENTITY_BATCH_WINDOW',
   kubeconfig: 'KUBECONFIG',
+  'watch-namespace': 'POD_IDENTITY_WATCH_NAMESPACE',
   'tenant-id': 'AZURE_TENANT_ID',
   'client-id': 'AZURE_CLIENT_ID',
 };
@@ -115,6 +118,7 @@ export const USAGE = `pod-identity operator
   --authority-host URL            Azure AD authority (env AZURE_AUTHORITY_HOST)
   --batch-window DURATION         scale-set PATCH batching window (default 2s)
   --kubeconfig PATH               (default: in-cluster, or KUBECONFIG)
+  --watch-namespace NS            only PodIdentities and pods in NS (default: all namespaces)
   --tenant-id, --client-id        with env AZURE_CLIENT_SECRET: a service principal instead of DefaultAzureCredential
 `;
 
@@ -189,6 +193,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     batchWindowMs,
     operatorNamespace: leaderElectionNamespace,
     ...(get('kubeconfig') ? { kubeconfig: get('kubeconfig') } : {}),
+    ...(get('watch-namespace') ? { watchNamespace: get('watch-namespace') } : {}),
     ...(tenantId ? { tenantId } : {}),
     ...(get('client-id') ? { clientId: get('client-id') } : {}),
     ...(env['AZURE_CLIENT_SECRET'] ? { clientSecret: env['AZURE_CLIENT_SECRET'] } : {}),

@@ -60,10 +60,10 @@ async function main(config: OperatorConfig): Promise<void> {
     registry,
     ...(config.leaderElect ? { leaderElection: { namespace: config.leaderElectionNamespace, name: config.leaderElectionName, leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: Math.round(config.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(config.leaseDurationMs / 7)) } } : {}),
   });
-  const identities = op.watchResource<PodIdentity & KubernetesObject>(PODIDENTITIES, { resyncPeriodMs: 10 * 60_000 });
+  const identities = op.watchResource<PodIdentity & KubernetesObject>(PODIDENTITIES, { resyncPeriodMs: 10 * 60_000, namespace: config.watchNamespace });
   const policies = op.watchResource<PodIdentityPolicy & KubernetesObject>(POLICIES);
   const namespaces = op.watchResource<V1Namespace>({ group: '', version: 'v1', plural: 'namespaces' }, { transform: slimNamespace });
-  const pods = op.watchResource<V1Pod>({ group: '', version: 'v1', plural: 'pods' }, { transform: slimPod });
+  const pods = op.watchResource<V1Pod>({ group: '', version: 'v1', plural: 'pods' }, { transform: slimPod, namespace: config.watchNamespace });
   const nodes = op.watchResource<V1Node>({ group: '', version: 'v1', plural: 'nodes' }, { transform: slimNode });
   pods.addIndex('namespace', (p) => [p.metadata?.namespace ?? '']);
   pods.addIndex('node', (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []));
