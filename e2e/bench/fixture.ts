@@ -5,7 +5,7 @@
  * can be measured without the operator.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
@@ -28,9 +28,9 @@ export interface BenchEnv {
   core: CoreV1Api;
   custom: CustomObjectsApi;
   fx: Fixture;
-  /** Scratch directory for logs; removed by stop() unless `keep`. */
+  /** Scratch directory for process logs; stop() copies the logs into `<logsTo>` and removes it. */
   dir: string;
-  stop(): Promise<void>;
+  stop(logsTo?: string): Promise<void>;
 }
 
 export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
@@ -52,8 +52,13 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
       custom: kc.makeApiClient(CustomObjectsApi),
       fx,
       dir,
-      async stop() {
+      async stop(logsTo?: string) {
         await fx.emu.stop();
+        if (logsTo) {
+          mkdirSync(logsTo, { recursive: true });
+          for (const f of readdirSync(dir).filter((f) => f.endsWith('.log'))) cpSync(join(dir, f), join(logsTo, f));
+          for (const f of readdirSync(cp.dir).filter((f) => f.endsWith('.log'))) cpSync(join(cp.dir, f), join(logsTo, f));
+        }
         await cp.stop();
         rmSync(dir, { recursive: true, force: true });
       },

@@ -31,6 +31,18 @@ async function run(opts: BenchOptions): Promise<Report> {
   const charts: string[] = [];
   const want = (id: SectionId) => opts.only.includes(id);
   const operatorAvailable = existsSync(join(REPO, 'operator/main.ts'));
+  /** A section that throws is reported as failed (and listed as a gap); the others still run. */
+  const guarded = async <T>(id: SectionId, fn: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await fn();
+    } catch (err) {
+      const message = (err as Error)?.message ?? String(err);
+      log(`${id} failed: ${(err as Error)?.stack ?? message}`);
+      sections.set(id, notMeasured(id, TITLES[id], `failed: ${message.split('\n')[0]}`));
+      goals.unmeasured(id, 'section ran to completion', 'no harness error', `failed: ${message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
   let env: BenchEnv | undefined;
   let stage: AgentStage | undefined;
   try {
@@ -38,16 +50,21 @@ async function run(opts: BenchOptions): Promise<Report> {
     await buildRuntime();
     env = await startEnv(log);
     if (want('P1') || want('P2') || want('P4') || want('P5') || want('SOAK')) stage = await setupAgentStage(env, log);
-    if (stage && want('P1')) sections.set('P1', await runP1(stage, opts, goals, log));
-    if (stage && want('P2')) sections.set('P2', await runP2(stage, opts, goals, log));
+    if (stage && want('P1')) await guarded('P1', async () => sections.set('P1', await runP1(stage!, opts, goals, log)));
+    if (stage && want('P2')) await guarded('P2', async () => sections.set('P2', await runP2(stage!, opts, goals, log)));
 
     let p5Agent: Awaited<ReturnType<typeof runAgentScale>> | undefined;
     if (stage && (want('P4') || want('P5'))) {
-      p5Agent = await runAgentScale(stage, opts, goals, log, want('P5'));
-      if (want('P4')) sections.set('P4', p5Agent.p4);
+      p5Agent = await guarded('P4', () => runAgentScale(stage!, opts, goals, log, want('P5')));
+      if (want('P4') && p5Agent) sections.set('P4', p5Agent.p4);
     }
 
-    const op = await runOperatorSections(env, opts, goals, log, { available: operatorAvailable, p3: want('P3'), p4: want('P4'), p5: want('P5') });
+    const failedOp = notMeasured('P3', TITLES.P3, 'failed: see the P3 section');
+    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { available: operatorAvailable, p3: want('P3'), p4: want('P4'), p5: want('P5') }))) ?? {
+      p3: sections.get('P3') ?? failedOp,
+      p4: { ...failedOp, id: 'P4' },
+      p5: { ...failedOp, id: 'P5' },
+    };
     if (want('P3')) sections.set('P3', op.p3);
     if (want('P4')) {
       const p4 = sections.get('P4') ?? section('P4', TITLES.P4);
@@ -105,11 +122,11 @@ async function run(opts: BenchOptions): Promise<Report> {
     if (want('SOAK')) {
       if (opts.soakMs === 0) sections.set('SOAK', { ...notMeasured('SOAK', TITLES.SOAK, 'skipped: --soak-ms 0 (the default with --smoke)'), status: 'skipped' });
       else if (!stage) sections.set('SOAK', notMeasured('SOAK', TITLES.SOAK, 'the agent stage did not start'));
-      else sections.set('SOAK', await runSoak(env, stage, opts, goals, log, operatorAvailable));
+      else await guarded('SOAK', async () => sections.set('SOAK', await runSoak(env!, stage!, opts, goals, log, operatorAvailable)));
     }
   } finally {
     await stage?.stop().catch((err: Error) => log(`stopping the agent stage: ${err.message}`));
-    await env?.stop().catch((err: Error) => log(`stopping the environment: ${err.message}`));
+    await env?.stop(join(opts.out, 'logs')).catch((err: Error) => log(`stopping the environment: ${err.message}`));
   }
 
   const ordered: Section[] = [];
