@@ -74,7 +74,19 @@ export async function netnsAvailable(): Promise<boolean> {
   return (await sh('ip', ['netns', 'list'])).code === 0;
 }
 
-export async function createTopology({ pods: podCount = 3 }: { pods?: number } = {}): Promise<Topology> {
+export interface TopologyOptions {
+  /** How many pod namespaces (ignored when podNames is given). */
+  pods?: number;
+  /** Explicit pod namespace names, e.g. `podid-<namespace>-<pod>` for `make run`'s demo pods. */
+  podNames?: string[];
+  /**
+   * Masquerade pod traffic that leaves the node towards the root netns, as a real node SNATs to its own
+   * address, so apps in pods reach the emulator's ARM and Azure AD endpoints.
+   */
+  podEgress?: boolean;
+}
+
+export async function createTopology({ pods: podCount = 3, podNames, podEgress = false }: TopologyOptions = {}): Promise<Topology> {
   const id = randomBytes(3).toString('hex');
   const r = randomBytes(3);
   const link = `172.${16 + (r[0]! % 16)}.${r[1]!}.${(r[2]! % 64) * 4}`;
@@ -87,7 +99,9 @@ export async function createTopology({ pods: podCount = 3 }: { pods?: number } =
   const rootVeth = `pi${id}r`;
   const nodeVeth = `pi${id}n`;
   const bridge = `pi${id}br`;
-  const pods: PodNetns[] = Array.from({ length: podCount }, (_, i) => ({ ns: `podid-${id}-pod${i}`, ip: `${podNet}.${10 + i}` }));
+  const names = podNames ?? Array.from({ length: podCount }, (_, i) => `podid-${id}-pod${i}`);
+  for (const name of names) if (!name.startsWith('podid-')) throw new Error(`pod netns "${name}" must start with podid- (leak checks look for it)`);
+  const pods: PodNetns[] = names.map((ns, i) => ({ ns, ip: `${podNet}.${10 + i}` }));
   const inNode = (...args: string[]) => must('ip', ['netns', 'exec', nodeNs, ...args]);
 
   const topology: Topology = {
@@ -134,6 +148,7 @@ export async function createTopology({ pods: podCount = 3 }: { pods?: number } =
       await must('ip', ['netns', 'exec', p.ns, 'ip', 'link', 'set', 'eth0', 'up']);
       await must('ip', ['netns', 'exec', p.ns, 'ip', 'route', 'add', 'default', 'via', gatewayIp]);
     }
+    if (podEgress) await inNode('iptables-nft', '-w', '5', '-t', 'nat', '-A', 'POSTROUTING', '-s', `${podNet}.0/24`, '-o', nodeVeth, '-j', 'MASQUERADE');
     return topology;
   } catch (err) {
     await topology.destroy();
