@@ -93,7 +93,9 @@ function killAllNow(): void {
 
 process.once('exit', killAllNow);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
+  process.on(signal, function lastResort() {
+    // A program with its own handler (make run) shuts down gracefully and stops its children itself.
+    if (process.listeners(signal).some((l) => l !== lastResort)) return;
     killAllNow();
     process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
   });
