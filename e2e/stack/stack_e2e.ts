@@ -1,0 +1,106 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
+import { checkMetricsReferenced } from '../deploy/metrics-contract.js';
+import { netnsAvailable } from '../netns/netns.js';
+import { waitFor } from '../testing/wait.js';
+import { REPO, startStack, type PodHandle, type Stack } from './stack.js';
+
+/** `make run`'s setup, headless: the whole product with real interception in network namespaces. */
+const run = promisify(execFile);
+const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';
+const TOKEN_URL = 'http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/';
+
+describe('the whole product, as make run starts it', { skip, timeout: 600_000 }, () => {
+  let stack: Stack;
+  let custom: CustomObjectsApi;
+
+  before(async () => {
+    stack = await startStack({ netns: true });
+    custom = stack.kc.makeApiClient(CustomObjectsApi);
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  const pod = (name: string): PodHandle => stack.pods.find((p) => p.name === name)!;
+  const kubectl = (...args: string[]) => run('kubectl', ['--kubeconfig', stack.kubeconfigPath, ...args], { encoding: 'utf8' });
+  const podIdentity = async (namespace: string, name: string) =>
+    (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, name })) as PodIdentity;
+
+  async function curl(p: PodHandle): Promise<{ status: number; body: Record<string, string> }> {
+    const { stdout } = await run('ip', ['netns', 'exec', p.netns!, 'curl', '-s', '-m', '10', '-w', '\n%{http_code}', '-H', 'Metadata: true', TOKEN_URL], { encoding: 'utf8' });
+    const lines = stdout.split('\n');
+    const status = Number(lines.pop());
+    return { status, body: JSON.parse(lines.join('\n') || '{}') as Record<string, string> };
+  }
+  const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, string>;
+
+  test('kubectl wait --for=condition=Ready pid --all succeeds', async () => {
+    const { stdout } = await kubectl('wait', '--for=condition=Ready', 'pid', '--all', '-A', '--timeout=120s');
+    assert.equal(stdout.trim().split('\n').length, stack.pods.length);
+    assert.match(stdout, /podidentity\.podidentity\.dev\/rgapi condition met/);
+  });
+
+  test('each demo pod gets a token for its own identity through real interception', async () => {
+    for (const p of stack.pods) {
+      const res = await curl(p);
+      assert.equal(res.status, 200, `${p.namespace}/${p.name}: ${JSON.stringify(res.body)}`);
+      const status = (await podIdentity(p.namespace, p.identity)).status;
+      const claims = claimsOf(res.body['access_token']!);
+      assert.equal(claims['oid'], status?.principalId, `${p.namespace}/${p.name} token is its identity's`);
+      assert.equal(claims['appid'], status?.clientId);
+      assert.equal(res.body['client_id'], status?.clientId);
+    }
+  });
+
+  test('the origin story: the rgapi pod lists resource groups with its IMDS token', async () => {
+    const token = (await curl(pod('rgapi'))).body['access_token']!;
+    const url = `${stack.armEndpointForPods}/subscriptions/${stack.emu.subscriptionId}/resourcegroups?api-version=2021-04-01`;
+    const { stdout } = await run('ip', ['netns', 'exec', pod('rgapi').netns!, 'curl', '-s', '-m', '10', '--cacert', stack.emu.caCertPath, '-H', `Authorization: Bearer ${token}`, url], { encoding: 'utf8' });
+    const names = (JSON.parse(stdout) as { value: { name: string }[] }).value.map((g) => g.name);
+    assert.ok(names.includes('podid-demo'), stdout);
+  });
+
+  test('every metric the dashboard and the alerts use is exposed, with its labels', async () => {
+    // A series shows its labels only once it has a sample, so exercise the throttle path first: one ARM 429
+    // on the identity write that a spec change triggers.
+    stack.emu.faults.set({ match: { method: 'GET', route: 'identities.get' }, status: 429, retryAfterSeconds: 1, times: 1 });
+    await custom.patchNamespacedCustomObject(
+      { group: GROUP, version: VERSION, namespace: 'demo', plural: PODIDENTITY_PLURAL, name: 'web', body: { spec: { identity: { managed: { tags: { team: 'storefront', touched: 'yes' } } } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const scrape = () => Promise.all([stack.operatorMetricsUrl, ...stack.nodes.map((n) => n.metricsUrl)].map(async (url) => (await fetch(url)).text()));
+    const scrapes = await waitFor('throttle and Ready series', async () => {
+      const texts = await scrape();
+      return /podidentity_operator_azure_throttled_total\{/.test(texts[0]!) && /podidentity_operator_podidentities\{/.test(texts[0]!) ? texts : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 500 });
+    const { problems, references } = checkMetricsReferenced(scrapes, join(REPO, 'config/grafana/podidentity-dashboard.json'), join(REPO, 'config/prometheus/alerts.yaml'));
+    assert.ok(references.length > 10);
+    assert.deepEqual(problems, []);
+  });
+
+  test('deleting a PodIdentity removes its Azure identity, and its pod is refused afterwards', async () => {
+    const before = await podIdentity('rgapi', 'rgapi');
+    const resourceId = before.status?.resourceId;
+    assert.ok(resourceId);
+    assert.ok(stack.emu.state.identities().some((i) => i.id === resourceId));
+    await custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: 'rgapi', plural: PODIDENTITY_PLURAL, name: 'rgapi' });
+    await waitFor('the identity to be deleted in Azure', () => !stack.emu.state.identities().some((i) => i.id === resourceId), { timeoutMs: 60_000 });
+    assert.deepEqual(
+      stack.emu.state.roleAssignments().filter((a) => a.principalId === before.status?.principalId),
+      [],
+      'no role assignment of the deleted identity is left',
+    );
+    const refused = await waitFor('the rgapi pod to be refused', async () => {
+      const res = await curl(pod('rgapi'));
+      return res.status === 400 ? res : undefined;
+    }, { timeoutMs: 30_000 });
+    assert.equal(refused.body['error'], 'invalid_request');
+    assert.match(refused.body['error_description'] ?? '', /Identity not found/);
+  });
+});
