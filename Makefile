@@ -17,10 +17,12 @@ help:
 	@echo "make run        start the whole product locally (control plane, Azure emulator, operator, agents, demo)"
 	@echo "make test       install what is missing, then lint, typecheck, unit and e2e tests"
 	@echo "make bench      benchmarks; writes bench-results/report.{md,json}"
+	@echo "make migrate < old.yaml > new.yaml   aad-pod-identity objects to PodIdentities (ARGS=\"--mode Federated\")"
 	@echo "make lint | typecheck | test-unit | test-e2e | build | deps | system-deps | clean"
 
+# npm's output goes to stderr so targets that write to stdout (make migrate) stay clean.
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund >&2
 
 .PHONY: deps
 deps: node_modules/.package-lock.json
@@ -63,6 +65,10 @@ run: deps system-deps
 .PHONY: bench
 bench: deps system-deps
 	node --import tsx e2e/bench/main.ts
+
+.PHONY: migrate
+migrate: deps ## aad-pod-identity YAML on stdin → PodIdentity YAML on stdout; ARGS="--mode Federated"
+	@node --import tsx operator/migrate/main.ts $(ARGS)
 
 .PHONY: clean
 clean:
