@@ -5,7 +5,7 @@
  * can be measured without the operator.
  */
 import { randomUUID } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
@@ -13,7 +13,9 @@ import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSIO
 import { patchStatus } from '../../lib/k8s/objects.js';
 import type { IdentityView } from '../azure/emulator.js';
 import { operatorToken, rawRequest, startFixture, type Fixture } from '../azure/test-fixture.js';
-import { startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
+import { get, startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
+import { startProcess, type ManagedProcess } from '../testing/processes.js';
+import { waitFor } from '../testing/wait.js';
 import { installCrds } from '../controlplane/crds.js';
 
 export const RESOURCE = 'https://management.azure.com/';
@@ -31,6 +33,12 @@ export interface BenchEnv {
   /** Scratch directory for process logs; stop() copies the logs into `<logsTo>` and removes it. */
   dir: string;
   stop(logsTo?: string): Promise<void>;
+  /**
+   * Stops kube-apiserver (SIGTERM) and starts it again with the very same command line (same port, same
+   * certificates, same etcd); resolves when /readyz answers. The control plane module has no restart, so
+   * the new process is the bench's and is stopped by stop().
+   */
+  restartApiServer(): Promise<{ downMs: number }>;
 }
 
 export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
@@ -41,6 +49,8 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
     await installCrds(kc);
+    let apiserverPid = cp.pids.kubeApiserver;
+    let restarted: ManagedProcess | undefined;
     log('starting the Azure emulator');
     const fx = await startFixture({ principalReplicationDelayMs: 0 });
     // kube-apiserver answers its JWKS only for this media type (406 for a bare application/json).
@@ -52,8 +62,23 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
       custom: kc.makeApiClient(CustomObjectsApi),
       fx,
       dir,
+      async restartApiServer() {
+        const argv = readFileSync(`/proc/${apiserverPid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        const t0 = Date.now();
+        const old = restarted;
+        if (old) await old.stop();
+        else {
+          process.kill(apiserverPid, 'SIGTERM');
+          await waitFor('the old kube-apiserver to exit', () => !existsSync(`/proc/${apiserverPid}`), { timeoutMs: 60_000, intervalMs: 50 });
+        }
+        restarted = startProcess('kube-apiserver', argv[0]!, argv.slice(1), { logFile: join(cp.dir, 'kube-apiserver-restarted.log') });
+        apiserverPid = restarted.pid;
+        await waitFor('restarted kube-apiserver /readyz', async () => (await get(`${cp.server}/readyz`, { ca: cp.caPem, token: cp.token })).status === 200, { timeoutMs: 90_000, intervalMs: 100 });
+        return { downMs: Date.now() - t0 };
+      },
       async stop(logsTo?: string) {
         await fx.emu.stop();
+        await restarted?.stop();
         if (logsTo) {
           mkdirSync(logsTo, { recursive: true });
           for (const f of readdirSync(dir).filter((f) => f.endsWith('.log'))) cpSync(join(dir, f), join(logsTo, f));
@@ -159,8 +184,13 @@ export class BenchObjects {
       spec: { nodeName, serviceAccountName: serviceAccount, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] },
     };
     const created = await this.env.core.createNamespacedPod({ namespace, body });
-    await this.env.core.patchNamespacedPodStatus({ namespace, name, body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, mergePatch());
+    await this.podRunning(namespace, name, ip);
     return created.metadata?.uid ?? '';
+  }
+
+  /** What the kubelet would report: Running with its IP. */
+  async podRunning(namespace: string, name: string, ip: string): Promise<void> {
+    await this.env.core.patchNamespacedPodStatus({ namespace, name, body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, mergePatch());
   }
 
   /** Immediate removal (grace 0): there is no kubelet to confirm a graceful deletion. */
