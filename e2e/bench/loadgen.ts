@@ -74,7 +74,9 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const warmupMs = spec.warmupMs ?? 0;
   const started = performance.now();
   const measureFrom = started + warmupMs;
-  const measureTo = measureFrom + spec.durationMs;
+  let measureTo = measureFrom + spec.durationMs;
+  // SIGTERM ends the run early (the soak runs load until it has seen convergence); results still print.
+  process.once('SIGTERM', () => (measureTo = Math.min(measureTo, performance.now())));
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
   const statuses: Record<string, number> = {};
   const timeline: [number, number, number][] = Array.from({ length: Math.ceil(spec.durationMs / 1000) }, () => [0, 0, 0]);
@@ -141,11 +143,12 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 
   await Promise.all(Array.from({ length: spec.concurrency }, (_, i) => worker(i)));
   const ms = (us: number) => Math.round(us) / 1000;
+  const measuredMs = Math.max(1, Math.min(spec.durationMs, measureTo - measureFrom));
   return {
     concurrency: spec.concurrency,
     requests: result.requests,
-    measuredMs: spec.durationMs,
-    rps: result.requests / (spec.durationMs / 1000),
+    measuredMs: Math.round(measuredMs),
+    rps: result.requests / (measuredMs / 1000),
     latency: {
       p50: ms(histogram.getValueAtPercentile(50)),
       p90: ms(histogram.getValueAtPercentile(90)),
@@ -160,7 +163,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     verified: result.verified,
     wrongIdentity: result.wrongIdentity,
     wrongSamples,
-    timeline,
+    timeline: timeline.slice(0, Math.ceil(measuredMs / 1000)),
   };
 }
 

@@ -67,13 +67,31 @@ export async function startBaseline(port: number, bodyFile: string, dir: string)
   return { proc, origin };
 }
 
-/** Runs a bench script that takes one JSON argument and prints one JSON line; resolves with that line. */
-export async function runJsonScript<T>(name: string, entry: string, spec: unknown): Promise<T> {
+export interface JsonRun<T> {
+  result: Promise<T>;
+  /** Asks the script to finish early (SIGTERM); `result` still resolves with what it measured. */
+  finish(): Promise<T>;
+}
+
+/** Starts a bench script that takes one JSON argument and prints one JSON line at the end. */
+export function startJsonScript<T>(name: string, entry: string, spec: unknown): JsonRun<T> {
   const proc = startProcess(name, process.execPath, [compiled(entry), JSON.stringify(spec)], { cwd: REPO, keepOutput: 1_000_000 });
-  const code = await proc.exited;
-  const line = proc.output().trim().split('\n').reverse().find((l) => l.startsWith('{'));
-  if (code !== 0 || !line) throw new Error(`${name} exited ${code}:\n${proc.output().slice(-3000)}`);
-  return JSON.parse(line) as T;
+  const result = proc.exited.then((code) => {
+    const line = proc.output().trim().split('\n').reverse().find((l) => l.startsWith('{'));
+    if (code !== 0 || !line) throw new Error(`${name} exited ${code}:\n${proc.output().slice(-3000)}`);
+    return JSON.parse(line) as T;
+  });
+  return {
+    result,
+    finish() {
+      proc.kill('SIGTERM');
+      return result;
+    },
+  };
+}
+
+export function runJsonScript<T>(name: string, entry: string, spec: unknown): Promise<T> {
+  return startJsonScript<T>(name, entry, spec).result;
 }
 
 /** One load run in its own process. */
