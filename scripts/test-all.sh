@@ -26,8 +26,10 @@ stage unit make --no-print-directory test-unit
 stage e2e make --no-print-directory test-e2e
 
 leaks() {
-  local now; now=$( { pgrep -x kube-apiserver; pgrep -x etcd; } 2>/dev/null | sort | tr '\n' ' ')
-  if [ "$now" != "$before_leaks" ]; then echo "left running: $now" >&2; return 1; fi
+  # Only processes that were not running before the tests count (another run may come and go meanwhile).
+  local now left=""; now=$( { pgrep -x kube-apiserver; pgrep -x etcd; } 2>/dev/null | sort | tr '\n' ' ')
+  for pid in $now; do case " $before_leaks " in *" $pid "*) ;; *) left="$left $pid";; esac; done
+  if [ -n "$left" ]; then echo "left running:$left" >&2; ps -o pid,args -p "${left# }" >&2 || true; return 1; fi
   local ns; ns=$(ip netns list 2>/dev/null | grep -E '^podid' || true)
   if [ -n "$ns" ]; then echo "network namespaces left: $ns" >&2; return 1; fi
 }

@@ -87,6 +87,8 @@ export class PodIdentityReconciler {
   private issuer?: string;
   private readonly lastFullSync = new Map<string, { generation: number; at: number }>();
   private readonly principalAttempts = new Map<string, number>();
+  /** Per key: no Azure call before this time (the last 429's Retry-After). */
+  private readonly throttledUntil = new Map<string, number>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.issuer = deps.settings.oidcIssuer;
@@ -117,8 +119,13 @@ export class PodIdentityReconciler {
     const pid = this.deps.view.podIdentity(key);
     if (!pid) {
       this.forget(key);
+      this.throttledUntil.delete(key);
       return;
     }
+    // Events (our own status write, a pod change) re-enqueue a key at once; Retry-After must still hold.
+    const waitMs = (this.throttledUntil.get(key) ?? 0) - Date.now();
+    if (waitMs > 0) return { requeueAfterMs: waitMs };
+    this.throttledUntil.delete(key);
     try {
       if (pid.metadata.deletionTimestamp) return await this.finalize(key, pid);
       return await this.converge(key, pid);
@@ -126,6 +133,7 @@ export class PodIdentityReconciler {
       if (err instanceof ThrottledError) {
         // Honour Retry-After for this key only; other keys keep going.
         this.deps.logger?.warn('Azure throttled; requeueing after Retry-After', { key, operation: err.operation, retryAfterMs: err.retryAfterMs });
+        this.throttledUntil.set(key, Date.now() + err.retryAfterMs);
         return { requeueAfterMs: err.retryAfterMs };
       }
       throw err;

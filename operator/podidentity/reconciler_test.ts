@@ -218,6 +218,11 @@ describe('PodIdentity reconciler', () => {
     await reconciler.reconcile('team/web');
     azure.failNext('identities.get', new ThrottledError('slow down', 'identities.get', 7000));
     assert.deepEqual(await reconciler.reconcile('team/web'), { requeueAfterMs: 7000 });
+    // An event re-enqueues the key at once: still no Azure call until Retry-After has passed.
+    const callsBefore = azure.calls.length;
+    const early = await reconciler.reconcile('team/web');
+    assert.ok(early && early.requeueAfterMs! > 0 && early.requeueAfterMs! <= 7000, JSON.stringify(early));
+    assert.equal(azure.calls.length, callsBefore, 'no Azure call while throttled');
   });
 
   it('serialises federated credential writes per identity', async () => {
