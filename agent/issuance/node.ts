@@ -24,13 +24,15 @@ export class NodeIssuer implements Issuer {
     url.searchParams.set('client_id', identity.clientId);
     const started = performance.now();
     let res: Response;
+    let text: string;
     try {
+      // The timeout covers the body too: a node IMDS that stalls mid-answer is as unreachable as a silent one.
       res = await fetch(url, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(this.options.timeoutMs), redirect: 'error' });
+      text = await res.text();
     } catch (err) {
       this.observe(started, 'error');
       throw new UpstreamError('imds', 503, 'imds_unreachable', `the node IMDS did not answer: ${(err as Error).message}`, 5);
     }
-    const text = await res.text();
     this.observe(started, String(res.status));
     let body: Record<string, unknown> = {};
     try {
