@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const BUILD_DIR = join(REPO, 'node_modules/.cache/podid-bench');
+/** Per run, so two runs in one tree (a smoke test during `make bench`) never delete each other's build. */
+export const BUILD_DIR = join(REPO, 'node_modules/.cache/podid-bench', `run-${process.pid}`);
 
 const ENTRIES = ['agent/main.ts', 'e2e/bench/baseline-server.ts', 'e2e/bench/loadgen.ts', 'e2e/bench/miss-probe.ts', 'operator/main.ts'];
 
@@ -20,8 +21,12 @@ export function compiled(entry: string): string {
   return join(BUILD_DIR, entry.replace(/\.ts$/, '.js'));
 }
 
-export async function buildRuntime(): Promise<void> {
+export function removeRuntime(): void {
   rmSync(BUILD_DIR, { recursive: true, force: true });
+}
+
+export async function buildRuntime(): Promise<void> {
+  removeRuntime();
   // The operator is compiled when it exists in this tree; its sections report "not measured" otherwise.
   const entries = ENTRIES.filter((e) => existsSync(join(REPO, e)));
   const tsc = join(REPO, 'node_modules/typescript/bin/tsc');

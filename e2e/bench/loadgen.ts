@@ -3,7 +3,7 @@
  * inside one event loop. `concurrency` undici clients (one keep-alive connection each, no pipelining) run
  * request loops for `warmupMs + durationMs`; only requests started inside the measuring window count.
  *
- *   node --import tsx e2e/bench/loadgen.ts '<LoadSpec JSON>'   → one LoadResult JSON line on stdout
+ *   BENCH_SPEC='<LoadSpec JSON>' node --import tsx e2e/bench/loadgen.ts   → one LoadResult JSON line on stdout
  *
  * Each client binds one of `localAddresses` (round robin): that is how a loopback client "is" a pod.
  * With `expect`, every 200 body's access_token is decoded and its oid/appid compared with the identity
@@ -168,7 +168,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 }
 
 // This file is only ever a process entry point; the harness imports its types alone (`import type`).
-const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+const spec = JSON.parse(process.env['BENCH_SPEC'] ?? '{}') as LoadSpec;
 runLoad(spec).then(
   (r) => {
     process.stdout.write(JSON.stringify(r) + '\n');

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { runAgentScale, runP1, runP2, setupAgentStage, type AgentStage } from './agent-sections.js';
-import { buildRuntime } from './build.js';
+import { buildRuntime, removeRuntime } from './build.js';
 import { startEnv, type BenchEnv } from './fixture.js';
 import { parseOptions, usage, type BenchOptions, type SectionId } from './options.js';
 import { REPO } from './processes.js';
@@ -49,7 +49,7 @@ async function run(opts: BenchOptions): Promise<Report> {
     log('compiling the agent and the load tools to JavaScript');
     await buildRuntime();
     env = await startEnv(log);
-    if (want('P1') || want('P2') || want('P4') || want('P5') || want('SOAK')) stage = await setupAgentStage(env, log);
+    if (opts.only.length) stage = await setupAgentStage(env, log); // every section uses the agent (P3: Node-mode first token)
     if (stage && want('P1')) await guarded('P1', async () => sections.set('P1', await runP1(stage!, opts, goals, log)));
     if (stage && want('P2')) await guarded('P2', async () => sections.set('P2', await runP2(stage!, opts, goals, log)));
 
@@ -60,7 +60,7 @@ async function run(opts: BenchOptions): Promise<Report> {
     }
 
     const failedOp = notMeasured('P3', TITLES.P3, 'failed: see the P3 section');
-    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { available: operatorAvailable, p3: want('P3'), p4: want('P4'), p5: want('P5') }))) ?? {
+    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { available: operatorAvailable, p3: want('P3'), p4: want('P4'), p5: want('P5') }, stage?.agent.origin))) ?? {
       p3: sections.get('P3') ?? failedOp,
       p4: { ...failedOp, id: 'P4' },
       p5: { ...failedOp, id: 'P5' },
@@ -127,6 +127,7 @@ async function run(opts: BenchOptions): Promise<Report> {
   } finally {
     await stage?.stop().catch((err: Error) => log(`stopping the agent stage: ${err.message}`));
     await env?.stop(join(opts.out, 'logs')).catch((err: Error) => log(`stopping the environment: ${err.message}`));
+    removeRuntime();
   }
 
   const ordered: Section[] = [];

@@ -10,7 +10,7 @@
  * mode "single-flight": `concurrency` connections from the pod's address send the first request for one
  * identity and resource at the same moment.
  *
- *   node --import tsx e2e/bench/miss-probe.ts '<ProbeSpec JSON>'   → one JSON line on stdout
+ *   BENCH_SPEC='<ProbeSpec JSON>' node --import tsx e2e/bench/miss-probe.ts   → one JSON line on stdout
  */
 import { Client } from 'undici';
 import type { LatencySummary } from './loadgen.js';
@@ -137,7 +137,7 @@ async function singleFlight(spec: ProbeSpec): Promise<SingleFlightResult> {
 }
 
 // Only ever a process entry point; the harness imports its types alone.
-const spec = JSON.parse(process.argv[2] ?? '{}') as ProbeSpec;
+const spec = JSON.parse(process.env['BENCH_SPEC'] ?? '{}') as ProbeSpec;
 (spec.mode === 'misses' ? misses(spec) : singleFlight(spec)).then(
   (r) => {
     process.stdout.write(JSON.stringify(r) + '\n');

@@ -12,8 +12,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import type { RequestLogEntry } from '../azure/emulator.js';
-import { operatorToken, rawRequest } from '../azure/test-fixture.js';
-import { BenchObjects, mapLimit, type BenchEnv } from './fixture.js';
+import { claimsOf, operatorToken, rawRequest } from '../azure/test-fixture.js';
+import { BENCH_NODE, BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv } from './fixture.js';
 import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
@@ -176,6 +176,110 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
   }
 }
 
+interface NodeModeRun {
+  pods: number;
+  identities: number;
+  scaleSets: number;
+  readyMs: number | null;
+  ready: number;
+  patches: number;
+  maxPatchesPerWindow: number;
+  windowMs: number;
+  firstTokenMs: number | null;
+  firstTokenDetail: string;
+}
+
+/**
+ * P3 Node mode: `nodePods` pods on 10 nodes of 2 scale sets, bound to `nodeIdentities` Node-mode PodIdentities.
+ * Then a new pod on the agent's node (seeded as an instance of the first scale set, at the agent's address)
+ * bound to a new PodIdentity: the time until the agent hands it its token.
+ */
+async function nodeMode(env: BenchEnv, opts: BenchOptions, log: Log, agentOrigin: string | undefined): Promise<NodeModeRun> {
+  const { emu } = env.fx;
+  const objects = new BenchObjects(env);
+  const namespace = await objects.namespace('bench-p3-node');
+  await objects.serviceAccount(namespace, 'app');
+  const nodeRg = `bench-mc-${randomUUID().slice(0, 6)}`;
+  const nodes: { name: string; providerID: string }[] = [];
+  for (let k = 0; k < 2; k++) {
+    const instances = Array.from({ length: 5 }, (_, i) => ({ nodeName: `bench-nm-${k}-${i}`, ip: `127.250.${k}.${i + 1}`, instanceId: String(i) }));
+    // The agent's own node is an instance of the first scale set, at the address the agent calls IMDS from.
+    if (k === 0 && agentOrigin) instances.push({ nodeName: BENCH_NODE, ip: '127.0.0.1', instanceId: '99' });
+    const view = emu.seed.scaleSet({ resourceGroup: nodeRg, name: `pool${k}`, instances });
+    nodes.push(...view.instances.map((i) => ({ name: i.nodeName, providerID: i.providerID })));
+  }
+  for (const n of nodes) {
+    await env.core.createNode({ body: { metadata: { name: n.name }, spec: { providerID: n.providerID } } }).catch((err: { code?: number }) => {
+      if (err.code !== 409) throw err;
+    });
+  }
+  const workers = nodes.filter((n) => n.name !== BENCH_NODE);
+  const body = (name: string) => ({
+    apiVersion: API_VERSION,
+    kind: 'PodIdentity',
+    metadata: { name },
+    spec: { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: `/subscriptions/${emu.subscriptionId}/resourceGroups/${OPERATOR_RG}` }], mode: 'Node' },
+  });
+  const op = await startOperatorProcess(env, 'operator-p3-node', [`--watch-namespace=${namespace}`]);
+  try {
+    log(`P3 Node mode: ${opts.nodeIdentities} PodIdentities, ${opts.nodePods} pods on ${workers.length} nodes of 2 scale sets`);
+    const t0 = Date.now();
+    await mapLimit(Array.from({ length: opts.nodeIdentities }, (_, i) => i), 16, (i) =>
+      env.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, body: body(`nm-${i}`) }),
+    );
+    await mapLimit(Array.from({ length: opts.nodePods }, (_, i) => i), 16, (i) =>
+      env.core.createNamespacedPod({
+        namespace,
+        body: {
+          metadata: { name: `nm-pod-${i}`, labels: { 'podidentity.dev/identity': `nm-${i % opts.nodeIdentities}` } },
+          spec: { nodeName: workers[i % workers.length]!.name, serviceAccountName: 'app', automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] },
+        },
+      }),
+    );
+    let ready = 0;
+    let readyAt: number | null = null;
+    while (Date.now() < t0 + opts.p3TimeoutMs) {
+      ready = await countReady(env, namespace);
+      if (ready === opts.nodeIdentities) {
+        readyAt = Date.now();
+        break;
+      }
+      await sleep(250);
+    }
+    const windowMs = 2_000; // the operator's default --batch-window
+    const patches = between(emu.requests.log(), t0, Date.now()).filter((e) => e.route === 'vmss.patch').map((e) => e.at);
+    let maxPerWindow = 0;
+    for (let i = 0; i < patches.length; i++) maxPerWindow = Math.max(maxPerWindow, patches.filter((at) => at >= patches[i]! && at < patches[i]! + windowMs).length);
+
+    let firstTokenMs: number | null = null;
+    let firstTokenDetail = 'no agent in this run';
+    if (agentOrigin) {
+      log('P3 Node mode: time to first token for a new pod');
+      const ip = podAddress(70_000);
+      const t1 = Date.now();
+      await env.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, body: body('nm-new') });
+      await objects.pod(namespace, 'nm-new-pod', ip, { 'podidentity.dev/identity': 'nm-new' }, 'app');
+      let last = '';
+      while (Date.now() < t1 + 120_000) {
+        const res = await rawRequest(`${agentOrigin}${TOKEN_PATH}`, { headers: { Metadata: 'true' }, localAddress: ip }).catch((err: Error) => ({ status: 0, text: err.message, json: undefined }));
+        last = `${res.status} ${res.text.slice(0, 200)}`;
+        if (res.status === 200) {
+          firstTokenMs = Date.now() - t1;
+          const claims = claimsOf((res.json as { access_token: string }).access_token);
+          const pid = (await env.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, name: 'nm-new' })) as PodIdentity;
+          firstTokenDetail = claims['oid'] === pid.status?.principalId ? 'token for the new PodIdentity' : `WRONG identity: oid ${String(claims['oid'])}`;
+          break;
+        }
+        await sleep(100);
+      }
+      if (firstTokenMs === null) firstTokenDetail = `no token within 120 s; last answer ${last}`;
+    }
+    return { pods: opts.nodePods, identities: opts.nodeIdentities, scaleSets: 2, readyMs: readyAt ? readyAt - t0 : null, ready, patches: patches.length, maxPatchesPerWindow: maxPerWindow, windowMs, firstTokenMs, firstTokenDetail };
+  } finally {
+    await op.stop();
+  }
+}
+
 async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse?: { namespace: string; op: OperatorProcess; n: number }): Promise<{ section: Section; rssBytes: number; baselineBytes: number }> {
   const s = section('P4', 'Memory (operator half)');
   let namespace: string;
@@ -248,15 +352,15 @@ async function idleNodeRss(): Promise<number> {
   }
 }
 
-export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goals: GoalBook, log: Log, want: OperatorWanted): Promise<OperatorSections> {
+export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goals: GoalBook, log: Log, want: OperatorWanted, agentOrigin?: string): Promise<OperatorSections> {
   const why = 'operator not available (operator/main.ts does not exist in this tree)';
-  const nodeModeWhy = 'Node-mode convergence (500 pods, 2 scale sets, 50 identities) is not implemented in the harness yet';
   if (!want.available) {
     if (want.p3) {
       goals.unmeasured('P3', '1,000 PodIdentities Ready', '≤ 60 s', why);
       goals.unmeasured('P3', 'ARM writes per PodIdentity', '≤ 1 identity PUT + 1 role PUT + 1 credential PUT, no duplicates', why);
       goals.unmeasured('P3', 'steady state after convergence', 'no ARM writes, ≤ 1 read per object per resync period', why);
       goals.unmeasured('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', why);
+      goals.unmeasured('P3', 'Node mode: time to first token for a new pod', 'reported', why);
     }
     if (want.p4) goals.unmeasured('P4', 'operator RSS with 1,000 PodIdentities and 5,000 pods', '≤ 300 MB', why);
     return {
@@ -273,6 +377,7 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
   const runs: ConvergenceRun[] = [];
   const latency = env.fx.emu.faults.set({ match: { path: '/subscriptions/' }, latencyMs: opts.armLatencyMs });
   let kept: { namespace: string; op: OperatorProcess; n: number } | undefined;
+  let nodeRun: NodeModeRun | undefined;
   try {
     if (want.p3 || want.p5) {
       const ns = [...opts.p3N].sort((a, b) => a - b);
@@ -282,6 +387,11 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
         runs.push(run);
         if (op) kept = { namespace: run.namespace, op, n };
       }
+    }
+    if (want.p3 && opts.nodePods > 0) {
+      await kept?.op.stop();
+      kept = undefined;
+      nodeRun = await nodeMode(env, opts, log, agentOrigin);
     }
     if (want.p4) {
       const mem = await operatorMemory(env, opts, log, kept);
@@ -317,9 +427,16 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       'The ARM floor is the same three writes per PodIdentity (identity PUT, Reader role assignment PUT, federated credential PUT) made by a plain client with 4 PodIdentities in flight, the operator\'s default worker count, against the same emulator latency — the time an ideal controller with that concurrency would need.',
       `The emulator's request log for each N (apply → all Ready) is in ${runs.map((r) => r.requestLogFile.split('/').pop()).join(', ')} beside this report.`,
       'The operator resyncs PodIdentities every 10 minutes, so in the steady-state window the allowance of at most one read per object per resync period is N reads; writes must be 0.',
-      `Node mode: not measured — ${nodeModeWhy}.`,
     );
-    p3.data = { runs };
+    if (nodeRun) {
+      p3.tables.push({
+        title: `Node mode: ${nodeRun.pods} pods on 10 nodes of ${nodeRun.scaleSets} scale sets, ${nodeRun.identities} PodIdentities (1 Reader role each), ARM latency ${opts.armLatencyMs} ms`,
+        columns: ['All Ready (s)', 'Ready', 'Scale-set PATCHes', `Max PATCHes in any ${nodeRun.windowMs / 1000} s window`, 'New pod: first token (s)', 'Detail'],
+        rows: [[nodeRun.readyMs === null ? 'not Ready' : round(nodeRun.readyMs / 1000, 1), `${nodeRun.ready}/${nodeRun.identities}`, nodeRun.patches, nodeRun.maxPatchesPerWindow, nodeRun.firstTokenMs === null ? '—' : round(nodeRun.firstTokenMs / 1000, 2), nodeRun.firstTokenDetail]],
+      });
+      p3.notes.push('Node mode first token: a new Node-mode PodIdentity and a pod selected by it are created on the agent\'s node (an instance of the first scale set); the time runs from the PodIdentity\'s creation until the agent answers 200 (the operator must create the identity, assign its role and PATCH the scale set; the agent then asks the node IMDS).');
+    }
+    p3.data = { runs, nodeMode: nodeRun };
     const biggest = runs[runs.length - 1];
     const at1000 = runs.find((r) => r.n === 1000);
     if (at1000) goals.check('P3', '1,000 PodIdentities Ready', '≤ 60 s', at1000.readyMs === null ? `${at1000.ready}/1000 Ready after ${opts.p3TimeoutMs / 1000} s` : `${round(at1000.readyMs / 1000, 1)} s (${round(at1000.readyMs / at1000.floorMs, 2)} × ARM floor)`, at1000.readyMs !== null && at1000.readyMs <= 60_000);
@@ -330,8 +447,13 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       goals.check('P3', `ARM writes per PodIdentity (N=${r.n})`, '≤ 1 identity PUT + 1 role PUT + 1 credential PUT, no duplicates', WRITE_ROUTES.map((k) => `${k} ${round(w[k]!.total / r.n, 3)}/PodIdentity (${w[k]!.total - w[k]!.unique} duplicate)`).join('; '), over.length === 0 && r.ready === r.n);
       goals.check('P3', `steady state (N=${r.n}, ${r.steady.windowMs / 1000} s window)`, 'no ARM writes, ≤ 1 read per object per resync period', `${r.steady.writes} writes, ${r.steady.reads} reads`, r.steady.writes === 0 && r.steady.reads <= r.n);
     }
-    goals.unmeasured('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', nodeModeWhy);
-    goals.unmeasured('P3', 'Node mode: time to first token for a new pod', 'reported', nodeModeWhy);
+    if (nodeRun) {
+      goals.check('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', `max ${nodeRun.maxPatchesPerWindow} in any ${nodeRun.windowMs / 1000} s window (${nodeRun.patches} in total; ${nodeRun.ready}/${nodeRun.identities} Ready)`, nodeRun.maxPatchesPerWindow <= 2 && nodeRun.ready === nodeRun.identities);
+      goals.check('P3', 'Node mode: time to first token for a new pod', 'reported', nodeRun.firstTokenMs === null ? nodeRun.firstTokenDetail : `${round(nodeRun.firstTokenMs / 1000, 2)} s (${nodeRun.firstTokenDetail})`, nodeRun.firstTokenMs !== null && nodeRun.firstTokenDetail.startsWith('token for'));
+    } else {
+      goals.unmeasured('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', '--node-pods 0');
+      goals.unmeasured('P3', 'Node mode: time to first token for a new pod', 'reported', '--node-pods 0');
+    }
   }
   if (want.p5 && runs.length) {
     p5.tables.push({

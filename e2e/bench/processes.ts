@@ -73,9 +73,12 @@ export interface JsonRun<T> {
   finish(): Promise<T>;
 }
 
-/** Starts a bench script that takes one JSON argument and prints one JSON line at the end. */
+/**
+ * Starts a bench script that reads its JSON spec from env BENCH_SPEC (not argv: specs can carry the bench
+ * API server's token, and argv is world-readable) and prints one JSON line at the end.
+ */
 export function startJsonScript<T>(name: string, entry: string, spec: unknown): JsonRun<T> {
-  const proc = startProcess(name, process.execPath, [compiled(entry), JSON.stringify(spec)], { cwd: REPO, keepOutput: 1_000_000 });
+  const proc = startProcess(name, process.execPath, [compiled(entry)], { cwd: REPO, keepOutput: 1_000_000, env: { ...process.env, BENCH_SPEC: JSON.stringify(spec) } });
   const result = proc.exited.then((code) => {
     const line = proc.output().trim().split('\n').reverse().find((l) => l.startsWith('{'));
     if (code !== 0 || !line) throw new Error(`${name} exited ${code}:\n${proc.output().slice(-3000)}`);
