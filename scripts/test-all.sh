@@ -26,9 +26,13 @@ stage unit make --no-print-directory test-unit
 stage e2e make --no-print-directory test-e2e
 
 leaks() {
-  # Only processes that were not running before the tests count (another run may come and go meanwhile).
+  # A leftover is a process that was not running before the tests and whose starter is gone (it was
+  # re-parented to init). Another run's live control plane, with its parent still alive, is not ours.
   local now left=""; now=$( { pgrep -x kube-apiserver; pgrep -x etcd; } 2>/dev/null | sort | tr '\n' ' ')
-  for pid in $now; do case " $before_leaks " in *" $pid "*) ;; *) left="$left $pid";; esac; done
+  for pid in $now; do
+    case " $before_leaks " in *" $pid "*) continue;; esac
+    [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" = 1 ] && left="$left $pid"
+  done
   if [ -n "$left" ]; then echo "left running:$left" >&2; ps -o pid,args -p "${left# }" >&2 || true; return 1; fi
   local ns; ns=$(ip netns list 2>/dev/null | grep -E '^podid' || true)
   if [ -n "$ns" ]; then echo "network namespaces left: $ns" >&2; return 1; fi
