@@ -5,7 +5,7 @@
  * can be measured without the operator.
  */
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
@@ -81,8 +81,8 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
         await restarted?.stop();
         if (logsTo) {
           mkdirSync(logsTo, { recursive: true });
-          for (const f of readdirSync(dir).filter((f) => f.endsWith('.log'))) cpSync(join(dir, f), join(logsTo, f));
-          for (const f of readdirSync(cp.dir).filter((f) => f.endsWith('.log'))) cpSync(join(cp.dir, f), join(logsTo, f));
+          for (const f of readdirSync(dir).filter((f) => f.endsWith('.log'))) copyTail(join(dir, f), join(logsTo, f));
+          for (const f of readdirSync(cp.dir).filter((f) => f.endsWith('.log'))) copyTail(join(cp.dir, f), join(logsTo, f));
         }
         await cp.stop();
         rmSync(dir, { recursive: true, force: true });
@@ -91,6 +91,20 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
   } catch (err) {
     await cp.stop();
     throw err;
+  }
+}
+
+/** The agent's audit log grows by a line per request (hundreds of MB in a full run): keep the last 8 MB. */
+function copyTail(from: string, to: string, maxBytes = 8 * 2 ** 20): void {
+  const size = statSync(from).size;
+  if (size <= maxBytes) return void cpSync(from, to);
+  const fd = openSync(from, 'r');
+  try {
+    const buf = Buffer.alloc(maxBytes);
+    readSync(fd, buf, 0, maxBytes, size - maxBytes);
+    writeFileSync(to, Buffer.concat([Buffer.from(`[first ${size - maxBytes} bytes dropped]\n`), buf.subarray(buf.indexOf(10) + 1)]));
+  } finally {
+    closeSync(fd);
   }
 }
 
