@@ -9,10 +9,9 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ClientSecretCredential } from '@azure/identity';
-import { ConfidentialClientApplication } from '@azure/msal-node';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { ensureCa, issueServerCertificate, makeTempDir, removeDir } from './tls.js';
-import { ARM_SCOPE, claimsOf, rawRequest, startFixture, type Fixture } from './test-fixture.js';
+import { ARM_SCOPE, claimsOf, federatedApp, rawRequest, startFixture, type Fixture } from './test-fixture.js';
 
 const EXCHANGE_AUDIENCE = 'api://AzureADTokenExchange';
 const ISSUER_BEARER = 'local-issuer-reader-token';
@@ -100,15 +99,7 @@ describe('Azure AD token endpoint', () => {
     await issuer.stop();
   });
 
-  const app = (assertion: string) =>
-    new ConfidentialClientApplication({
-      auth: {
-        clientId: identity.clientId,
-        authority: `${fx.emu.authorityHost}/${fx.emu.tenantId}`,
-        clientAssertion: assertion,
-        knownAuthorities: [new URL(fx.emu.authorityHost).host],
-      },
-    });
+  const app = (assertion: string) => federatedApp(fx.emu, identity.clientId, assertion);
 
   async function refusal(assertion: string): Promise<{ errorCode: string; errorMessage: string }> {
     try {

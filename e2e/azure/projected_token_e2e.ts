@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfidentialClientApplication } from '@azure/msal-node';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { ARM_SCOPE, claimsOf, rawRequest, startFixture, type Fixture } from './test-fixture.js';
+import { ARM_SCOPE, claimsOf, federatedApp, rawRequest, startFixture, type Fixture } from './test-fixture.js';
 
 /**
  * Workload identity federation end to end against the real local control plane: the assertion is a
@@ -50,14 +49,7 @@ describe('federated exchange of a real projected service-account token', () => {
   }
 
   const exchange = (assertion: string) =>
-    new ConfidentialClientApplication({
-      auth: {
-        clientId: identity.clientId,
-        authority: `${fx.emu.authorityHost}/${fx.emu.tenantId}`,
-        clientAssertion: assertion,
-        knownAuthorities: [new URL(fx.emu.authorityHost).host],
-      },
-    }).acquireTokenByClientCredential({ scopes: [ARM_SCOPE], skipCache: true });
+    federatedApp(fx.emu, identity.clientId, assertion).acquireTokenByClientCredential({ scopes: [ARM_SCOPE], skipCache: true });
 
   it('msal-node exchanges the pod service account token for the identity token', async () => {
     const assertion = await projectedToken('app');

@@ -1,6 +1,7 @@
 /** Shared setup for the emulator's contract tests: an emulator trusted in-process plus an operator principal. */
 import { randomUUID } from 'node:crypto';
 import { ClientSecretCredential } from '@azure/identity';
+import { ConfidentialClientApplication } from '@azure/msal-node';
 import { startAzureEmulator, type AzureEmulator, type EmulatorOptions } from './emulator.js';
 
 export const ARM_SCOPE = 'https://management.azure.com/.default';
@@ -78,4 +79,17 @@ export async function rawRequest(
 export async function operatorToken(fx: Fixture): Promise<string> {
   const token = await fx.credential.getToken(ARM_SCOPE);
   return token.token;
+}
+
+/** A msal-node app that presents `assertion` for the identity `clientId` (workload identity federation). */
+export function federatedApp(emu: AzureEmulator, clientId: string, assertion: string): ConfidentialClientApplication {
+  return new ConfidentialClientApplication({
+    auth: {
+      clientId,
+      authority: `${emu.authorityHost}/${emu.tenantId}`,
+      clientAssertion: assertion,
+      // No instance discovery against the public cloud: only the emulator's openid-configuration is fetched.
+      knownAuthorities: [new URL(emu.authorityHost).host],
+    },
+  });
 }
