@@ -379,6 +379,8 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
   let kept: { namespace: string; op: OperatorProcess; n: number } | undefined;
   let nodeRun: NodeModeRun | undefined;
   try {
+    // Node mode first, so the largest Federated run's operator can stay up for the operator half of P4.
+    if (want.p3 && opts.nodePods > 0) nodeRun = await nodeMode(env, opts, log, agentOrigin);
     if (want.p3 || want.p5) {
       const ns = [...opts.p3N].sort((a, b) => a - b);
       for (const n of ns) {
@@ -388,11 +390,7 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
         if (op) kept = { namespace: run.namespace, op, n };
       }
     }
-    if (want.p3 && opts.nodePods > 0) {
-      await kept?.op.stop();
-      kept = undefined;
-      nodeRun = await nodeMode(env, opts, log, agentOrigin);
-    }
+
     if (want.p4) {
       const mem = await operatorMemory(env, opts, log, kept);
       kept = undefined;
