@@ -254,6 +254,12 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     }
     if (operator && opNs && (!checks.operator || !checks.azure)) {
       const list = (await env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: opNs, plural: PODIDENTITY_PLURAL }).catch(() => ({ items: [] }))) as { items: PodIdentity[] };
+      // The API server is the truth: a create whose answer was lost (API server down) still made its object, and
+      // a delete that failed left one. Delete whatever the harness does not intend to keep, then wait for it.
+      const wanted = new Set(pidNames);
+      for (const p of list.items) {
+        if (!wanted.has(p.metadata.name ?? '') && !p.metadata.deletionTimestamp) await deletePid(p.metadata.name ?? '').catch(() => undefined);
+      }
       const names = new Set(list.items.map((p) => p.metadata.name));
       const allReady = list.items.every((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       checks.operator = allReady && pidNames.every((n) => names.has(n)) && list.items.length === pidNames.length;
