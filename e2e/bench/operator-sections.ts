@@ -184,6 +184,7 @@ interface NodeModeRun {
   ready: number;
   patches: number;
   maxPatchesPerWindow: number;
+  maxPatchesPerScaleSetWindow: number;
   windowMs: number;
   firstTokenMs: number | null;
   firstTokenDetail: string;
@@ -247,9 +248,18 @@ async function nodeMode(env: BenchEnv, opts: BenchOptions, log: Log, agentOrigin
       await sleep(250);
     }
     const windowMs = 2_000; // the operator's default --batch-window
-    const patches = between(emu.requests.log(), t0, Date.now()).filter((e) => e.route === 'vmss.patch').map((e) => e.at);
-    let maxPerWindow = 0;
-    for (let i = 0; i < patches.length; i++) maxPerWindow = Math.max(maxPerWindow, patches.filter((at) => at >= patches[i]! && at < patches[i]! + windowMs).length);
+    const patchEntries = between(emu.requests.log(), t0, Date.now()).filter((e) => e.route === 'vmss.patch');
+    const patches = patchEntries.map((e) => e.at);
+    // Any window of the batch length can straddle two batches (a flush at its start, the next at its end), so
+    // the budget is checked per scale set: at most one PATCH to a scale set in any [t, t + window).
+    const inWindow = (list: number[]) => Math.max(0, ...list.map((t) => list.filter((at) => at >= t && at < t + windowMs).length));
+    const byScaleSet = new Map<string, number[]>();
+    for (const e of patchEntries) {
+      const key = e.path.split('?')[0]!.toLowerCase();
+      byScaleSet.set(key, [...(byScaleSet.get(key) ?? []), e.at]);
+    }
+    const maxPerScaleSetWindow = Math.max(0, ...[...byScaleSet.values()].map(inWindow));
+    const maxPerWindow = inWindow(patches);
 
     let firstTokenMs: number | null = null;
     let firstTokenDetail = 'no agent in this run';
@@ -274,7 +284,7 @@ async function nodeMode(env: BenchEnv, opts: BenchOptions, log: Log, agentOrigin
       }
       if (firstTokenMs === null) firstTokenDetail = `no token within 120 s; last answer ${last}`;
     }
-    return { pods: opts.nodePods, identities: opts.nodeIdentities, scaleSets: 2, readyMs: readyAt ? readyAt - t0 : null, ready, patches: patches.length, maxPatchesPerWindow: maxPerWindow, windowMs, firstTokenMs, firstTokenDetail };
+    return { pods: opts.nodePods, identities: opts.nodeIdentities, scaleSets: 2, readyMs: readyAt ? readyAt - t0 : null, ready, patches: patches.length, maxPatchesPerWindow: maxPerWindow, maxPatchesPerScaleSetWindow: maxPerScaleSetWindow, windowMs, firstTokenMs, firstTokenDetail };
   } finally {
     await op.stop();
   }
@@ -332,8 +342,10 @@ async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse
       ],
     });
     s.notes.push(`Operator run with --watch-namespace on the namespace that holds its ${pids} PodIdentities and the ${opts.operatorPods} pods (no kubelet: the pods stay Pending), pods spread over 50 node names, each selected by one PodIdentity and using the service account the PodIdentities already federate.`);
-    s.data = { rssBytes: rss, rssBeforePodsBytes: rssBefore, baselineBytes, pids, pods: opts.operatorPods };
-    return { section: s, rssBytes: rss, baselineBytes };
+    s.notes.push('RSS moves with garbage collection; the goal is checked against the highest of the readings above.');
+    const peak = Math.max(rss, rssBefore);
+    s.data = { rssBytes: peak, rssWithPodsBytes: rss, rssBeforePodsBytes: rssBefore, baselineBytes, pids, pods: opts.operatorPods };
+    return { section: s, rssBytes: peak, baselineBytes };
   } finally {
     await op.stop();
   }
@@ -396,7 +408,7 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       kept = undefined;
       p4 = mem.section;
       const mb = round(mem.rssBytes / 2 ** 20, 1);
-      goals.check('P4', `operator RSS with ${mem.section.data['pids'] as number} PodIdentities and ${opts.operatorPods} pods`, '≤ 300 MB', `${mb} MB (${round(mem.rssBytes / mem.baselineBytes, 2)} × idle node)`, mem.rssBytes <= 300 * 2 ** 20);
+      goals.check('P4', `operator RSS with ${mem.section.data['pids'] as number} PodIdentities and ${opts.operatorPods} pods`, '≤ 300 MB', `${mb} MB peak (${round(mem.rssBytes / mem.baselineBytes, 2)} × idle node)`, mem.rssBytes <= 300 * 2 ** 20);
     }
   } finally {
     await kept?.op.stop();
@@ -429,8 +441,8 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
     if (nodeRun) {
       p3.tables.push({
         title: `Node mode: ${nodeRun.pods} pods on 10 nodes of ${nodeRun.scaleSets} scale sets, ${nodeRun.identities} PodIdentities (1 Reader role each), ARM latency ${opts.armLatencyMs} ms`,
-        columns: ['All Ready (s)', 'Ready', 'Scale-set PATCHes', `Max PATCHes in any ${nodeRun.windowMs / 1000} s window`, 'New pod: first token (s)', 'Detail'],
-        rows: [[nodeRun.readyMs === null ? 'not Ready' : round(nodeRun.readyMs / 1000, 1), `${nodeRun.ready}/${nodeRun.identities}`, nodeRun.patches, nodeRun.maxPatchesPerWindow, nodeRun.firstTokenMs === null ? '—' : round(nodeRun.firstTokenMs / 1000, 2), nodeRun.firstTokenDetail]],
+        columns: ['All Ready (s)', 'Ready', 'Scale-set PATCHes', `Max PATCHes to one scale set in any ${nodeRun.windowMs / 1000} s`, `Max PATCHes (all scale sets) in any ${nodeRun.windowMs / 1000} s`, 'New pod: first token (s)', 'Detail'],
+        rows: [[nodeRun.readyMs === null ? 'not Ready' : round(nodeRun.readyMs / 1000, 1), `${nodeRun.ready}/${nodeRun.identities}`, nodeRun.patches, nodeRun.maxPatchesPerScaleSetWindow, nodeRun.maxPatchesPerWindow, nodeRun.firstTokenMs === null ? '—' : round(nodeRun.firstTokenMs / 1000, 2), nodeRun.firstTokenDetail]],
       });
       p3.notes.push('Node mode first token: a new Node-mode PodIdentity and a pod selected by it are created on the agent\'s node (an instance of the first scale set); the time runs from the PodIdentity\'s creation until the agent answers 200 (the operator must create the identity, assign its role and PATCH the scale set; the agent then asks the node IMDS).');
     }
@@ -446,7 +458,7 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       goals.check('P3', `steady state (N=${r.n}, ${r.steady.windowMs / 1000} s window)`, 'no ARM writes, ≤ 1 read per object per resync period', `${r.steady.writes} writes, ${r.steady.reads} reads`, r.steady.writes === 0 && r.steady.reads <= r.n);
     }
     if (nodeRun) {
-      goals.check('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', `max ${nodeRun.maxPatchesPerWindow} in any ${nodeRun.windowMs / 1000} s window (${nodeRun.patches} in total; ${nodeRun.ready}/${nodeRun.identities} Ready)`, nodeRun.maxPatchesPerWindow <= 2 && nodeRun.ready === nodeRun.identities);
+      goals.check('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window (2 scale sets: ≤ 1 per scale set per window)', `max ${nodeRun.maxPatchesPerScaleSetWindow} to one scale set in any ${nodeRun.windowMs / 1000} s (${nodeRun.maxPatchesPerWindow} across both; ${nodeRun.patches} in total; ${nodeRun.ready}/${nodeRun.identities} Ready)`, nodeRun.maxPatchesPerScaleSetWindow <= 1 && nodeRun.ready === nodeRun.identities);
       goals.check('P3', 'Node mode: time to first token for a new pod', 'reported', nodeRun.firstTokenMs === null ? nodeRun.firstTokenDetail : `${round(nodeRun.firstTokenMs / 1000, 2)} s (${nodeRun.firstTokenDetail})`, nodeRun.firstTokenMs !== null && nodeRun.firstTokenDetail.startsWith('token for'));
     } else {
       goals.unmeasured('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', '--node-pods 0');
