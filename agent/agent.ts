@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
+import { KubeExceptionDirectory } from './attribution/exceptions-kube.js';
 import { KubeIdentityDirectory, KubePodDirectory } from './attribution/kube.js';
 import { TokenCache } from './cache/token-cache.js';
 import type { AgentConfig } from './config.js';
@@ -44,7 +45,7 @@ export function loadKubeConfig(path?: string): KubeConfig {
 
 /**
  * Wiring only. Order matters for failing closed: the rules go in first (pods are refused, not sent to the
- * real IMDS), then the caches start, then the listener; readiness waits for both caches.
+ * real IMDS), then the caches start, then the listener; readiness waits for every cache.
  */
 export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
   const metrics = new AgentMetrics({ defaultMetrics: true });
@@ -65,8 +66,11 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const pods = new KubePodDirectory(kc, config.nodeName, config.readThroughTimeoutMs, logger);
   const identities = new KubeIdentityDirectory(kc, logger);
   const watching = new AbortController();
+  // Opt-in: without --exceptions-configmap no pod is ever passed through to the node IMDS.
+  const exceptions = config.exceptionsConfigMap ? new KubeExceptionDirectory(kc, config.exceptionsConfigMap, metrics, logger) : undefined;
   pods.informer.start(watching.signal);
   identities.informer.start(watching.signal);
+  exceptions?.informer.start(watching.signal);
 
   const cache = new TokenCache({
     maxEntries: config.cacheMaxEntries,
@@ -97,6 +101,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     cache,
     metrics,
     logger,
+    exceptions,
   });
 
   const imds = createServer(handler);
@@ -111,6 +116,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       if (interceptor && !interceptor.rulesInPlace()) problems.push('interception rules not in place');
       if (!pods.hasSynced()) problems.push('pod cache not synced');
       if (!identities.hasSynced()) problems.push('PodIdentity cache not synced');
+      if (exceptions && !exceptions.hasSynced()) problems.push('IMDS exceptions cache not synced');
       return void res.writeHead(problems.length ? 503 : 200, { 'Content-Type': 'text/plain' }).end(problems.length ? problems.join('\n') + '\n' : 'ok\n');
     }
     if (path === '/metrics') {
@@ -125,16 +131,16 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   await listen(health, config.metricsPort, config.metricsAddress);
   // Until both caches are synced every answer would be a guess; refused connections (the rules are already
   // in place) make SDKs retry instead.
-  await Promise.all([pods.informer.waitForSync(watching.signal), identities.informer.waitForSync(watching.signal)]);
+  await Promise.all([pods.informer.waitForSync(watching.signal), identities.informer.waitForSync(watching.signal), exceptions?.informer.waitForSync(watching.signal)]);
   await listen(imds, config.listenPort, config.listenAddress);
-  logger.info('agent serving', { node: config.nodeName, listen: `${config.listenAddress}:${config.listenPort}`, metrics: `${config.metricsAddress}:${config.metricsPort}`, defaultMode: config.defaultMode });
+  logger.info('agent serving', { node: config.nodeName, listen: `${config.listenAddress}:${config.listenPort}`, metrics: `${config.metricsAddress}:${config.metricsPort}`, defaultMode: config.defaultMode, exceptionsConfigMap: config.exceptionsConfigMap ? `${config.exceptionsConfigMap.namespace}/${config.exceptionsConfigMap.name}` : undefined });
 
   return {
     metrics,
     async stop() {
       interceptor?.stop();
       watching.abort();
-      await Promise.all([close(imds), close(health), pods.informer.stop(), identities.informer.stop()]);
+      await Promise.all([close(imds), close(health), pods.informer.stop(), identities.informer.stop(), exceptions?.informer.stop()]);
     },
   };
 }

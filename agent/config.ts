@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { MODES, type Mode } from '../lib/api/types.js';
+import { parseConfigMapRef } from './attribution/exceptions.js';
 
 /** How the agent runs. Every field comes from a flag (or its env variable) and is validated at start. */
 export interface AgentConfig {
@@ -42,6 +43,11 @@ export interface AgentConfig {
   metadataProxy: boolean;
   /** Manage iptables at all (off only for tests that run the HTTP server alone). */
   manageIptables: boolean;
+  /**
+   * `<namespace>/<name>` of the ConfigMap whose `exceptions.yaml` lists pods passed through to the node
+   * IMDS (migrated AzurePodIdentityExceptions). Absent: the feature is off.
+   */
+  exceptionsConfigMap?: { namespace: string; name: string };
   logLevel: string;
   kubeconfig?: string;
 }
@@ -88,6 +94,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   'drift-check-interval': { env: 'DRIFT_CHECK_INTERVAL_MS', default: '30000', help: 'ms between iptables drift checks' },
   'metadata-proxy': { env: 'METADATA_PROXY', default: 'true', help: 'proxy /metadata/instance etc. to the upstream IMDS' },
   'manage-iptables': { env: 'MANAGE_IPTABLES', default: 'true', help: 'install and check interception rules' },
+  'exceptions-configmap': { env: 'EXCEPTIONS_CONFIGMAP', help: '<namespace>/<name> of the IMDS exceptions ConfigMap (default: none, feature off)' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'error, warn, info or debug' },
   kubeconfig: { env: 'KUBECONFIG', help: 'kubeconfig path (default: in-cluster)' },
 };
@@ -167,6 +174,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (!(MODES as readonly string[]).includes(defaultMode)) throw new ConfigError('default-mode', `must be one of ${MODES.join(', ')}, got "${defaultMode}"`);
   const iptablesMode = required('iptables-mode');
   if (!['auto', 'nft', 'legacy'].includes(iptablesMode)) throw new ConfigError('iptables-mode', `must be auto, nft or legacy, got "${iptablesMode}"`);
+  const exceptionsRaw = raw('exceptions-configmap');
+  const exceptionsConfigMap = exceptionsRaw === undefined ? undefined : parseConfigMapRef(exceptionsRaw);
+  if (exceptionsRaw !== undefined && !exceptionsConfigMap) throw new ConfigError('exceptions-configmap', `must be <namespace>/<name>, got "${exceptionsRaw}"`);
   const logLevel = required('log-level');
   if (!['error', 'warn', 'info', 'debug'].includes(logLevel)) throw new ConfigError('log-level', `must be error, warn, info or debug, got "${logLevel}"`);
 
@@ -195,6 +205,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     driftCheckIntervalMs: int('drift-check-interval', 100, 3_600_000),
     metadataProxy: bool('metadata-proxy'),
     manageIptables: bool('manage-iptables'),
+    exceptionsConfigMap,
     logLevel,
     kubeconfig: raw('kubeconfig'),
   };

@@ -24,6 +24,12 @@ describe('config', () => {
     assert.equal(c.notReadyWaitMs, 3000);
     assert.equal(c.interceptHostNetwork, false);
     assert.equal(c.metadataProxy, true);
+    assert.equal(c.exceptionsConfigMap, undefined, 'IMDS exceptions are opt-in');
+  });
+  test('--exceptions-configmap (or EXCEPTIONS_CONFIGMAP) is <namespace>/<name>', () => {
+    assert.deepEqual(loadConfig([...base, '--exceptions-configmap=podidentity-system/podidentity-imds-exceptions'], {}).exceptionsConfigMap, { namespace: 'podidentity-system', name: 'podidentity-imds-exceptions' });
+    assert.deepEqual(loadConfig(base, { EXCEPTIONS_CONFIGMAP: 'ns/cm' }).exceptionsConfigMap, { namespace: 'ns', name: 'cm' });
+    for (const bad of ['podidentity-imds-exceptions', 'a/b/c', '/cm', 'ns/', 'NS/cm', 'ns/Bad_Name']) fails([...base, `--exceptions-configmap=${bad}`], 'exceptions-configmap');
   });
   test('env fills in, flags win', () => {
     const c = loadConfig(['--listen-port', '9000', '--metadata-proxy=false'], { NODE_NAME: 'n', NODE_IP: '10.1.1.1', LISTEN_PORT: '1', DEFAULT_MODE: 'Node' });

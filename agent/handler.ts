@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Mode } from '../lib/api/types.js';
 import type { Logger } from '../lib/log.js';
 import type { Attributor } from './attribution/attributor.js';
+import type { ExceptionDirectory, ImdsException } from './attribution/exceptions.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './attribution/types.js';
 import type { TokenCache } from './cache/token-cache.js';
 import {
@@ -17,6 +18,7 @@ import {
 } from './imds/protocol.js';
 import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
 import { UpstreamError, type Issuer } from './issuance/types.js';
+import { callNodeImds } from './issuance/upstream.js';
 import type { AgentMetrics, RequestResult } from './metrics.js';
 
 export interface HandlerDeps {
@@ -33,6 +35,8 @@ export interface HandlerDeps {
   cache: TokenCache;
   metrics: AgentMetrics;
   logger: Logger;
+  /** IMDS exceptions (`--exceptions-configmap`); absent: the feature is off and nobody is passed through. */
+  exceptions?: ExceptionDirectory;
 }
 
 /** Retry-After for answers that a short wait will fix (identity becoming Ready, IP reuse settling). */
@@ -127,6 +131,9 @@ async function decide(deps: HandlerDeps, req: IncomingMessage, url: URL): Promis
       case 'multiple':
         return { ...deny('denied', badRequest(MULTIPLE_IDENTITIES)), pod, resource: request.resource, reason: `PodIdentities ${selection.candidates.join(', ')}` };
       case 'none': {
+        // Only a pod that no PodIdentity selects at all may use an exception; a selected pod never does.
+        const exception = selection.candidates.length === 0 ? deps.exceptions?.match(pod) : undefined;
+        if (exception) return passThrough(deps, url, pod, request, exception);
         const what = selection.candidates.length
           ? `none of the PodIdentities that select pod ${pod.namespace}/${pod.name} (${selection.candidates.join(', ')}) has the requested ${hintName(request)}`
           : `no PodIdentity in namespace ${pod.namespace} selects pod ${pod.name}. Check that a PodIdentity in the pod's own namespace has a selector matching the pod's labels (default label podidentity.dev/identity=<PodIdentity name>)`;
@@ -177,13 +184,35 @@ async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, ide
   }
 }
 
+/**
+ * An IMDS exception: the request goes to the node's IMDS unchanged (same path and query) and its answer comes
+ * back as is. Never cached: the node IMDS is the authority for these tokens, and the cache is for pod identities.
+ */
+async function passThrough(deps: HandlerDeps, url: URL, pod: PodInfo, request: TokenRequest, exception: ImdsException): Promise<Outcome> {
+  const labels = Object.entries(exception.podLabels).map(([k, v]) => `${k}=${v}`).join(',');
+  const reason = `IMDS exception ${exception.namespace} {${labels}}${exception.migratedFrom ? ` (${exception.migratedFrom})` : ''}`;
+  const base = { pod, resource: request.resource, reason };
+  const started = performance.now();
+  try {
+    const answer = await callNodeImds(deps.upstreamImds, url.pathname + url.search, deps.upstreamTimeoutMs);
+    deps.metrics.upstreamDuration.observe({ upstream: 'imds', code: String(answer.status) }, (performance.now() - started) / 1000);
+    const headers: Record<string, string> = { 'Content-Type': answer.contentType ?? 'application/json; charset=utf-8' };
+    if (answer.retryAfter) headers['Retry-After'] = answer.retryAfter;
+    return { ...base, result: 'exception', status: answer.status, body: answer.text, headers };
+  } catch (err) {
+    deps.metrics.upstreamDuration.observe({ upstream: 'imds', code: 'error' }, (performance.now() - started) / 1000);
+    return { ...base, ...errorOutcome(new UpstreamError('imds', 503, 'imds_unreachable', `the node IMDS did not answer: ${(err as Error).message}`, 5)), reason };
+  }
+}
+
 function audit(logger: Logger, o: Outcome, req: IncomingMessage, seconds: number): void {
   if (o.result === 'bad_request') {
     logger.debug('malformed IMDS request', { status: o.status, path: req.url?.split('?')[0], sourceIp: req.socket.remoteAddress });
     return;
   }
   // One line per issued or denied token. Never the token: the body is not logged.
-  logger.info(o.result === 'issued' ? 'token issued' : 'token denied', {
+  const message = o.result === 'issued' ? 'token issued' : o.result === 'exception' ? 'token request passed through to the node IMDS (exception)' : 'token denied';
+  logger.info(message, {
     audit: true,
     result: o.result,
     status: o.status,
@@ -210,12 +239,10 @@ async function handleOther(deps: HandlerDeps, req: IncomingMessage, url: URL, ta
   if (!deps.metadataProxy) {
     return { result: 'denied', status: 403, body: { error: 'forbidden', error_description: `The pod identity agent does not proxy ${url.pathname} on this node` } };
   }
-  const upstream = new URL(deps.upstreamImds + url.pathname + url.search);
   try {
-    const res = await fetch(upstream, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(deps.upstreamTimeoutMs), redirect: 'error' });
-    const text = await res.text();
+    const res = await callNodeImds(deps.upstreamImds, url.pathname + url.search, deps.upstreamTimeoutMs);
     deps.metrics.metadataProxied.inc({ code: String(res.status) });
-    return { result: 'issued', status: res.status, body: text, headers: { 'Content-Type': res.headers.get('content-type') ?? 'application/json; charset=utf-8' } };
+    return { result: 'issued', status: res.status, body: res.text, headers: { 'Content-Type': res.contentType ?? 'application/json; charset=utf-8' } };
   } catch (err) {
     deps.metrics.metadataProxied.inc({ code: 'error' });
     return { result: 'upstream_error', status: 502, body: { error: 'bad_gateway', error_description: `the node IMDS did not answer: ${(err as Error).message}` } };

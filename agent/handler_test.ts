@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { createLogger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
+import { matchException, type ExceptionDirectory, type ImdsException } from './attribution/exceptions.js';
 import { TokenCache } from './cache/token-cache.js';
 import { createImdsHandler } from './handler.js';
 import type { IssuedToken } from './imds/protocol.js';
@@ -36,6 +37,10 @@ let identities: FakeIdentities;
 let federated: FakeIssuer;
 let nodeIssuer: FakeIssuer;
 let metrics: AgentMetrics;
+let exceptionEntries: ImdsException[];
+const exceptions: ExceptionDirectory = { match: (p) => matchException(exceptionEntries, p), hasSynced: () => true };
+let withExceptions = true;
+let cache: TokenCache;
 const metadataProxy = true;
 
 function get(path: string, { from = POD_A, headers = { Metadata: 'true' } as Record<string, string> } = {}): Promise<{ status: number; body: Record<string, string>; headers: Record<string, unknown> }> {
@@ -53,7 +58,10 @@ function get(path: string, { from = POD_A, headers = { Metadata: 'true' } as Rec
 const TOKEN = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net';
 
 before(async () => {
-  upstream = createServer((req, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ path: req.url, metadata: req.headers['metadata'] })));
+  upstream = createServer((req, res) => {
+    if (req.url?.includes('throttle')) return void res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': '9' }).end('{"error":"throttled"}');
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ path: req.url, metadata: req.headers['metadata'] }));
+  });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   server = createServer((req, res) => handler(req, res));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -72,6 +80,7 @@ beforeEach(() => {
   federated = new FakeIssuer();
   nodeIssuer = new FakeIssuer();
   metrics = new AgentMetrics();
+  exceptionEntries = [];
   pods.cached = [pod('a', POD_A), pod('b', POD_B, { labels: {} })];
   pods.server = pods.cached;
   identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' })]);
@@ -86,9 +95,10 @@ beforeEach(() => {
     pods,
     identities,
     issuers: { Federated: federated, Node: nodeIssuer },
-    cache: new TokenCache({ maxEntries: 10, safetyMarginSeconds: 300, refreshAheadSeconds: 0, bypassMinIntervalMs: 5000 }),
+    cache: (cache = new TokenCache({ maxEntries: 10, safetyMarginSeconds: 300, refreshAheadSeconds: 0, bypassMinIntervalMs: 5000 })),
     metrics,
     logger: createLogger('test', 'error'),
+    ...(withExceptions ? { exceptions } : {}),
   });
 });
 
@@ -224,5 +234,68 @@ describe('IMDS handler', () => {
     assert.deepEqual(res.body, { path: '/metadata/instance/compute?api-version=2021-02-01', metadata: 'true' });
     assert.equal((await get('/metadata/identity/info')).status, 404);
     assert.equal((await get('/metadata/instance', { headers: {} })).status, 400);
+  });
+
+  describe('IMDS exceptions', () => {
+    const ADDON = { namespace: 'app', podLabels: { component: 'addon' }, migratedFrom: 'AzurePodIdentityException app/addons' };
+    beforeEach(() => {
+      exceptionEntries = [ADDON];
+      pods.cached[1]!.labels = { component: 'addon' };
+    });
+
+    test('an unselected pod matching an exception is passed through unchanged, never cached', async () => {
+      const path = `${TOKEN}&client_id=node-kubelet`;
+      for (let i = 0; i < 2; i++) {
+        const res = await get(path, { from: POD_B });
+        assert.equal(res.status, 200);
+        assert.deepEqual(res.body, { path, metadata: 'true' }, 'same path and query, Metadata: true, the node IMDS body as is');
+      }
+      assert.equal(federated.calls.length + nodeIssuer.calls.length, 0);
+      assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 2);
+      assert.equal(cache.size, 0, 'exception tokens are never cached');
+    });
+
+    test('the node IMDS status and Retry-After come back', async () => {
+      const res = await get(`${TOKEN}&throttle=1`, { from: POD_B });
+      assert.equal(res.status, 429);
+      assert.equal(res.headers['retry-after'], '9');
+      assert.deepEqual(res.body, { error: 'throttled' });
+    });
+
+    test('label mismatch or another namespace: refused like any unselected pod', async () => {
+      pods.cached[1]!.labels = { component: 'addon-2' };
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 400);
+      pods.cached[1]!.labels = { component: 'addon' };
+      pods.cached[1]!.namespace = 'other';
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 400);
+      assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 0);
+    });
+
+    test('a pod a PodIdentity selects never uses the exception, even when no identity matches its hint', async () => {
+      pods.cached[0]!.labels = { 'podidentity.dev/identity': 'reader', component: 'addon' };
+      const res = await get(TOKEN);
+      assert.equal(res.status, 200);
+      assert.equal(res.body['client_id'], 'reader-client');
+      const wrongHint = await get(`${TOKEN}&client_id=someone-else`);
+      assert.equal(wrongHint.status, 400);
+      identities.set([podIdentity('reader', 'app', { ready: false })]);
+      assert.equal((await get(TOKEN)).status, 503, 'a not-Ready PodIdentity still owns the pod');
+      assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 0);
+    });
+
+    test('unknown source addresses never reach the exception path', async () => {
+      assert.equal((await get(TOKEN, { from: STRANGER })).status, 400);
+      assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 0);
+    });
+  });
+
+  describe('IMDS exceptions off (no --exceptions-configmap)', () => {
+    before(() => (withExceptions = false));
+    after(() => (withExceptions = true));
+    test('a pod matching what would be an exception is refused', async () => {
+      exceptionEntries = [{ namespace: 'app', podLabels: { component: 'addon' } }];
+      pods.cached[1]!.labels = { component: 'addon' };
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 400);
+    });
   });
 });

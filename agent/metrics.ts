@@ -8,7 +8,9 @@ export type RequestResult =
   | 'ambiguous_pod'
   | 'not_ready'
   | 'bad_request'
-  | 'upstream_error';
+  | 'upstream_error'
+  /** A pod no PodIdentity selects, matching an IMDS exception: passed through to the node IMDS. */
+  | 'exception';
 
 /** Everything the agent exports, on its own registry (one per agent, so tests don't share state). */
 export class AgentMetrics {
@@ -25,6 +27,8 @@ export class AgentMetrics {
   readonly iptablesRepairs: Counter;
   readonly iptablesErrors: Counter;
   readonly metadataProxied: Counter<'code'>;
+  readonly imdsExceptions: Gauge;
+  readonly imdsExceptionErrors: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -54,5 +58,7 @@ export class AgentMetrics {
     this.iptablesRepairs = new Counter({ name: 'podidentity_agent_iptables_repairs_total', help: 'Interception rules found drifted and rewritten.', registers });
     this.iptablesErrors = new Counter({ name: 'podidentity_agent_iptables_errors_total', help: 'Failed iptables checks or writes.', registers });
     this.metadataProxied = new Counter({ name: 'podidentity_agent_metadata_proxy_requests_total', help: 'Non-token IMDS requests proxied to the node IMDS, by code.', labelNames: ['code'], registers });
+    this.imdsExceptions = new Gauge({ name: 'podidentity_agent_imds_exceptions', help: 'IMDS exception entries in force (0 when the ConfigMap is absent or malformed).', registers });
+    this.imdsExceptionErrors = new Counter({ name: 'podidentity_agent_imds_exceptions_errors_total', help: 'Versions of the IMDS exceptions ConfigMap rejected as malformed (no exceptions honoured).', registers });
   }
 }

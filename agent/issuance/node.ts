@@ -1,6 +1,7 @@
 import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
 import { UpstreamError, type Issuer, type IssueRequest } from './types.js';
+import { callNodeImds, type ImdsAnswer } from './upstream.js';
 
 export interface NodeIssuerOptions {
   /** The node's real IMDS, e.g. http://169.254.169.254. */
@@ -18,22 +19,17 @@ export class NodeIssuer implements Issuer {
   constructor(private readonly options: NodeIssuerOptions) {}
 
   async issue({ identity, resource }: IssueRequest): Promise<IssuedToken> {
-    const url = new URL(`${this.options.upstreamImds}/metadata/identity/oauth2/token`);
-    url.searchParams.set('api-version', '2018-02-01');
-    url.searchParams.set('resource', resource);
-    url.searchParams.set('client_id', identity.clientId);
+    const query = new URLSearchParams({ 'api-version': '2018-02-01', resource, client_id: identity.clientId });
     const started = performance.now();
-    let res: Response;
-    let text: string;
+    let res: ImdsAnswer;
     try {
-      // The timeout covers the body too: a node IMDS that stalls mid-answer is as unreachable as a silent one.
-      res = await fetch(url, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(this.options.timeoutMs), redirect: 'error' });
-      text = await res.text();
+      res = await callNodeImds(this.options.upstreamImds, `/metadata/identity/oauth2/token?${query}`, this.options.timeoutMs);
     } catch (err) {
       this.observe(started, 'error');
       throw new UpstreamError('imds', 503, 'imds_unreachable', `the node IMDS did not answer: ${(err as Error).message}`, 5);
     }
     this.observe(started, String(res.status));
+    const text = res.text;
     let body: Record<string, unknown> = {};
     try {
       body = JSON.parse(text) as Record<string, unknown>;
@@ -42,7 +38,7 @@ export class NodeIssuer implements Issuer {
     }
     if (res.status !== 200) {
       const detail = typeof body['error_description'] === 'string' ? body['error_description'] : text.slice(0, 200);
-      const retryAfter = Number(res.headers.get('retry-after') ?? '') || undefined;
+      const retryAfter = Number(res.retryAfter ?? '') || undefined;
       // 400 here usually means the identity is not (yet) on this node's scale set: transient from the pod's view.
       const status = res.status === 429 ? 429 : res.status >= 500 || res.status === 400 || res.status === 404 ? 503 : 500;
       throw new UpstreamError('imds', status, String(body['error'] ?? 'imds_error'), `the node IMDS refused client_id ${identity.clientId}: ${detail}`, retryAfter ?? (status === 503 || status === 429 ? 5 : undefined));
