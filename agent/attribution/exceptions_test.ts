@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { exceptionsFromConfigMap, matchException, parseConfigMapRef, parseExceptions, type ImdsException } from './exceptions.js';
+import { EXCEPTIONS_KEY, exceptionsFromConfigMap, matchException, parseConfigMapRef, parseExceptions, type ImdsException } from './exceptions.js';
 
 // What operator/migrate writes (comment included).
 const MIGRATED = `# Migrated AzurePodIdentityExceptions.
@@ -60,6 +60,7 @@ describe('IMDS exceptions: parsing', () => {
   });
 
   test('the ConfigMap must carry the exceptions.yaml key', () => {
+    assert.equal(EXCEPTIONS_KEY, 'exceptions.yaml', 'the key operator/migrate writes (e2e/deploy/manifests_e2e.ts checks both sides)');
     assert.equal(exceptionsFromConfigMap(undefined).ok, false);
     assert.equal(exceptionsFromConfigMap({ 'exceptions.yml': MIGRATED }).ok, false);
     assert.equal(exceptionsFromConfigMap({ 'exceptions.yaml': MIGRATED }).ok, true);

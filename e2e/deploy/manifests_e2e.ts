@@ -6,13 +6,19 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { EXCEPTIONS_KEY } from '../../agent/attribution/exceptions.js';
 import { loadConfig as loadAgentConfig } from '../../agent/config.js';
 import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
+import { EXCEPTIONS_CONFIGMAP as MIGRATED_EXCEPTIONS } from '../../operator/migrate/migrate.js';
 import { find, kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
 
 const NAMESPACE = 'podidentity-system';
 const AGENT = 'podidentity-agent';
 const OPERATOR = 'podidentity-operator';
+const OPERATOR_NAMESPACED_ROLE = 'podidentity-operator-leader-election';
+const AGENT_EXCEPTIONS_ROLE = 'podidentity-agent-imds-exceptions';
+/** Where operator/migrate writes the IMDS exceptions: the agent's flag and Role must name the same ConfigMap. */
+const EXCEPTIONS_CONFIGMAP = MIGRATED_EXCEPTIONS.name;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -138,11 +144,16 @@ function checkRbac(objects: K8sObject[]): void {
   // Leases and ConfigMaps only in the operator's namespace, never cluster-wide.
   assert.ok(!operatorGrants.some((g) => g.startsWith('coordination.k8s.io/') || g.startsWith('core/configmaps')));
   const namespaced = objects.filter((o) => o.kind === 'Role');
-  assert.equal(namespaced.length, 1);
-  assert.equal(namespaced[0]?.metadata.namespace, NAMESPACE);
-  assert.deepEqual(grants(namespaced[0]?.rules as Json[]), [
+  assert.deepEqual(namespaced.map((r) => r.metadata.name).sort(), [AGENT_EXCEPTIONS_ROLE, OPERATOR_NAMESPACED_ROLE]);
+  for (const role of namespaced) assert.equal(role.metadata.namespace, NAMESPACE);
+  assert.deepEqual(grants(rulesOf(objects, 'Role', OPERATOR_NAMESPACED_ROLE)), [
     'coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update',
     'core/configmaps:create', 'core/configmaps:get', 'core/configmaps:patch',
+  ]);
+  // The agent reads one ConfigMap by name (its informer lists and watches with a metadata.name field
+  // selector, which resourceNames authorises), and nothing else in the namespace.
+  assert.deepEqual(rulesOf(objects, 'Role', AGENT_EXCEPTIONS_ROLE), [
+    { apiGroups: [''], resources: ['configmaps'], resourceNames: [EXCEPTIONS_CONFIGMAP], verbs: ['get', 'list', 'watch'] },
   ]);
 
   // Every binding binds an existing role to an existing ServiceAccount; each SA gets only its own roles.
@@ -156,7 +167,7 @@ function checkRbac(objects: K8sObject[]): void {
     }
   }
   const agentRoles = bindings.filter((b) => (b.subjects as Json[]).some((s) => s.name === AGENT)).map((b) => `${b.roleRef.kind}/${b.roleRef.name}`);
-  assert.deepEqual(agentRoles, [`ClusterRole/${AGENT}`], 'the agent is bound to its own ClusterRole only');
+  assert.deepEqual(agentRoles.sort(), [`ClusterRole/${AGENT}`, `Role/${AGENT_EXCEPTIONS_ROLE}`], 'the agent is bound to its own ClusterRole and exceptions Role only');
   assert.equal(podSpec(find(objects, 'DaemonSet', AGENT)).serviceAccountName, AGENT);
   assert.equal(podSpec(find(objects, 'Deployment', OPERATOR)).serviceAccountName, OPERATOR);
 }
@@ -180,7 +191,7 @@ describe('config/default', async () => {
     const kinds = objects.map((o) => o.kind).sort();
     assert.deepEqual(kinds, [
       'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'CustomResourceDefinition', 'CustomResourceDefinition',
-      'DaemonSet', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'PriorityClass', 'Role', 'RoleBinding',
+      'DaemonSet', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'PriorityClass', 'Role', 'Role', 'RoleBinding', 'RoleBinding',
       'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
     ]);
     find(objects, 'Service', 'podidentity-operator-metrics');
@@ -332,6 +343,8 @@ describe('the args the manifests pass are accepted by the programs', async () =>
       assert.equal(config.listenPort, ports.imds);
       assert.equal(config.metricsPort, ports.metrics);
       assert.equal(find(objects, 'Service', 'podidentity-agent-metrics').spec.ports[0].port, config.metricsPort);
+      assert.deepEqual(config.exceptionsConfigMap, { namespace: MIGRATED_EXCEPTIONS.namespace, name: EXCEPTIONS_CONFIGMAP }, 'the agent reads the ConfigMap operator/migrate writes, which its Role grants');
+      assert.equal(EXCEPTIONS_KEY, MIGRATED_EXCEPTIONS.key, 'and the same key');
     }
   });
 });
