@@ -1,3 +1,4 @@
+import { unavailable } from '../imds/protocol.js';
 import { matchesSelector } from '../../lib/api/selector.js';
 import { effectiveSelector, type PodIdentity } from '../../lib/api/types.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './types.js';
@@ -35,10 +36,18 @@ export class Attributor {
   async attribute(remoteAddress: string | undefined): Promise<Attribution> {
     const ip = normaliseAddress(remoteAddress);
     if (!ip) return { kind: 'unknown', ip };
-    let live = this.pods.byIp(ip).filter((p) => this.isLive(p, ip));
+    // While the pod watch is broken or relisting, the cache may still map this IP to a deleted pod whose
+    // address a new pod now holds: ask the API server instead, and fail closed if it does not answer.
+    const fresh = this.pods.isFresh();
+    let live = fresh ? this.pods.byIp(ip).filter((p) => this.isLive(p, ip)) : [];
     if (live.length === 0) {
-      // A pod newer than our watch: one bounded API read, shared by concurrent callers. No retry loop.
-      live = (await this.readThrough(ip)).filter((p) => this.isLive(p, ip));
+      // A pod newer than our watch (or a stale cache): one bounded API read, shared by concurrent callers.
+      try {
+        live = (await this.readThrough(ip)).filter((p) => this.isLive(p, ip));
+      } catch (err) {
+        if (fresh) throw err;
+        throw unavailable('The pod identity agent is reconnecting to the API server and cannot attribute this request yet; retry shortly', 5);
+      }
       this.onReadThrough?.(live.length > 0);
     }
     const byUid = new Map(live.map((p) => [p.uid, p]));

@@ -24,6 +24,30 @@ describe('attribution', () => {
     assert.equal(pods.readThroughs, 0);
   });
 
+  test('while the pod watch is broken, the API server decides, not the cache (IP reuse after an outage)', async () => {
+    const { pods, attributor } = setup();
+    pods.cached = [pod('deleted-meanwhile', '10.0.0.5')];
+    pods.server = [pod('new-holder', '10.0.0.5')];
+    pods.fresh = false;
+    const who = await attributor.attribute('10.0.0.5');
+    assert.equal(who.kind === 'pod' && who.pod.name, 'new-holder');
+    assert.equal(pods.readThroughs, 1);
+  });
+
+  test('while the pod watch is broken and the API server does not answer, requests fail closed with 503', async () => {
+    const { pods, attributor } = setup();
+    pods.cached = [pod('a', '10.0.0.5')];
+    pods.fresh = false;
+    pods.readThrough = async () => {
+      throw new Error('connect ECONNREFUSED');
+    };
+    await assert.rejects(attributor.attribute('10.0.0.5'), (err: { status?: number; headers?: Record<string, string> }) => {
+      assert.equal(err.status, 503);
+      assert.equal(err.headers?.['Retry-After'], '5');
+      return true;
+    });
+  });
+
   test('unknown IP → one read-through, then unknown', async () => {
     const { pods, attributor } = setup();
     assert.deepEqual(await attributor.attribute('10.0.0.9'), { kind: 'unknown', ip: '10.0.0.9' });

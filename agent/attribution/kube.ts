@@ -81,6 +81,10 @@ export class KubePodDirectory implements PodDirectory {
   hasSynced(): boolean {
     return this.informer.hasSynced();
   }
+
+  isFresh(): boolean {
+    return this.informer.isFresh();
+  }
 }
 
 /** PodIdentities of every namespace, indexed by namespace; waiters are woken by informer events. */

@@ -20,6 +20,8 @@ export interface PodDirectory {
   /** One bounded read from the API server for an IP the cache does not know yet. */
   readThrough(ip: string): Promise<PodInfo[]>;
   hasSynced(): boolean;
+  /** False while the pod watch is broken or relisting: the cache may still map an IP to a deleted pod. */
+  isFresh(): boolean;
 }
 
 /** PodIdentities by namespace. Implemented on the shared informer; faked in unit tests. */

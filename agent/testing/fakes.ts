@@ -19,6 +19,10 @@ export class FakePods implements PodDirectory {
   hasSynced(): boolean {
     return this.synced;
   }
+  fresh = true;
+  isFresh(): boolean {
+    return this.fresh;
+  }
 }
 
 export class FakeIdentities implements IdentityDirectory {

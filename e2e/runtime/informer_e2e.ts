@@ -138,7 +138,7 @@ test('a watch outage, then an expired resourceVersion: relist delivers the delet
   }
 });
 
-test('a dropped watch resumes from its resourceVersion and still sees deletes; resync re-delivers objects', async () => {
+test('a dropped watch marks the cache stale until a relist, and still sees deletes; resync re-delivers objects', async () => {
   const ns = await namespaceWithSa('inf-resume');
   await core.createNamespacedPod({ namespace: ns, body: pod('q1', 'n') });
   const { state, watch } = controllableWatch();
@@ -153,13 +153,14 @@ test('a dropped watch resumes from its resourceVersion and still sees deletes; r
   try {
     await informer.waitForSync(AbortSignal.timeout(20_000));
     await waitFor('resync delivered', () => resyncs >= 2);
+    const lists = informer.stats.lists;
     state.outage = true;
     informer.disconnect();
     await core.deleteNamespacedPod({ name: 'q1', namespace: ns, gracePeriodSeconds: 0 });
-    const lists = informer.stats.lists;
     state.outage = false;
     await waitFor('q1 deleted', () => deleted.includes('q1'), { timeoutMs: 20_000 });
-    assert.equal(informer.stats.lists, lists, 'resumed the watch without relisting');
+    await waitFor('fresh again', () => informer.isFresh(), { timeoutMs: 20_000 });
+    assert.ok(informer.stats.lists > lists, 'a broken watch relists before the cache counts as fresh again');
   } finally {
     await informer.stop();
   }

@@ -120,6 +120,8 @@ export class Informer<T extends KubernetesObject> {
   private readonly backoff: Backoff;
   private resourceVersion = '';
   private synced = false;
+  /** False from a watch failure until the next successful list: the cache may miss changes meanwhile. */
+  private fresh = false;
   private readonly syncWaiters = new Set<() => void>();
   private controller?: AbortController;
   private currentWatch?: { abort(): void };
@@ -197,6 +199,14 @@ export class Informer<T extends KubernetesObject> {
     return this.synced;
   }
 
+  /**
+   * True while the cache follows the server: listed, and watching without a failure since. Callers that
+   * authorise from the cache (the agent) must not trust it while this is false.
+   */
+  isFresh(): boolean {
+    return this.synced && this.fresh;
+  }
+
   /** Resolves once the first list has been cached; rejects if `signal` aborts first. */
   waitForSync(signal?: AbortSignal): Promise<void> {
     if (this.synced) return Promise.resolve();
@@ -258,6 +268,7 @@ export class Informer<T extends KubernetesObject> {
         if (needList) {
           await this.relist(signal);
           needList = false;
+          this.fresh = true;
         }
         const startedAt = Date.now();
         const { events } = await this.watchOnce(signal);
@@ -269,13 +280,15 @@ export class Informer<T extends KubernetesObject> {
         }
       } catch (err) {
         if (signal.aborted) break;
+        if (isTimeout(err)) continue; // client-side inactivity timeout: reconnect from the last resourceVersion
+        // Until a relist, changes made while the watch was broken may be missing from the cache.
+        this.fresh = false;
+        needList = true;
         if (isGone(err)) {
           this.stats.relistsOnGone++;
           this.opts.logger?.info('watch resourceVersion expired; relisting', { informer: this.label });
-          needList = true;
           continue;
         }
-        if (isTimeout(err)) continue; // client-side inactivity timeout: reconnect from the last resourceVersion
         this.stats.errors++;
         const delay = this.backoff.next();
         this.opts.logger?.warn('list/watch failed; retrying', { informer: this.label, err, retryInMs: delay });

@@ -120,9 +120,17 @@ test('errors restart with backoff and never stop the informer', async () => {
   await inf.waitForSync();
   assert.equal(api.state.listCalls, 4);
   await until('watch', () => api.watches.length === 1);
+  assert.equal(inf.isFresh(), true);
+  api.state.listFails = Number.MAX_SAFE_INTEGER;
   api.watches[0]!.end(Object.assign(new Error('boom'), { statusCode: 500 }));
+  // The cache may have missed changes while the watch was broken: not fresh until a relist succeeds.
+  await until('stale', () => !inf.isFresh());
+  await until('relist attempts', () => api.state.listCalls >= 6);
+  assert.equal(inf.isFresh(), false, 'still stale while every relist fails');
+  assert.equal(api.watches.length, 1, 'no watch without a successful relist');
+  api.state.listFails = 0;
   await until('rewatch', () => api.watches.length === 2);
-  assert.equal(api.state.listCalls, 4, 'a plain error rewatches from the last resourceVersion, no relist');
+  assert.equal(inf.isFresh(), true);
   assert.ok(inf.stats.errors >= 4);
   await inf.stop();
 });
