@@ -26,6 +26,7 @@ const RESOURCE = 'https://management.azure.com/';
 const TOKEN_PATH = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(RESOURCE)}`;
 const AGENT_PORT = 8775;
 const METRICS_PORT = 8776;
+const EXCEPTIONS_CONFIGMAP = 'podidentity-imds-exceptions';
 const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 interface CurlResult {
@@ -153,6 +154,8 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
       '--iptables-mode=nft',
       '--drift-check-interval=500',
       '--not-ready-wait=1000',
+      // The feature on, with no ConfigMap yet: no exceptions until the test writes one.
+      `--exceptions-configmap=${ns}/${EXCEPTIONS_CONFIGMAP}`,
     ];
     await startAgent();
   });
@@ -297,6 +300,39 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
 
     const noMetadata = await curl('fed', TOKEN_PATH, {});
     assert.deepEqual(noMetadata, { status: 400, body: { error: 'invalid_request', error_description: 'Required metadata header not specified' } });
+  });
+
+  test('IMDS exception: an unselected pod matching an entry gets the node’s token from the node IMDS; malformed or removed → refused', async () => {
+    const exceptionsYaml = (labelValue: string) => `exceptions:\n  - namespace: ${ns}\n    podLabels: { app: ${labelValue} }\n    migratedFrom: AzurePodIdentityException ${ns}/addons\n`;
+    const write = (text: string) => core.replaceNamespacedConfigMap({ namespace: ns, name: EXCEPTIONS_CONFIGMAP, body: { metadata: { name: EXCEPTIONS_CONFIGMAP }, data: { 'exceptions.yaml': text } } });
+    // Without the entry (the agent watches, but the ConfigMap does not exist yet) the pod is refused.
+    assert.equal((await curl('unbound')).status, 400);
+    const before = emu.requests.count('imds.token');
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: EXCEPTIONS_CONFIGMAP }, data: { 'exceptions.yaml': exceptionsYaml('nothing') } } });
+    try {
+      const passed = await waitFor('exception honoured', async () => {
+        const r = await curl('unbound');
+        return r.status === 200 && r;
+      }, { timeoutMs: 10_000 });
+      assert.equal(claimsOf(passed.body['access_token']!)['oid'], nodeIdentity.principalId, 'the node’s identity, from the node IMDS');
+      assert.equal(emu.requests.count('imds.token'), before + 1);
+      assert.equal((await curl('unbound')).status, 200);
+      assert.equal(emu.requests.count('imds.token'), before + 2, 'never cached: every request goes to the node IMDS');
+      assert.equal(await metric('podidentity_agent_token_requests_total', '{result="exception"}'), 2);
+      // A pod in another namespace with a PodIdentity label is unaffected.
+      assert.equal((await curl('foreign')).status, 400);
+
+      // Malformed (a label value that is a YAML number): no exceptions at all.
+      await write(exceptionsYaml('1'));
+      await waitFor('malformed exceptions refused', async () => (await curl('unbound')).status === 400, { timeoutMs: 10_000 });
+      assert.ok((await metric('podidentity_agent_imds_exceptions_errors_total')) >= 1);
+      assert.equal(await metric('podidentity_agent_imds_exceptions'), 0);
+      await write(exceptionsYaml('nothing'));
+      await waitFor('fixed exceptions honoured', async () => (await curl('unbound')).status === 200, { timeoutMs: 10_000 });
+    } finally {
+      await core.deleteNamespacedConfigMap({ namespace: ns, name: EXCEPTIONS_CONFIGMAP });
+    }
+    await waitFor('deleted exceptions refused', async () => (await curl('unbound')).status === 400, { timeoutMs: 10_000 });
   });
 
   test('an IP claimed by two live pods is refused', async () => {
