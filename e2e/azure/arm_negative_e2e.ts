@@ -2,24 +2,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import type { RestError } from '@azure/core-rest-pipeline';
 import { ManagedServiceIdentityClient } from '@azure/arm-msi';
 import { SignJWT, generateKeyPair } from 'jose';
-import { operatorToken, rawRequest, startFixture, type Fixture } from './test-fixture.js';
+import { operatorToken, rawRequest, startFixture, type Fixture, restError } from './test-fixture.js';
 
 const API = 'api-version=2024-11-30';
 
 function staticCredential(token: string): TokenCredential {
   return { getToken: async (): Promise<AccessToken> => ({ token, expiresOnTimestamp: Date.now() + 3600_000 }) };
-}
-
-async function restError(promise: Promise<unknown>): Promise<RestError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as RestError;
-  }
-  return assert.fail('expected the call to fail');
 }
 
 describe('ARM refusals and fault injection', () => {

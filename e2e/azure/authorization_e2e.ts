@@ -7,18 +7,9 @@ import { ManagedServiceIdentityClient } from '@azure/arm-msi';
 import { ClientSecretCredential } from '@azure/identity';
 import type { RestError } from '@azure/core-rest-pipeline';
 import { waitFor } from '../testing/wait.js';
-import { startFixture, type Fixture } from './test-fixture.js';
+import { startFixture, type Fixture, restError } from './test-fixture.js';
 
 const READER = 'acdd72a7-3385-48ef-bd42-f606fba81ae7';
-
-async function restError(promise: Promise<unknown>): Promise<RestError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as RestError;
-  }
-  return assert.fail('expected the call to fail');
-}
 
 describe('arm-authorization roles and assignments', () => {
   let fx: Fixture;

@@ -5,17 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { ComputeManagementClient } from '@azure/arm-compute';
 import { ContainerServiceClient } from '@azure/arm-containerservice';
 import { ClientSecretCredential } from '@azure/identity';
-import type { RestError } from '@azure/core-rest-pipeline';
-import { startFixture, type Fixture } from './test-fixture.js';
-
-async function restError(promise: Promise<unknown>): Promise<RestError> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as RestError;
-  }
-  return assert.fail('expected the call to fail');
-}
+import { startFixture, type Fixture, restError } from './test-fixture.js';
 
 describe('arm-compute scale-set identities and arm-containerservice clusters', () => {
   let fx: Fixture;

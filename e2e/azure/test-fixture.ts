@@ -1,5 +1,7 @@
 /** Shared setup for the emulator's contract tests: an emulator trusted in-process plus an operator principal. */
 import { randomUUID } from 'node:crypto';
+import assert from 'node:assert/strict';
+import type { RestError } from '@azure/core-rest-pipeline';
 import { ClientSecretCredential } from '@azure/identity';
 import { ConfidentialClientApplication } from '@azure/msal-node';
 import { startAzureEmulator, type AzureEmulator, type EmulatorOptions } from './emulator.js';
@@ -92,4 +94,14 @@ export function federatedApp(emu: AzureEmulator, clientId: string, assertion: st
       knownAuthorities: [new URL(emu.authorityHost).host],
     },
   });
+}
+
+/** The RestError a call is expected to fail with (the SDKs' own error type). */
+export async function restError(promise: Promise<unknown>): Promise<RestError> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as RestError;
+  }
+  return assert.fail('expected the call to fail');
 }
