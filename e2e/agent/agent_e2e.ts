@@ -16,6 +16,7 @@ import { patchStatus } from '../../lib/k8s/objects.js';
 import { ourRules, parseSave } from '../../agent/interception/rules.js';
 import { startAzureEmulator, type AzureEmulator, type IdentityView } from '../azure/emulator.js';
 import { claimsOf, rawRequest } from '../azure/test-fixture.js';
+import { kubeconfigYaml } from '../controlplane/controlplane.js';
 import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../netns/netns.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import type { ManagedProcess } from '../testing/processes.js';
@@ -111,28 +112,10 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
     const server = new URL(cluster.server);
     apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
     const kubeconfig = join(dir, 'kubeconfig');
+    // The API server's self-signed certificate names "kubernetes", not the forwarder's address.
     writeFileSync(
       kubeconfig,
-      [
-        'apiVersion: v1',
-        'kind: Config',
-        'clusters:',
-        '- name: c',
-        '  cluster:',
-        `    server: https://${topo.rootIp}:${apiProxy.port}`,
-        // The API server's self-signed certificate names "kubernetes", not this address.
-        '    tls-server-name: kubernetes',
-        `    certificate-authority-data: ${Buffer.from(cluster.caPem).toString('base64')}`,
-        'users:',
-        '- name: u',
-        '  user:',
-        `    token: ${cluster.token}`,
-        'contexts:',
-        '- name: x',
-        '  context: {cluster: c, user: u}',
-        'current-context: x',
-        '',
-      ].join('\n'),
+      kubeconfigYaml({ server: `https://${topo.rootIp}:${apiProxy.port}`, caPem: cluster.caPem, token: cluster.token, tlsServerName: 'kubernetes' }),
       { mode: 0o600 },
     );
     const imdsPort = new URL(emu.imdsEndpoint).port;

@@ -110,7 +110,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const caPem = readFileSync(caPath, 'utf8');
 
     const kubeconfigPath = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfigPath, kubeconfig(server, caPem, token), { mode: 0o600 });
+    writeFileSync(kubeconfigPath, kubeconfigYaml({ server, caPem, token }), { mode: 0o600 });
 
     const cp: ControlPlane = {
       server,
@@ -131,14 +131,18 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   }
 }
 
-function kubeconfig(server: string, caPem: string, token: string): string {
+/**
+ * A kubeconfig for the static admin token. `tlsServerName` is for clients that reach the API server through
+ * a forwarder (a node network namespace): its self-signed certificate names "kubernetes", not that address.
+ */
+export function kubeconfigYaml({ server, caPem, token, tlsServerName }: { server: string; caPem: string; token: string; tlsServerName?: string }): string {
   const ca = Buffer.from(caPem).toString('base64');
   return [
     'apiVersion: v1',
     'kind: Config',
     'clusters:',
     `- name: local`,
-    `  cluster: {server: "${server}", certificate-authority-data: "${ca}"}`,
+    `  cluster: {server: "${server}", certificate-authority-data: "${ca}"${tlsServerName ? `, tls-server-name: "${tlsServerName}"` : ''}}`,
     'users:',
     `- name: admin`,
     `  user: {token: "${token}"}`,

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
+import { kubeconfigYaml, startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
 import { installCrds } from '../controlplane/crds.js';
 import { startAzureEmulator, type AzureEmulator } from '../azure/emulator.js';
 import { createTopology, tcpForward, type Topology } from '../netns/netns.js';
@@ -234,31 +234,13 @@ async function startAgent({ cp, emu, name, ip, topology, dir, childEnv }: AgentS
     );
     return { name, ip, agent, metricsUrl: `http://${ip}:${AGENT_METRICS_PORT}/metrics`, imdsBase: `http://${ip}:${AGENT_PORT}` };
   }
-  // The node reaches the API server through a forwarder on the root end of its link; the server's
-  // self-signed certificate names "kubernetes", not that address.
+  // The node reaches the API server through a forwarder on the root end of its link.
   const server = new URL(cp.server);
   const proxy = await tcpForward(topology.rootIp, server.hostname, Number(server.port));
   const kubeconfig = join(dir, `kubeconfig-${name}`);
   writeFileSync(
     kubeconfig,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: local',
-      '  cluster:',
-      `    server: https://${topology.rootIp}:${proxy.port}`,
-      '    tls-server-name: kubernetes',
-      `    certificate-authority-data: ${Buffer.from(cp.caPem).toString('base64')}`,
-      'users:',
-      '- name: admin',
-      `  user: {token: "${cp.token}"}`,
-      'contexts:',
-      '- name: local',
-      '  context: {cluster: local, user: admin}',
-      'current-context: local',
-      '',
-    ].join('\n'),
+    kubeconfigYaml({ server: `https://${topology.rootIp}:${proxy.port}`, caPem: cp.caPem, token: cp.token, tlsServerName: 'kubernetes' }),
     { mode: 0o600 },
   );
   const agent = topology.spawn(
