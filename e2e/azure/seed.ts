@@ -9,16 +9,8 @@ import type { AzureState, Identity, ScaleSet } from './state.js';
 
 const DEFAULT_LOCATION = 'eastus';
 
-export interface IdentityView {
-  id: string;
-  name: string;
-  resourceGroup: string;
-  location: string;
-  tags: Record<string, string>;
-  clientId: string;
-  principalId: string;
-  tenantId: string;
-}
+/** An identity as tests see it: the stored record without its internals, plus the tenant. */
+export type IdentityView = Omit<Identity, 'createdAt' | 'fics'> & { tenantId: string };
 
 export interface FederatedCredentialView {
   id: string;
