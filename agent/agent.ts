@@ -12,6 +12,7 @@ import { Interceptor } from './interception/interceptor.js';
 import { FederatedIssuer } from './issuance/federated.js';
 import { NodeIssuer } from './issuance/node.js';
 import { AgentMetrics } from './metrics.js';
+import { pooledApiClient } from '../lib/k8s/pooled.js';
 
 export interface RunningAgent {
   metrics: AgentMetrics;
@@ -83,7 +84,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     onBypass: (honoured) => metrics.bypassRequests.inc({ honoured: String(honoured) }),
     onRefreshError: (_key, err) => logger.warn('background token refresh failed', { err }),
   });
-  const core = kc.makeApiClient(CoreV1Api);
+  const core = pooledApiClient(kc, CoreV1Api);
   const handler = createImdsHandler({
     nodeName: config.nodeName,
     defaultMode: config.defaultMode,

@@ -20,6 +20,7 @@ import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
 import { Operator, refFor, type ResourceType } from './runtime/operator.js';
 import { startHealthServer } from './runtime/server.js';
 import { runUntilShutdown, shutdownSignal } from './runtime/shutdown.js';
+import { pooledApiClient } from '../lib/k8s/pooled.js';
 
 const PODIDENTITIES: ResourceType = { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL };
 const POLICIES: ResourceType = { group: GROUP, version: VERSION, plural: POLICY_PLURAL };
@@ -77,7 +78,7 @@ async function main(config: OperatorConfig): Promise<void> {
     pods: (ns) => pods.byIndex('namespace', ns) as SlimPod[],
     node: (name) => nodes.get(name) as SlimNode | undefined,
   };
-  const recorder = new EventRecorder(kc.makeApiClient(CoreV1Api), 'podidentity-operator', { logger });
+  const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
   const writer: PodIdentityWriter = {
     addFinalizer: async (pid, f) => void (await addFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
     removeFinalizer: async (pid, f) => void (await removeFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),

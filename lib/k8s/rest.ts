@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { keepAliveAgent } from './pooled.js';
 
 /** An HTTP error from a raw API request, shaped like client-node's ApiException (`code`, `body`). */
 export class RawApiError extends Error {
@@ -31,6 +32,7 @@ export async function getJson<T>(
   const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   await kc.applyToHTTPSOptions(opts);
   const transport = url.protocol === 'http:' ? http : https;
+  if (transport === https) opts.agent = keepAliveAgent(kc, opts) ?? opts.agent;
   return new Promise<T>((resolve, reject) => {
     const req = transport.request(url, { ...opts, signal }, (res) => {
       const chunks: Buffer[] = [];

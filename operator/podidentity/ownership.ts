@@ -1,6 +1,7 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { apiStatusCode } from '../../lib/k8s/objects.js';
 import { normalizeId, shortHash } from '../azure/ids.js';
+import { pooledApiClient } from '../../lib/k8s/pooled.js';
 
 /**
  * Which user-assigned identities the operator itself added to each scale set. Durable, so that a restart or
@@ -39,7 +40,7 @@ export class ConfigMapOwnershipStore implements OwnershipStore {
   private readonly api: CoreV1Api;
 
   constructor(kc: KubeConfig, private readonly namespace: string, private readonly name = 'podidentity-operator-scaleset-ownership') {
-    this.api = kc.makeApiClient(CoreV1Api);
+    this.api = pooledApiClient(kc, CoreV1Api);
   }
 
   private async read(): Promise<Record<string, string>> {

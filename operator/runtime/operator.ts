@@ -7,6 +7,7 @@ import { addFinalizer, patchStatus, removeFinalizer, type CustomObjectRef } from
 import type { Logger } from '../../lib/log.js';
 import { Controller, type ControllerOptions, type Reconcile } from './controller.js';
 import { LeaderElector, type LeadershipState } from './leader.js';
+import { pooledApiClient } from '../../lib/k8s/pooled.js';
 
 /** A kind of object, addressed like the API does. `group` '' is the core group. */
 export interface ResourceType {
@@ -69,11 +70,11 @@ export class Operator {
   constructor(private readonly opts: OperatorOptions) {
     this.kubeConfig = opts.kubeConfig;
     this.registry = opts.registry ?? new Registry();
-    this.customObjects = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.customObjects = pooledApiClient(opts.kubeConfig, CustomObjectsApi);
     const le = opts.leaderElection;
     if (le) {
       this.elector = new LeaderElector({
-        api: opts.kubeConfig.makeApiClient(CoordinationV1Api),
+        api: pooledApiClient(opts.kubeConfig, CoordinationV1Api),
         namespace: le.namespace,
         name: le.name,
         identity: le.identity ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
