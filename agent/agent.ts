@@ -85,6 +85,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     onRefreshError: (_key, err) => logger.warn('background token refresh failed', { err }),
   });
   const core = pooledApiClient(kc, CoreV1Api);
+  const attributor = new Attributor(config.nodeName, pods, identities, (found) => metrics.readThroughs.inc({ found: String(found) }));
   const handler = createImdsHandler({
     nodeName: config.nodeName,
     defaultMode: config.defaultMode,
@@ -92,7 +93,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     metadataProxy: config.metadataProxy,
     upstreamImds: config.upstreamImds,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
-    attributor: new Attributor(config.nodeName, pods, identities, (found) => metrics.readThroughs.inc({ found: String(found) })),
+    attributor,
     pods,
     identities,
     issuers: {
@@ -106,6 +107,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   });
 
   const imds = createServer(handler);
+  imds.on('connection', (socket) => attributor.connectionOpened(socket));
   // Connections from pods are short; don't let one idle client hold a socket for long.
   imds.keepAliveTimeout = 5_000;
   imds.requestTimeout = 30_000;

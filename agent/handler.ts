@@ -115,7 +115,7 @@ async function decide(deps: HandlerDeps, req: IncomingMessage, url: URL): Promis
   }
   // Authorisation runs on every request, before the cache: a deleted or unbound pod gets nothing, cached or not.
   for (;;) {
-    const who = await deps.attributor.attribute(req.socket.remoteAddress);
+    const who = await deps.attributor.attribute(req.socket);
     if (who.kind === 'unknown') {
       return deny('unknown_pod', badRequest(`Identity not found: no pod on node ${deps.nodeName} has IP ${who.ip || 'unknown'}. Pod identities are only issued to Running or Pending pods of this node, never to hostNetwork pods or the node itself.`));
     }

@@ -186,7 +186,7 @@ describe('IMDS handler', () => {
   });
 
   test('an IP claimed by two live pods is refused with 503 + Retry-After', async () => {
-    pods.cached = [pod('a', POD_A), pod('a2', POD_A)];
+    pods.cached = pods.server = [pod('a', POD_A), pod('a2', POD_A)];
     const res = await get(TOKEN);
     assert.equal(res.status, 503);
     assert.equal(res.headers['retry-after'], '5');

@@ -7,6 +7,8 @@ export class FakePods implements PodDirectory {
   /** What a read-through finds (the API server's view). */
   server: PodInfo[] = [];
   readThroughs = 0;
+  /** When set, read-throughs wait for it (to hold a read in flight). */
+  gate?: Promise<void>;
   synced = true;
 
   byIp(ip: string): PodInfo[] {
@@ -14,6 +16,7 @@ export class FakePods implements PodDirectory {
   }
   async readThrough(ip: string): Promise<PodInfo[]> {
     this.readThroughs++;
+    await this.gate;
     return this.server.filter((p) => p.ips.includes(ip));
   }
   hasSynced(): boolean {
