@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
+import { AuditLog } from './audit.js';
 import { KubeExceptionDirectory } from './attribution/exceptions-kube.js';
 import { KubeIdentityDirectory, KubePodDirectory } from './attribution/kube.js';
 import { TokenCache } from './cache/token-cache.js';
@@ -85,6 +86,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     onRefreshError: (_key, err) => logger.warn('background token refresh failed', { err }),
   });
   const core = pooledApiClient(kc, CoreV1Api);
+  const audit = new AuditLog(logger);
   const attributor = new Attributor(config.nodeName, pods, identities, (found) => metrics.readThroughs.inc({ found: String(found) }));
   const handler = createImdsHandler({
     nodeName: config.nodeName,
@@ -103,6 +105,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     cache,
     metrics,
     logger,
+    audit,
     exceptions,
   });
 
@@ -143,6 +146,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     async stop() {
       interceptor?.stop();
       watching.abort();
+      audit.stop();
       await Promise.all([close(imds), close(health), pods.informer.stop(), identities.informer.stop(), exceptions?.informer.stop()]);
     },
   };

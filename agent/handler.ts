@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Mode } from '../lib/api/types.js';
 import type { Logger } from '../lib/log.js';
 import type { Attributor } from './attribution/attributor.js';
+import type { AuditLog } from './audit.js';
 import type { ExceptionDirectory, ImdsException } from './attribution/exceptions.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './attribution/types.js';
 import type { TokenCache } from './cache/token-cache.js';
@@ -35,6 +36,8 @@ export interface HandlerDeps {
   cache: TokenCache;
   metrics: AgentMetrics;
   logger: Logger;
+  /** Where token decisions are recorded (one line per distinct decision per window). */
+  audit: AuditLog;
   /** IMDS exceptions (`--exceptions-configmap`); absent: the feature is off and nobody is passed through. */
   exceptions?: ExceptionDirectory;
 }
@@ -93,7 +96,7 @@ async function handleToken(deps: HandlerDeps, req: IncomingMessage, url: URL): P
   const seconds = (performance.now() - started) / 1000;
   deps.metrics.tokenRequests.inc({ result: outcome.result });
   deps.metrics.tokenRequestDuration.observe({ code: String(outcome.status), cache: outcome.cacheHit ? 'hit' : 'miss', mode: outcome.mode ?? 'none' }, seconds);
-  audit(deps.logger, outcome, req, seconds);
+  audit(deps, outcome, req, seconds);
   return outcome;
 }
 
@@ -205,15 +208,14 @@ async function passThrough(deps: HandlerDeps, url: URL, pod: PodInfo, request: T
   }
 }
 
-function audit(logger: Logger, o: Outcome, req: IncomingMessage, seconds: number): void {
+function audit(deps: HandlerDeps, o: Outcome, req: IncomingMessage, seconds: number): void {
   if (o.result === 'bad_request') {
-    logger.debug('malformed IMDS request', { status: o.status, path: req.url?.split('?')[0], sourceIp: req.socket.remoteAddress });
+    deps.logger.debug('malformed IMDS request', { status: o.status, path: req.url?.split('?')[0], sourceIp: req.socket.remoteAddress });
     return;
   }
-  // One line per issued or denied token. Never the token: the body is not logged.
-  const message = o.result === 'issued' ? 'token issued' : o.result === 'exception' ? 'token request passed through to the node IMDS (exception)' : 'token denied';
-  logger.info(message, {
-    audit: true,
+  // One record per issued or denied token. Never the token: the body is not logged.
+  deps.audit.record({
+    message: o.result === 'issued' ? 'token issued' : o.result === 'exception' ? 'token request passed through to the node IMDS (exception)' : 'token denied',
     result: o.result,
     status: o.status,
     sourceIp: req.socket.remoteAddress,

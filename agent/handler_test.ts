@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { createLogger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
+import { AuditLog } from './audit.js';
 import { matchException, type ExceptionDirectory, type ImdsException } from './attribution/exceptions.js';
 import { TokenCache } from './cache/token-cache.js';
 import { createImdsHandler } from './handler.js';
@@ -74,6 +75,8 @@ after(async () => {
 });
 
 let handler: ReturnType<typeof createImdsHandler>;
+let audit: AuditLog;
+afterEach(() => audit.stop());
 beforeEach(() => {
   pods = new FakePods();
   identities = new FakeIdentities();
@@ -98,6 +101,7 @@ beforeEach(() => {
     cache: (cache = new TokenCache({ maxEntries: 10, safetyMarginSeconds: 300, refreshAheadSeconds: 0, bypassMinIntervalMs: 5000 })),
     metrics,
     logger: createLogger('test', 'error'),
+    audit: (audit = new AuditLog(createLogger('test', 'error'))),
     ...(withExceptions ? { exceptions } : {}),
   });
 });
