@@ -49,7 +49,9 @@ interface ChurnStats {
 
 async function probe(stage: AgentStage, ip: string): Promise<{ status: number; oid?: string; appid?: string }> {
   try {
-    const res = await rawRequest(`${stage.agent.origin}${TOKEN_PATH}`, { headers: { Metadata: 'true' }, localAddress: ip });
+    // A new connection per probe: a connection lives in its pod's network namespace and never passes to the
+    // pod that takes the address next, but Node's keep-alive agent would hand it on by local address.
+    const res = await rawRequest(`${stage.agent.origin}${TOKEN_PATH}`, { headers: { Metadata: 'true', Connection: 'close' }, localAddress: ip });
     const token = (res.json as { access_token?: string } | undefined)?.access_token;
     if (res.status !== 200 || !token) return { status: res.status };
     const claims = claimsOf(token);
