@@ -80,9 +80,9 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': headers['Content-Type'] ?? 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
-  res.end(text);
+  const bytes = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  res.writeHead(status, { 'Content-Type': headers['Content-Type'] ?? 'application/json; charset=utf-8', 'Content-Length': bytes.length, ...headers });
+  res.end(bytes);
 }
 
 async function handleToken(deps: HandlerDeps, req: IncomingMessage, url: URL): Promise<Outcome> {

@@ -107,7 +107,7 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
     rows,
   });
   s.notes.push(
-    `A: the agent (agent/main.ts, --manage-iptables=false, default log level info so the per-request audit line is written, as in production) on 127.0.0.1; every request comes from the bound pod's address ${stage.loadPod.ip}, so attribution, identity selection and authorisation run on each request before the warm cache answers.`,
+    `A: the agent (agent/main.ts, --manage-iptables=false, default log level info, so every decision reaches the audit log as in production: the first of each kind at once, repeats within 10 s as one counted line) on 127.0.0.1; every request comes from the bound pod's address ${stage.loadPod.ip}, so attribution, identity selection and authorisation run on each request before the warm cache answers. Each load connection is verified against the API server once, on its first request.`,
     `B: a bare Node http server answering the agent's own token response (${stage.tokenBytes} bytes) byte for byte. Both run as plain \`node\` child processes from JavaScript compiled at the start of the run (as production runs dist/agent/main.js); the load comes from a separate undici process (e2e/bench/loadgen.ts) on the same 2-core machine, so at high concurrency the load generator competes with the server for CPU.`,
   );
   s.data = { tokenResponseBytes: stage.tokenBytes, points };
