@@ -64,7 +64,7 @@ run: deps system-deps
 
 .PHONY: bench
 bench: deps system-deps
-	node --import tsx e2e/bench/main.ts
+	node --import tsx e2e/bench/main.ts --update-readme README.md
 
 .PHONY: migrate
 migrate: deps ## aad-pod-identity YAML on stdin → PodIdentity YAML on stdout; ARGS="--mode Federated"

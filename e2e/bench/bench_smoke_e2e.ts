@@ -4,12 +4,13 @@
  * written with every section present — never whether a performance goal is met.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startProcess } from '../testing/processes.js';
+import { BEGIN, END } from './readme.js';
 import type { Report } from './report.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -17,7 +18,9 @@ const out = mkdtempSync(join(tmpdir(), 'podid-bench-smoke-'));
 after(() => rmSync(out, { recursive: true, force: true }));
 
 test('make bench --smoke writes report.md and report.json with every section', { timeout: 300_000 }, async () => {
-  const bench = startProcess('bench', process.execPath, ['--import', 'tsx', join(REPO, 'e2e/bench/main.ts'), '--smoke', '--out', out], { cwd: REPO });
+  const readme = join(out, 'README.md');
+  writeFileSync(readme, `# Title\n\n${BEGIN}\nfigures typed by hand\n${END}\n\nAfter.\n`);
+  const bench = startProcess('bench', process.execPath, ['--import', 'tsx', join(REPO, 'e2e/bench/main.ts'), '--smoke', '--out', out, '--update-readme', readme], { cwd: REPO });
   const code = await bench.exited;
   assert.equal(code, 0, `bench exited ${code}:\n${bench.output().slice(-4000)}`);
 
@@ -58,4 +61,11 @@ test('make bench --smoke writes report.md and report.json with every section', {
   assert.ok(report.goals.length > 0);
   for (const g of report.goals) assert.ok(g.measured.length > 0);
   assert.deepEqual(report.gaps, report.goals.filter((g) => g.met !== true));
+
+  // --update-readme (what `make bench` passes) put exactly this run's goals between the markers.
+  const updated = readFileSync(readme, 'utf8');
+  assert.ok(!updated.includes('typed by hand'));
+  assert.ok(updated.startsWith(`# Title\n\n${BEGIN}\n`) && updated.endsWith(`${END}\n\nAfter.\n`));
+  for (const g of report.goals) assert.ok(updated.includes(g.measured.replace(/\|/g, '\\|')), `README shows ${g.section} ${g.name}`);
+  assert.ok(updated.includes(`Node ${process.version}`));
 });

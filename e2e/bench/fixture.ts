@@ -94,7 +94,7 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
   }
 }
 
-/** The agent's audit log grows by a line per request (hundreds of MB in a full run): keep the last 8 MB. */
+/** Agent and operator logs can reach tens of MB in a full run: keep the last 8 MB of each. */
 function copyTail(from: string, to: string, maxBytes = 8 * 2 ** 20): void {
   const size = statSync(from).size;
   if (size <= maxBytes) return void cpSync(from, to);

@@ -9,6 +9,7 @@ import { buildRuntime, removeRuntime } from './build.js';
 import { startEnv, type BenchEnv } from './fixture.js';
 import { parseOptions, usage, type BenchOptions, type SectionId } from './options.js';
 import { REPO } from './processes.js';
+import { updateReadme } from './readme.js';
 import { GoalBook, lineChartSvg, machineInfo, notMeasured, renderMarkdown, section, type Report, type Section } from './report.js';
 import { runOperatorSections } from './operator-sections.js';
 import { runSoak } from './soak.js';
@@ -162,6 +163,10 @@ run(opts).then(
     writeFileSync(join(opts.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
     writeFileSync(join(opts.out, 'report.md'), renderMarkdown(report));
     log(`wrote ${join(opts.out, 'report.md')} and report.json: ${report.goals.filter((g) => g.met === true).length} goals met, ${report.gaps.length} gaps`);
+    if (opts.updateReadme) {
+      updateReadme(opts.updateReadme, report);
+      log(`updated the figures in ${opts.updateReadme}`);
+    }
     for (const g of report.gaps) log(`  gap: ${g.section} ${g.name}: ${g.measured} (target ${g.target})`);
     process.exit(0);
   },

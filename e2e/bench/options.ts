@@ -6,6 +6,8 @@ export type SectionId = (typeof SECTIONS)[number];
 export interface BenchOptions {
   smoke: boolean;
   out: string;
+  /** A Markdown file whose `bench:begin`/`bench:end` block gets this run's goals (`make bench`: README.md). */
+  updateReadme?: string;
   only: SectionId[];
   /** P1: concurrency levels, measuring window and warm-up per point. */
   concurrency: number[];
@@ -93,6 +95,7 @@ export function usage(): string {
     'usage: node --import tsx e2e/bench/main.ts [flags]',
     '  --smoke                 tiny sizes and ~2 s of load (make test); soak skipped unless --soak-ms is given',
     '  --out DIR               report directory (default bench-results)',
+    '  --update-readme FILE    replace the <!-- bench:begin --> … <!-- bench:end --> block of FILE with this run\'s goals',
     `  --only LIST             sections to run, from ${SECTIONS.join(',')} (others are reported as skipped)`,
     '  --concurrency 1,16,64   P1 concurrency levels',
     '  --p3-n 100,500,1000     P3 PodIdentity counts',
@@ -123,6 +126,10 @@ export function parseOptions(argv: string[]): BenchOptions {
   const opts: BenchOptions = { smoke, out: flags.get('out') ?? 'bench-results', only: [...SECTIONS], ...(smoke ? SMOKE : FULL) };
   for (const [name, value] of flags) {
     if (name === 'smoke' || name === 'out') continue;
+    if (name === 'update-readme') {
+      opts.updateReadme = value;
+      continue;
+    }
     if (name === 'only') {
       const ids = value.split(',').map((s) => s.trim().toUpperCase());
       for (const id of ids) if (!(SECTIONS as readonly string[]).includes(id)) throw new Error(`--only: unknown section ${id} (${SECTIONS.join(', ')})`);
