@@ -15,6 +15,7 @@ import {
   route,
   tokenBody,
   unavailable,
+  type IssuedToken,
   type TokenRequest,
 } from './imds/protocol.js';
 import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
@@ -80,7 +81,7 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
-  const bytes = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
   res.writeHead(status, { 'Content-Type': headers['Content-Type'] ?? 'application/json; charset=utf-8', 'Content-Length': bytes.length, ...headers });
   res.end(bytes);
 }
@@ -181,10 +182,29 @@ async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, ide
   const base = { pod, identity, resource: request.resource, mode: identity.mode };
   try {
     const { token, hit } = await deps.cache.get(cacheKey(identity, request, pod), () => issuer.issue({ identity, resource: request.resource, pod }), { bypass: request.bypassCache });
-    return { ...base, result: 'issued', status: 200, cacheHit: hit, body: tokenBody(token, identity.clientId, request, Math.floor(Date.now() / 1000)) };
+    return { ...base, result: 'issued', status: 200, cacheHit: hit, body: serializedBody(token, identity.clientId, request) };
   } catch (err) {
     return { ...base, ...errorOutcome(err) };
   }
+}
+
+interface SerializedBody {
+  shape: string;
+  bytes: Buffer;
+}
+
+/** The last answer built from each cached token: a pod polling its token gets the same bytes within a second. */
+const lastBody = new WeakMap<IssuedToken, SerializedBody>();
+
+function serializedBody(token: IssuedToken, clientId: string, request: TokenRequest): Buffer {
+  const now = Math.floor(Date.now() / 1000);
+  const hint = request.hint.kind === 'none' ? '' : `${request.hint.kind}=${request.hint.value}`;
+  const shape = `${now}\u0000${clientId}\u0000${request.resource}\u0000${hint}`;
+  const last = lastBody.get(token);
+  if (last?.shape === shape) return last.bytes;
+  const bytes = Buffer.from(JSON.stringify(tokenBody(token, clientId, request, now)));
+  lastBody.set(token, { shape, bytes });
+  return bytes;
 }
 
 /**

@@ -65,7 +65,16 @@ export class KubePodDirectory implements PodDirectory {
   }
 
   byIp(ip: string): PodInfo[] {
-    return this.informer.byIndex('ip', ip).map(podInfo);
+    return this.informer.byIndex('ip', ip).map((pod) => this.info(pod));
+  }
+
+  /** Cached objects are replaced, never mutated, on every watch event, so one PodInfo per object is exact. */
+  private readonly infos = new WeakMap<PodJson, PodInfo>();
+
+  private info(pod: PodJson): PodInfo {
+    let info = this.infos.get(pod);
+    if (!info) this.infos.set(pod, (info = podInfo(pod)));
+    return info;
   }
 
   async readThrough(ip: string): Promise<PodInfo[]> {

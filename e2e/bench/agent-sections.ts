@@ -13,7 +13,7 @@ import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type Bou
 import type { LoadResult } from './loadgen.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
-import { rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
+import { cpuSeconds, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
 import { round, section, type GoalBook, type Section } from './report.js';
 
 export interface AgentStage {
@@ -90,24 +90,31 @@ const non200 = (r: LoadResult) => r.errors + Object.entries(r.statuses).filter((
 export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
   const s = section('P1', 'Cached token throughput and latency (agent A vs bare Node http B)');
   const rows: (string | number)[][] = [];
-  const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number }[] = [];
+  const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number } }[] = [];
+  // Server CPU per answered request: the same ratio with the scheduler's noise (who ran when) taken out.
+  const cpuPerRequest = async (pid: number, run: () => Promise<LoadResult>) => {
+    const before = cpuSeconds(pid);
+    const result = await run();
+    return { result, micros: result.answered > 0 ? round(((cpuSeconds(pid) - before) * 1e6) / result.answered, 1) : 0 };
+  };
   for (const c of opts.concurrency) {
     log(`P1: concurrency ${c}: baseline B`);
-    const b = await runLoadgen(loadSpec(opts, stage.baseline.origin, c, stage.loadPod.ip));
+    const { result: b, micros: bCpu } = await cpuPerRequest(stage.baseline.proc.pid, () => runLoadgen(loadSpec(opts, stage.baseline.origin, c, stage.loadPod.ip)));
     log(`P1: concurrency ${c}: agent A`);
-    const a = await runLoadgen(loadSpec(opts, stage.agent.origin, c, stage.loadPod.ip));
+    const { result: a, micros: aCpu } = await cpuPerRequest(stage.agent.pid(), () => runLoadgen(loadSpec(opts, stage.agent.origin, c, stage.loadPod.ip)));
     const ratio = b.rps > 0 ? a.rps / b.rps : 0;
-    points.push({ concurrency: c, a, b, ratio });
-    rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), `${non200(a)} / ${non200(b)}`]);
+    points.push({ concurrency: c, a, b, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu } });
+    rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), aCpu, bCpu, bCpu > 0 ? round(aCpu / bCpu, 2) : '—', `${non200(a)} / ${non200(b)}`]);
     if (c === 16) stage.p1At16 = { a, b };
   }
   s.tables.push({
     title: `${opts.durationMs / 1000} s per point after ${opts.warmupMs / 1000} s warm-up; latency in ms; keep-alive; one connection per concurrent client`,
-    columns: ['Concurrency', 'A req/s', 'A p50', 'A p99', 'A p999', 'B req/s', 'B p50', 'B p99', 'B p999', 'A/B req/s', 'A/B p99', 'non-200 or failed (A / B)'],
+    columns: ['Concurrency', 'A req/s', 'A p50', 'A p99', 'A p999', 'B req/s', 'B p50', 'B p99', 'B p999', 'A/B req/s', 'A/B p99', 'A CPU µs/req', 'B CPU µs/req', 'A/B CPU per req', 'non-200 or failed (A / B)'],
     rows,
   });
   s.notes.push(
     `A: the agent (agent/main.ts, --manage-iptables=false, default log level info, so every decision reaches the audit log as in production: the first of each kind at once, repeats within 10 s as one counted line) on 127.0.0.1; every request comes from the bound pod's address ${stage.loadPod.ip}, so attribution, identity selection and authorisation run on each request before the warm cache answers. Each load connection is verified against the API server once, on its first request.`,
+    'CPU µs/req: the server process\'s user + system CPU time (/proc/<pid>/stat) over the whole load run, warm-up included, divided by the requests it answered. Throughput on 2 shared cores also depends on when the scheduler runs the server; CPU per request does not, so it shows how much of a throughput gap is the server\'s own work.',
     `B: a bare Node http server answering the agent's own token response (${stage.tokenBytes} bytes) byte for byte. Both run as plain \`node\` child processes from JavaScript compiled at the start of the run (as production runs dist/agent/main.js); the load comes from a separate undici process (e2e/bench/loadgen.ts) on the same 2-core machine, so at high concurrency the load generator competes with the server for CPU.`,
   );
   s.data = { tokenResponseBytes: stage.tokenBytes, points };

@@ -48,6 +48,8 @@ export interface LoadResult {
   concurrency: number;
   /** Completed requests started in the measuring window (any status). */
   requests: number;
+  /** Every answered request, warm-up included (what the server did work for). */
+  answered: number;
   measuredMs: number;
   /** Requests per second over the measuring window. */
   rps: number;
@@ -80,7 +82,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
   const statuses: Record<string, number> = {};
   const timeline: [number, number, number][] = Array.from({ length: Math.ceil(spec.durationMs / 1000) }, () => [0, 0, 0]);
-  const result = { requests: 0, errors: 0, verified: 0, wrongIdentity: 0 };
+  const result = { requests: 0, answered: 0, errors: 0, verified: 0, wrongIdentity: 0 };
   const errorSamples: string[] = [];
   const wrongSamples: string[] = [];
   const addresses = spec.localAddresses?.length ? spec.localAddresses : [undefined];
@@ -104,6 +106,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         const second = Math.floor((t0 - measureFrom) / 1000);
         try {
           const res = await client.request({ path: spec.path, method: 'GET', headers: spec.headers ?? {} });
+          result.answered++;
           let wrong = false;
           if (expected && res.statusCode === 200) {
             const body = (await res.body.json()) as { access_token?: string };
@@ -147,6 +150,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   return {
     concurrency: spec.concurrency,
     requests: result.requests,
+    answered: result.answered,
     measuredMs: Math.round(measuredMs),
     rps: result.requests / (measuredMs / 1000),
     latency: {

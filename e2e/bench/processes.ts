@@ -38,6 +38,14 @@ export function rssBytes(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
+/** CPU time (user + system) a process has used so far, in seconds (Linux USER_HZ is 100). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** Waits until `url` answers 200, failing early if the process exits. */
 export async function waitHttpOk(what: string, url: string, proc: ManagedProcess, logFile: string, timeoutMs = 60_000): Promise<void> {
   await waitFor(
