@@ -295,6 +295,8 @@ export class PodIdentityReconciler {
       return retryAfterMs !== undefined ? { requeueAfterMs: retryAfterMs } : undefined;
     }
     const identity = identityResult.identity;
+    // Created by this reconcile: a new principal with nothing attached yet, so there is nothing to list.
+    const fresh = identityResult.created === true;
     const firstTime = pid.status?.clientId !== identity.clientId;
     Object.assign(status, { clientId: identity.clientId, principalId: identity.principalId, tenantId: identity.tenantId, resourceId: identity.id });
     conds.set(CONDITION_IDENTITY_READY, ok(pid.spec.identity.existing ? 'IdentityFound' : 'IdentityReady', `identity ${identity.name} (clientId ${identity.clientId})`));
@@ -303,29 +305,36 @@ export class PodIdentityReconciler {
       await this.deps.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
     }
 
-    // ---- role assignments
-    const roles = await this.convergeRoles(pid, identity);
+    // ---- role assignments, and at the same time federated credentials or scale sets: they are independent
+    // of each other (both need only the identity), so a PodIdentity waits for the slower one, not for both.
+    const modeStep = async (): Promise<{ condition: Cond; error?: unknown; requeueAfterMs?: number }> => {
+      if (mode === 'Federated') {
+        await this.withdrawNodes(key, pid, identity.id, fresh);
+        const fic = await this.convergeCredentials(pid, identity, fresh);
+        delete status.nodeAssignments;
+        status.federatedCredentials = fic.statuses;
+        return fic;
+      }
+      if (!fresh && pid.status?.federatedCredentials?.length) await this.deleteOurCredentials(pid, identity.id);
+      const nodes = await this.convergeNodes(key, pid, identity.id, periodic);
+      delete status.federatedCredentials;
+      status.nodeAssignments = nodes.statuses;
+      return nodes;
+    };
+    // Both settle before we go on: a step still running after this reconcile returned could overlap the next one.
+    const [rolesDone, modeDone] = await Promise.allSettled([this.convergeRoles(pid, identity, fresh), modeStep()]);
+    if (rolesDone.status === 'rejected' || modeDone.status === 'rejected') {
+      const reasons = [rolesDone, modeDone].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      throw reasons.find((e) => e instanceof ThrottledError) ?? reasons[0];
+    }
+    const roles = rolesDone.value;
     status.roleAssignments = roles.statuses;
     conds.set(CONDITION_ROLES_ASSIGNED, roles.condition);
     if (roles.requeueAfterMs) requeue(roles.requeueAfterMs);
     if (roles.error) retryError ??= roles.error;
-
-    // ---- federated credentials or scale sets
-    if (mode === 'Federated') {
-      await this.withdrawNodes(key, pid, identity.id);
-      delete status.nodeAssignments;
-      const fic = await this.convergeCredentials(pid, identity);
-      status.federatedCredentials = fic.statuses;
-      conds.set(CONDITION_CREDENTIALS_READY, fic.condition);
-      if (fic.error) retryError ??= fic.error;
-    } else {
-      if (pid.status?.federatedCredentials?.length) await this.deleteOurCredentials(pid, identity.id);
-      delete status.federatedCredentials;
-      const nodes = await this.convergeNodes(key, pid, identity.id, periodic);
-      status.nodeAssignments = nodes.statuses;
-      conds.set(CONDITION_NODES_ASSIGNED, nodes.condition);
-      if (nodes.requeueAfterMs) requeue(nodes.requeueAfterMs);
-    }
+    conds.set(mode === 'Federated' ? CONDITION_CREDENTIALS_READY : CONDITION_NODES_ASSIGNED, modeDone.value.condition);
+    if (modeDone.value.requeueAfterMs) requeue(modeDone.value.requeueAfterMs);
+    if (modeDone.value.error) retryError ??= modeDone.value.error;
 
     const allTrue = [...conds.values()].every((c) => c.status === 'True');
     if (allTrue && !retryError && retryAfterMs === undefined) this.lastFullSync.set(key, { generation, at: Date.now() });
@@ -352,7 +361,8 @@ export class PodIdentityReconciler {
     return JSON.stringify(want) === JSON.stringify(have) && (s.nodeAssignments ?? []).every((n) => n.state === 'Assigned');
   }
 
-  private async ensureIdentity(pid: PodIdentity): Promise<{ identity: AzureIdentity } | { failure: Cond; requeueAfterMs?: number; error?: unknown }> {
+  /** `created`: the identity did not exist and this call made it. */
+  private async ensureIdentity(pid: PodIdentity): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; requeueAfterMs?: number; error?: unknown }> {
     const ns = pid.metadata.namespace ?? '';
     const name = pid.metadata.name ?? '';
     const existing = pid.spec.identity.existing;
@@ -392,7 +402,7 @@ export class PodIdentityReconciler {
       if (current && upToDate) return { identity: current };
       const identity = await this.deps.azure.identities.ensure(id, location, tags);
       this.deps.logger?.info(current ? 'managed identity updated' : 'managed identity created', { namespace: ns, name, clientId: identity.clientId, resourceId: id });
-      return { identity };
+      return { identity, created: !current };
     } catch (err) {
       if (err instanceof ThrottledError) throw err;
       return { failure: bad('AzureError', errMessage(err)), error: err };
@@ -402,6 +412,7 @@ export class PodIdentityReconciler {
   private async convergeRoles(
     pid: PodIdentity,
     identity: AzureIdentity,
+    fresh: boolean,
   ): Promise<{ statuses: RoleAssignmentStatus[]; condition: Cond; requeueAfterMs?: number; error?: unknown }> {
     const key = `${pid.metadata.namespace}/${pid.metadata.name}`;
     const log = this.deps.logger;
@@ -439,8 +450,9 @@ export class PodIdentityReconciler {
       }
     }
     // Remove assignments this operator made that left the spec. Never touch others' (their names differ).
+    // A fresh principal has none but those just made.
     try {
-      const existing = await this.deps.azure.roles.listForPrincipal(identity.principalId);
+      const existing = fresh ? [] : await this.deps.azure.roles.listForPrincipal(identity.principalId);
       for (const ra of existing) {
         if (!isOurAssignment(ra) || desiredNames.has(ra.name.toLowerCase())) continue;
         await this.deps.azure.roles.delete(ra.scope, ra.name);
@@ -468,7 +480,7 @@ export class PodIdentityReconciler {
     return { statuses, condition, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}), ...(error ? { error } : {}) };
   }
 
-  private async convergeCredentials(pid: PodIdentity, identity: AzureIdentity): Promise<{ statuses: FederatedCredentialStatus[]; condition: Cond; error?: unknown }> {
+  private async convergeCredentials(pid: PodIdentity, identity: AzureIdentity, fresh: boolean): Promise<{ statuses: FederatedCredentialStatus[]; condition: Cond; error?: unknown }> {
     const ns = pid.metadata.namespace ?? '';
     const log = this.deps.logger;
     const serviceAccounts = this.desiredServiceAccounts(pid);
@@ -484,7 +496,7 @@ export class PodIdentityReconciler {
       return { name: federatedCredentialName(subject), issuer, subject, audiences: [TOKEN_EXCHANGE_AUDIENCE] };
     });
     try {
-      const existing = await this.deps.azure.federatedCredentials.list(identity.id);
+      const existing = fresh ? [] : await this.deps.azure.federatedCredentials.list(identity.id);
       const foreign = existing.filter((f) => !isOurCredential(ns, f));
       if (desired.length + foreign.length > MAX_FEDERATED_CREDENTIALS) {
         // A clear condition, no retry storm: this only changes when the spec or the pods do.
@@ -561,9 +573,10 @@ export class PodIdentityReconciler {
     return { statuses, condition, ...(pending ? { requeueAfterMs: window * 5 + 5000 } : {}) };
   }
 
-  private async withdrawNodes(key: string, pid: PodIdentity, identityId: string): Promise<void> {
+  private async withdrawNodes(key: string, pid: PodIdentity, identityId: string, fresh: boolean): Promise<void> {
     const previous = (pid.status?.nodeAssignments ?? []).map((n) => n.scaleSet);
-    const owned = await this.deps.ownership.scaleSetsWith(identityId);
+    // A fresh identity was never ours to add anywhere (the next periodic full sync reads the record again).
+    const owned = fresh ? [] : await this.deps.ownership.scaleSetsWith(identityId);
     const toFlush = [...previous, ...owned].filter((s) => !this.deps.batcher.knows(s) || this.deps.batcher.state(s, identityId).assigned);
     if (toFlush.length) this.deps.batcher.setDemand({ key, identityId, scaleSets: [] }, { alsoFlush: toFlush });
   }

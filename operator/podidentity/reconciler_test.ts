@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { ThrottledError } from '../azure/errors.js';
 import { identityResourceId, roleAssignmentName, scaleSetResourceId } from '../azure/ids.js';
-import { MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE } from './names.js';
+import { federatedCredentialName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE } from './names.js';
 import { harness, SUB } from './testing.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
@@ -223,6 +223,57 @@ describe('PodIdentity reconciler', () => {
     const early = await reconciler.reconcile('team/web');
     assert.ok(early && early.requeueAfterMs! > 0 && early.requeueAfterMs! <= 7000, JSON.stringify(early));
     assert.equal(azure.calls.length, callsBefore, 'no Azure call while throttled');
+  });
+
+  it('a newly created identity costs no list reads: nothing can be attached to a new principal yet', async () => {
+    const { world, azure, ownership, settle } = harness();
+    world.policyList = [allowAll()];
+    let ownershipReads = 0;
+    const scaleSetsWith = ownership.scaleSetsWith.bind(ownership);
+    ownership.scaleSetsWith = (id) => (ownershipReads++, scaleSetsWith(id));
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
+    await settle('team/web');
+    assert.equal(cond(world.pids.get('team/web')!.status, 'Ready')?.status, 'True');
+    assert.deepEqual(azure.calls.filter((c) => c !== 'roleDefinitions.resolve').sort(), ['federatedCredentials.createOrUpdate', 'identities.createOrUpdate', 'identities.get', 'roleAssignments.create']);
+    assert.equal(ownershipReads, 0);
+  });
+
+  it('an identity that already exists is still read in full: stale credentials and assignments of ours are removed', async () => {
+    const { world, azure, settle } = harness();
+    world.policyList = [allowAll()];
+    const id = identityResourceId(SUB, 'pods', 'team-web');
+    const identity = azure.seedIdentity(id, { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'team', [TAG_NAME]: 'web' });
+    await azure.federatedCredentials.ensure(id, { name: federatedCredentialName('system:serviceaccount:team:old'), issuer: 'https://issuer.example', subject: 'system:serviceaccount:team:old', audiences: [] });
+    await azure.roles.ensure(roleAssignmentName(identity.principalId, READER, RG('other')), RG('other'), READER, identity.principalId);
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
+    await settle('team/web');
+    assert.deepEqual(azure.fics.get(id.toLowerCase())?.map((f) => f.subject), ['system:serviceaccount:team:app']);
+    assert.deepEqual([...azure.assignments.values()].map((a) => a.scope), [RG('data')]);
+  });
+
+  it('assigns roles and writes federated credentials at the same time, and waits for both', async () => {
+    const { world, azure, reconciler } = harness();
+    world.policyList = [allowAll()];
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
+    let ficStarted!: () => void;
+    const ficStart = new Promise<void>((r) => (ficStarted = r));
+    let overlapped = false;
+    const ensureRole = azure.roles.ensure;
+    azure.roles.ensure = async (...args) => {
+      // Held until the credential write starts (bounded: a sequential reconcile would never start it meanwhile).
+      for (let turn = 0; turn < 50 && !overlapped; turn++) await Promise.race([ficStart.then(() => (overlapped = true)), new Promise((r) => setImmediate(r))]);
+      return ensureRole(...args);
+    };
+    const ensureFic = azure.federatedCredentials.ensure;
+    azure.federatedCredentials.ensure = (...args) => (ficStarted(), ensureFic(...args));
+    await reconciler.reconcile('team/web'); // finalizer
+    azure.failNext('federatedCredentials.createOrUpdate', new ThrottledError('slow down', 'federatedCredentials.createOrUpdate', 3000));
+    assert.deepEqual(await reconciler.reconcile('team/web'), { requeueAfterMs: 3000 });
+    assert.ok(overlapped, 'role assignment and credential writes overlap');
+    assert.equal(azure.assignments.size, 1, 'the role step finished before the reconcile returned');
+    const calls = azure.calls.length;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(azure.calls.length, calls, 'nothing left running after the reconcile returned');
   });
 
   it('serialises federated credential writes per identity', async () => {
