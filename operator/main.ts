@@ -17,6 +17,7 @@ import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
 import { PodIdentityReconciler } from './podidentity/reconciler.js';
 import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
+import { BackgroundEventSink } from './runtime/event-sink.js';
 import { Operator, refFor, type ResourceType } from './runtime/operator.js';
 import { startHealthServer } from './runtime/server.js';
 import { runUntilShutdown, shutdownSignal } from './runtime/shutdown.js';
@@ -79,11 +80,12 @@ async function main(config: OperatorConfig): Promise<void> {
     node: (name) => nodes.get(name) as SlimNode | undefined,
   };
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
+  const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger });
   const writer: PodIdentityWriter = {
     addFinalizer: async (pid, f) => void (await addFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
     removeFinalizer: async (pid, f) => void (await removeFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
     patchStatus: async (pid, status) => void (await patchStatus(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), status)),
-    event: (pid, type, reason, message) => recorder.record(pid as KubernetesObject, type, reason, message),
+    event: (pid, type, reason, message) => events.emit(pid as KubernetesObject, type, reason, message),
   };
 
   const ownership = new ConfigMapOwnershipStore(kc, config.operatorNamespace);
@@ -153,6 +155,7 @@ async function main(config: OperatorConfig): Promise<void> {
   });
   await runUntilShutdown((s) => op.start(s), signal, servers);
   batcher.stop();
+  await events.drain(2000);
   clearInterval(gaugeTimer);
   logger.info('operator stopped');
 }

@@ -116,8 +116,11 @@ describe('operator e2e', () => {
     }, { timeoutMs: 30_000, intervalMs: 200 });
     assert.equal(condition(denied, 'Ready')?.message, `roleAssignments[1]: role "Owner" is not allowed in namespace "${env.namespace}" by any PodIdentityPolicy`);
     assert.equal(identityNamed(`${env.namespace}-greedy`), undefined, 'no identity created');
-    const events = await env.core.listNamespacedEvent({ namespace: env.namespace, fieldSelector: 'involvedObject.name=greedy' });
-    assert.ok(events.items.some((e) => e.reason === 'PolicyDenied' && e.type === 'Warning'));
+    // Events are posted in the background: the status can be there first.
+    await waitFor('PolicyDenied Event', async () => {
+      const events = await env.core.listNamespacedEvent({ namespace: env.namespace, fieldSelector: 'involvedObject.name=greedy' });
+      return events.items.some((e) => e.reason === 'PolicyDenied' && e.type === 'Warning') || undefined;
+    }, { timeoutMs: 10_000, intervalMs: 100 });
 
     await createPodIdentity(env, 'two-roles', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: env.rg('data') }, { role: 'Contributor', scope: env.rg('data') }] });
     const pid = await ready('two-roles');

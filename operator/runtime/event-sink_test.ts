@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BackgroundEventSink } from './event-sink.js';
+
+/** A post function whose calls stay open until released. */
+function gatedPost() {
+  const started: string[] = [];
+  const release: (() => void)[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const post = (reason: string) => {
+    started.push(reason);
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    return new Promise<void>((resolve) => release.push(() => {
+      inFlight--;
+      resolve();
+    }));
+  };
+  return { post, started, release, max: () => maxInFlight };
+}
+
+describe('BackgroundEventSink', () => {
+  it('returns before the Event is posted, posts at most `concurrency` at once, in order, and drains', async () => {
+    const g = gatedPost();
+    const sink = new BackgroundEventSink(g.post, { concurrency: 2 });
+    for (const r of ['a', 'b', 'c', 'd']) await sink.emit(r); // resolves although nothing has been posted yet
+    assert.deepEqual(g.started, ['a', 'b']);
+    const drained = sink.drain(5000);
+    while (g.release.length) g.release.shift()!();
+    for (let i = 0; i < 10 && g.started.length < 4; i++) await new Promise((r) => setImmediate(r));
+    while (g.release.length) g.release.shift()!();
+    assert.equal(await drained, true);
+    assert.deepEqual(g.started, ['a', 'b', 'c', 'd']);
+    assert.equal(g.max(), 2);
+  });
+
+  it('drops Events beyond maxPending instead of growing without bound', async () => {
+    const g = gatedPost();
+    const sink = new BackgroundEventSink(g.post, { concurrency: 1, maxPending: 2 });
+    for (const r of ['a', 'b', 'c', 'd', 'e']) await sink.emit(r); // a in flight, b and c wait, d and e dropped
+    const drained = sink.drain(5000);
+    for (let i = 0; i < 20 && (g.release.length || g.started.length < 3); i++) {
+      while (g.release.length) g.release.shift()!();
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await drained, true);
+    assert.deepEqual(g.started, ['a', 'b', 'c']);
+  });
+
+  it('a failing post never rejects emit and does not stop the sink', async () => {
+    let posted = 0;
+    const sink = new BackgroundEventSink(async (fail: boolean) => {
+      posted++;
+      if (fail) throw new Error('api server down');
+    });
+    await sink.emit(true);
+    await sink.emit(false);
+    assert.equal(await sink.drain(5000), true);
+    assert.equal(posted, 2);
+  });
+
+  it('drain gives up at its deadline', async () => {
+    const g = gatedPost();
+    const sink = new BackgroundEventSink(g.post);
+    await sink.emit('stuck');
+    assert.equal(await sink.drain(20), false);
+    g.release.shift()!();
+  });
+});
