@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
-import { Informer, objectKey, splitKey, type ListFn, type WatchFn } from './informer.js';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { Informer, makeWatchFn, objectKey, splitKey, type ListFn, type WatchFn } from './informer.js';
 
 type Obj = KubernetesObject & { spec?: { node?: string; big?: string } };
 
@@ -163,4 +165,103 @@ test('waitForSync rejects when aborted', async () => {
   ctl.abort(new Error('gave up'));
   await assert.rejects(waiting, /gave up/);
   await inf.stop();
+});
+
+test('managedFields are dropped before caching, from lists and from watch events', async () => {
+  const api = fakeApi();
+  const managed = (o: Obj): Obj => ({ ...o, metadata: { ...o.metadata, managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:spec': {} } }] } });
+  api.state.items = [managed(obj('a', '5'))];
+  const inf = new Informer<Obj>({ path: '/x', list: api.list, watch: api.watch });
+  inf.start();
+  await inf.waitForSync();
+  assert.equal(inf.get('ns/a')?.metadata?.managedFields, undefined);
+  await until('watch', () => api.watches.length === 1);
+  api.watches[0]!.emit('ADDED', managed(obj('b', '6')));
+  assert.equal(inf.get('ns/b')?.metadata?.managedFields, undefined);
+  assert.equal(inf.get('ns/b')?.spec?.big?.length, 100, 'the rest of the object is kept');
+  await inf.stop();
+});
+
+/** A kubeconfig for a plain-http API server on loopback (the watch function only reads the server and credentials). */
+function httpKubeConfig(server: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 'secret-token' }],
+    contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
+    currentContext: 'ctx',
+  });
+  return kc;
+}
+
+async function fakeApiServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; server: Server }> {
+  const server = createServer(handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+function stopServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+test('the watch function streams newline-delimited events with the kubeconfig credentials, then ends cleanly', async () => {
+  let seen: { url?: string; auth?: string } = {};
+  const api = await fakeApiServer((req, res) => {
+    seen = { url: req.url, auth: req.headers.authorization };
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    const a = JSON.stringify({ type: 'ADDED', object: obj('a', '7') });
+    // One event split across writes, two in one write: framing is by newline, not by chunk.
+    res.write(a.slice(0, 10));
+    res.write(a.slice(10) + '\n' + JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '9' } } }) + '\n');
+    res.end(JSON.stringify({ type: 'DELETED', object: obj('a', '10') }) + '\n');
+  });
+  try {
+    const watch = makeWatchFn(httpKubeConfig(api.url));
+    const events: string[] = [];
+    const done = await new Promise<unknown>((resolve) => {
+      void watch('/api/v1/pods', { resourceVersion: '5', labelSelector: undefined }, (type, o) => events.push(`${type} ${(o as Obj).metadata?.resourceVersion}`), resolve);
+    });
+    assert.equal(done, null);
+    assert.deepEqual(events, ['ADDED 7', 'BOOKMARK 9', 'DELETED 10']);
+    const url = new URL(seen.url ?? '', api.url);
+    assert.equal(url.pathname, '/api/v1/pods');
+    assert.equal(url.searchParams.get('watch'), 'true');
+    assert.equal(url.searchParams.get('resourceVersion'), '5');
+    assert.equal(url.searchParams.has('labelSelector'), false);
+    assert.equal(seen.auth, 'Bearer secret-token');
+  } finally {
+    await stopServer(api.server);
+  }
+});
+
+test('the watch function reports an HTTP error with its status (410 relists) and aborts exactly once', async () => {
+  let gone = true;
+  const api = await fakeApiServer((_req, res) => {
+    if (gone) return void res.writeHead(410, { 'Content-Type': 'application/json' }).end('{"kind":"Status","code":410}');
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('\n'); // stays open until aborted
+  });
+  try {
+    const watch = makeWatchFn(httpKubeConfig(api.url));
+    const err = await new Promise<unknown>((resolve) => void watch('/x', {}, () => undefined, resolve));
+    assert.equal((err as { statusCode?: number }).statusCode, 410);
+
+    gone = false;
+    let calls = 0;
+    let handle: { abort(): void } | undefined;
+    const ended = new Promise<unknown>((resolve) => {
+      void watch('/x', {}, () => undefined, (e) => {
+        calls++;
+        resolve(e);
+      }).then((h) => (handle = h));
+    });
+    await until('watch handle', () => handle !== undefined);
+    handle!.abort();
+    assert.equal(await ended, null);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(calls, 1);
+  } finally {
+    await stopServer(api.server);
+  }
 });
