@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
 import { AgentMetrics } from '../metrics.js';
 import type { PodInfo } from '../attribution/types.js';
 import { AzureAdExchange } from './exchange.js';
@@ -57,11 +58,11 @@ const ok = (_: Seen, res: ServerResponse) => res.writeHead(200, { 'Content-Type'
 /** A TokenRequest fake that issues a distinct assertion per call and records what it was asked. */
 function fakeCore() {
   const calls: { name: string; namespace: string; boundTo?: string; audiences?: string[] }[] = [];
-  const core: FederatedIssuerOptions['core'] = {
+  const core: NonNullable<FederatedIssuerOptions['core']> = {
     createNamespacedServiceAccountToken: (async (req: { name: string; namespace: string; body: { spec: { audiences?: string[]; boundObjectRef?: { name?: string; uid?: string } } } }) => {
       calls.push({ name: req.name, namespace: req.namespace, boundTo: `${req.body.spec.boundObjectRef?.name}/${req.body.spec.boundObjectRef?.uid}`, audiences: req.body.spec.audiences });
       return { status: { token: `assertion-for-${req.body.spec.boundObjectRef?.uid}` } };
-    }) as unknown as FederatedIssuerOptions['core']['createNamespacedServiceAccountToken'],
+    }) as unknown as NonNullable<FederatedIssuerOptions['core']>['createNamespacedServiceAccountToken'],
   };
   return { core, calls };
 }
@@ -188,5 +189,83 @@ test('an answer without a token is an error, not an empty token', async () => {
   } finally {
     exchange.close();
     await stop(aad.server);
+  }
+});
+
+/** A plain-http "API server" answering TokenRequests, and a kubeconfig pointing at it. */
+async function fakeApiServer(answer: (req: IncomingMessage, body: Record<string, unknown>, res: ServerResponse) => void) {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => answer(req, JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown>, res));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 'agent-sa-token' }],
+    contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
+    currentContext: 'ctx',
+  });
+  return { server, kc };
+}
+
+test('with a kubeconfig, the TokenRequest is one POST bound to the calling pod, with the agent’s credentials', async () => {
+  const seen: { path?: string; auth?: string; body?: Record<string, unknown> }[] = [];
+  const api = await fakeApiServer((req, body, res) => {
+    seen.push({ path: req.url, auth: req.headers.authorization, body });
+    const ref = (body['spec'] as { boundObjectRef: { uid: string } }).boundObjectRef;
+    res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'TokenRequest', status: { token: `assertion-for-${ref.uid}`, expirationTimestamp: '2030-01-01T00:00:00Z' } }));
+  });
+  const aad = await fakeAad(ok);
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: aad.url, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  try {
+    await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
+    assert.equal(seen[0]?.path, '/api/v1/namespaces/ns/serviceaccounts/app/token');
+    assert.equal(seen[0]?.auth, 'Bearer agent-sa-token');
+    assert.deepEqual(seen[0]?.body?.['spec'], {
+      audiences: ['api://AzureADTokenExchange'],
+      expirationSeconds: 600,
+      boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'a', uid: 'uid-a' },
+    });
+    assert.equal(aad.seen[0]?.form.get('client_assertion'), 'assertion-for-uid-a');
+  } finally {
+    issuer.close();
+    api.server.closeAllConnections();
+    api.server.close();
+    await stop(aad.server);
+  }
+});
+
+test('a refused TokenRequest says why from the API server’s Status; a gone pod is 404', async () => {
+  const api = await fakeApiServer((_req, _body, res) =>
+    res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', status: 'Failure', message: 'pods "a" not found', code: 404 })),
+  );
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'http://127.0.0.1:9', metrics: new AgentMetrics(), timeoutMs: 2000 });
+  try {
+    const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
+    assert.ok(err instanceof UpstreamError);
+    assert.equal(err.upstream, 'kubernetes');
+    assert.equal(err.status, 404);
+    assert.equal(err.message, 'TokenRequest for service account ns/app failed (HTTP 404): pods "a" not found');
+  } finally {
+    issuer.close();
+    api.server.closeAllConnections();
+    api.server.close();
+  }
+});
+
+test('a TokenRequest the API server does not answer in time is a 504 timeout', async () => {
+  const api = await fakeApiServer(() => undefined);
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'http://127.0.0.1:9', metrics: new AgentMetrics(), timeoutMs: 100 });
+  try {
+    const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
+    assert.ok(err instanceof UpstreamError);
+    assert.equal(err.status, 504);
+    assert.equal(err.code, 'timeout');
+  } finally {
+    issuer.close();
+    api.server.closeAllConnections();
+    api.server.close();
   }
 });

@@ -1,0 +1,94 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
+import { keepAliveAgent } from '../../lib/k8s/pooled.js';
+import { UpstreamError } from './types.js';
+
+/** The API server's minimum; the assertion is used at once and dies with the pod anyway. */
+export const ASSERTION_LIFETIME_SECONDS = 600;
+/** A TokenRequest answer is a few KB. */
+const MAX_BODY_BYTES = 1 << 20;
+
+export interface PodServiceAccount {
+  namespace: string;
+  serviceAccount: string;
+  podName: string;
+  podUid: string;
+}
+
+/** The TokenRequest body: audience api://AzureADTokenExchange, bound to the pod so it is void once the pod is gone. */
+export function tokenRequestSpec(pod: PodServiceAccount) {
+  return {
+    audiences: [TOKEN_EXCHANGE_AUDIENCE],
+    expirationSeconds: ASSERTION_LIFETIME_SECONDS,
+    boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.podName, uid: pod.podUid },
+  };
+}
+
+function failed(pod: PodServiceAccount, status: number, why: string): UpstreamError {
+  // 404: the pod or its service account is gone (the bound object must exist), so nothing to issue.
+  return new UpstreamError('kubernetes', status === 404 ? 404 : 500, 'token_request_failed', `TokenRequest for service account ${pod.namespace}/${pod.serviceAccount} failed${status ? ` (HTTP ${status})` : ''}: ${why}`);
+}
+
+/**
+ * POST serviceaccounts/<name>/token as plain JSON over the kubeconfig's keep-alive pool. A miss waits on
+ * this call; client-node's typed call spends about a millisecond more per miss in its generic
+ * (de)serialisation and middleware than the request itself takes on a warm connection.
+ */
+export async function requestServiceAccountToken(kc: KubeConfig, pod: PodServiceAccount, timeoutMs: number): Promise<string> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw failed(pod, 0, 'kubeconfig has no current cluster');
+  const url = new URL(`${cluster.server.replace(/\/$/, '')}/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/serviceaccounts/${encodeURIComponent(pod.serviceAccount)}/token`);
+  const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: tokenRequestSpec(pod) });
+  const opts: https.RequestOptions = {
+    method: 'POST',
+    headers: { Accept: 'application/json', 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+  };
+  // Token files and exec plugins are read per call, as client-node does: credentials rotate.
+  await kc.applyToHTTPSOptions(opts);
+  const transport = url.protocol === 'http:' ? http : https;
+  if (transport === https) opts.agent = keepAliveAgent(kc, opts) ?? opts.agent;
+  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    let timedOut = false;
+    const req = transport.request(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) return void req.destroy(new Error('TokenRequest answer too large'));
+        chunks.push(chunk);
+      });
+      res.on('error', onError);
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      req.destroy();
+    }, timeoutMs);
+    timer.unref();
+    function onError(err: Error): void {
+      clearTimeout(timer);
+      reject(timedOut ? new UpstreamError('kubernetes', 504, 'timeout', 'TokenRequest timed out') : failed(pod, 0, err.message));
+    }
+    req.on('error', onError);
+    req.end(body);
+  });
+  let parsed: { status?: { token?: unknown }; message?: unknown } = {};
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    /* described below */
+  }
+  if (status !== 201 && status !== 200) {
+    // The API server's Status message says why (missing service account, pod uid mismatch…); it holds no token.
+    const why = typeof parsed.message === 'string' ? parsed.message.split('\n')[0]!.slice(0, 300) : text.slice(0, 300);
+    throw failed(pod, status, why);
+  }
+  const token = parsed.status?.token;
+  if (typeof token !== 'string' || !token) throw new UpstreamError('kubernetes', 500, 'empty_token', 'TokenRequest returned no token');
+  return token;
+}
