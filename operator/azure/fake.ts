@@ -183,8 +183,9 @@ export class FakeAzure implements AzureClients {
       if (!s) throw new NotFoundError(`scale set ${id} not found`, 'scaleSets.get', 404);
       return { ...s, userAssigned: [...s.userAssigned] };
     },
-    patch: async (id, add, remove) => {
+    patch: async (id, add, remove, onAccepted) => {
       await this.enter('scaleSets.update');
+      onAccepted?.();
       const s = this.scaleSetState.get(normalizeId(id));
       if (!s) throw new NotFoundError(`scale set ${id} not found`, 'scaleSets.update', 404);
       const removing = new Set(remove.map(normalizeId));

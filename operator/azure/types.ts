@@ -78,8 +78,11 @@ export interface ScaleSetIdentities {
 
 export interface ScaleSetClient {
   get(scaleSetId: string): Promise<ScaleSetIdentities>;
-  /** One PATCH (a long-running operation, awaited) adding and removing user-assigned identities. */
-  patch(scaleSetId: string, add: string[], remove: string[]): Promise<ScaleSetIdentities>;
+  /**
+   * One PATCH (a long-running operation, awaited) adding and removing user-assigned identities. `onAccepted`
+   * runs when Azure has answered the PATCH itself, before the operation is polled to its end.
+   */
+  patch(scaleSetId: string, add: string[], remove: string[], onAccepted?: () => void): Promise<ScaleSetIdentities>;
 }
 
 export interface ClusterClient {

@@ -40,6 +40,7 @@ export interface ScaleSetBatcherOptions {
   maxBackoffMs?: number;
   /** False while this process may not write to Azure (not the leader): flushes wait. */
   canWrite?: () => boolean;
+  now?: () => number;
 }
 
 interface ScaleSetEntry {
@@ -54,6 +55,8 @@ interface ScaleSetEntry {
   failures: number;
   /** PodIdentity keys to notify after the next flush. */
   interested: Set<string>;
+  /** When Azure last answered a PATCH to this scale set: the next one is sent a full window after that. */
+  lastPatchAt?: number;
 }
 
 /**
@@ -129,11 +132,18 @@ export class ScaleSetBatcher {
     return e;
   }
 
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
   private schedule(scaleSetId: string, delayMs = this.opts.windowMs): void {
     if (this.stopped) return;
     const e = this.entry(scaleSetId);
     e.dirty = true;
     if (e.timer) return; // already in this window
+    // At most one PATCH per scale set per window, whatever asks for the flush (a follow-up after an in-flight
+    // flush, a retry): what arrives meanwhile waits for the end of the window and shares the next PATCH.
+    if (e.lastPatchAt !== undefined) delayMs = Math.max(delayMs, e.lastPatchAt + this.opts.windowMs - this.now());
     e.timer = setTimeout(() => {
       e.timer = undefined;
       void this.flush(e);
@@ -159,6 +169,10 @@ export class ScaleSetBatcher {
       // One PATCH at a time per scale set: run again when the current one ends.
       await e.inFlight;
       if (!e.timer && e.dirty) this.schedule(e.id, 0);
+      return;
+    }
+    if (e.lastPatchAt !== undefined && this.now() - e.lastPatchAt < this.opts.windowMs) {
+      if (!e.timer) this.schedule(e.id, 0); // a timer set before the last PATCH was sent: wait out its window
       return;
     }
     e.dirty = false;
@@ -200,10 +214,14 @@ export class ScaleSetBatcher {
       if (add.length || remove.length) {
         // Record intent before the PATCH: a crash after it can never leave an identity we added unowned.
         await this.opts.ownership.set(e.id, [...keep, ...remove, ...add]);
+        // Times taken from Azure's answer, which comes after the PATCH reached Azure, so network jitter can never
+        // bring two PATCHes closer than a window where Azure counts them.
+        e.lastPatchAt = this.now();
         try {
-          after = (await this.opts.scaleSets.patch(e.id, add, remove)).userAssigned;
+          after = (await this.opts.scaleSets.patch(e.id, add, remove, () => (e.lastPatchAt = this.now()))).userAssigned;
           this.opts.metrics?.scaleSetPatches.inc({ result: 'success' });
         } catch (err) {
+          e.lastPatchAt = this.now();
           this.opts.metrics?.scaleSetPatches.inc({ result: 'error' });
           throw err;
         }

@@ -27,7 +27,7 @@ export class ArmScaleSetClient implements ScaleSetClient {
     return toIdentities(scaleSetId, await this.call('scaleSets.get', () => this.client.virtualMachineScaleSets.get(p.resourceGroup, p.name)));
   }
 
-  async patch(scaleSetId: string, add: string[], remove: string[]): Promise<ScaleSetIdentities> {
+  async patch(scaleSetId: string, add: string[], remove: string[], onAccepted?: () => void): Promise<ScaleSetIdentities> {
     const p = partsOf(scaleSetId);
     const current = await this.get(scaleSetId);
     const removing = new Set(remove.map((r) => r.toLowerCase()));
@@ -39,11 +39,14 @@ export class ArmScaleSetClient implements ScaleSetClient {
     for (const id of add) userAssignedIdentities[id] = {};
     for (const id of remove) userAssignedIdentities[id] = null; // null removes on the wire
     const identity = remaining > 0 ? { type, userAssignedIdentities } : { type };
-    const result = await this.call('scaleSets.update', () =>
-      this.client.virtualMachineScaleSets.beginUpdateAndWait(p.resourceGroup, p.name, { identity } as Parameters<ComputeManagementClient['virtualMachineScaleSets']['beginUpdateAndWait']>[2], {
+    const result = await this.call('scaleSets.update', async () => {
+      const poller = this.client.virtualMachineScaleSets.update(p.resourceGroup, p.name, { identity } as Parameters<ComputeManagementClient['virtualMachineScaleSets']['update']>[2], {
         updateIntervalInMs: this.pollIntervalMs,
-      }),
-    );
+      });
+      await poller.submitted();
+      onAccepted?.();
+      return await poller;
+    });
     return toIdentities(scaleSetId, result);
   }
 }
