@@ -66,7 +66,9 @@ export class AzureAdExchange {
     this.base = authorityHost.replace(/\/+$/, '');
     this.transport = url.protocol === 'https:' ? https : http;
     // Idle connections close after 15 s: misses come in bursts (pods starting), not steadily.
-    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 32, timeout: 15_000, scheduling: 'lifo' as const };
+    const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 32, timeout: 15_000, scheduling: 'lifo' };
+    // As Node's fetch (which msal-node used) does: HTTPS_PROXY/NO_PROXY only when NODE_USE_ENV_PROXY=1.
+    if (process.env['NODE_USE_ENV_PROXY'] === '1') agentOptions.proxyEnv = process.env;
     this.agent = url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   }
 
