@@ -1,6 +1,6 @@
 import { AuthorizationManagementClient } from '@azure/arm-authorization';
-import { ComputeManagementClient } from '@azure/arm-compute';
-import { ContainerServiceClient } from '@azure/arm-containerservice';
+import type { ComputeManagementClient } from '@azure/arm-compute';
+import type { ContainerServiceClient } from '@azure/arm-containerservice';
 import { ManagedServiceIdentityClient } from '@azure/arm-msi';
 import type { TokenCredential } from '@azure/identity';
 import type { OperatorMetrics } from '../../metrics.js';
@@ -22,14 +22,26 @@ export interface ArmClientsOptions {
   pollIntervalMs?: number;
 }
 
-/** The real Azure adapters, on the Azure SDKs. */
+/** Builds a client on first use and keeps it; a failed import is retried on the next use. */
+function lazy<T>(load: () => Promise<T>): () => Promise<T> {
+  let client: Promise<T> | undefined;
+  return () => (client ??= load().catch((err: unknown) => {
+    client = undefined;
+    throw err;
+  }));
+}
+
+/**
+ * The real Azure adapters, on the Azure SDKs. arm-compute and arm-containerservice are loaded on first use:
+ * each holds tens of MB of generated code that a Federated-only operator with --oidc-issuer never runs.
+ */
 export function createArmClients(opts: ArmClientsOptions): AzureClients {
   const call = instrumentedCall(opts.metrics);
   const clientOptions = armClientOptions(opts.endpoint);
   const msi = new ManagedServiceIdentityClient(opts.credential, opts.subscriptionId, clientOptions);
   const authz = new AuthorizationManagementClient(opts.credential, opts.subscriptionId, clientOptions);
-  const compute = new ComputeManagementClient(opts.credential, opts.subscriptionId, clientOptions);
-  const aks = new ContainerServiceClient(opts.credential, opts.subscriptionId, clientOptions);
+  const compute = lazy(async (): Promise<ComputeManagementClient> => new (await import('@azure/arm-compute')).ComputeManagementClient(opts.credential, opts.subscriptionId, clientOptions));
+  const aks = lazy(async (): Promise<ContainerServiceClient> => new (await import('@azure/arm-containerservice')).ContainerServiceClient(opts.credential, opts.subscriptionId, clientOptions));
   return {
     identities: new ArmIdentityClient(msi, call),
     federatedCredentials: new ArmFederatedCredentialClient(msi, call),

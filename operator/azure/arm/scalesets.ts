@@ -17,14 +17,15 @@ const hasSystemAssigned = (type: string): boolean => /SystemAssigned/i.test(type
 
 export class ArmScaleSetClient implements ScaleSetClient {
   constructor(
-    private readonly client: ComputeManagementClient,
+    private readonly client: () => Promise<ComputeManagementClient>,
     private readonly call: AzureCall,
     private readonly pollIntervalMs = 2000,
   ) {}
 
   async get(scaleSetId: string): Promise<ScaleSetIdentities> {
     const p = partsOf(scaleSetId);
-    return toIdentities(scaleSetId, await this.call('scaleSets.get', () => this.client.virtualMachineScaleSets.get(p.resourceGroup, p.name)));
+    const client = await this.client();
+    return toIdentities(scaleSetId, await this.call('scaleSets.get', () => client.virtualMachineScaleSets.get(p.resourceGroup, p.name)));
   }
 
   async patch(scaleSetId: string, add: string[], remove: string[], onAccepted?: () => void): Promise<ScaleSetIdentities> {
@@ -39,8 +40,9 @@ export class ArmScaleSetClient implements ScaleSetClient {
     for (const id of add) userAssignedIdentities[id] = {};
     for (const id of remove) userAssignedIdentities[id] = null; // null removes on the wire
     const identity = remaining > 0 ? { type, userAssignedIdentities } : { type };
+    const client = await this.client();
     const result = await this.call('scaleSets.update', async () => {
-      const poller = this.client.virtualMachineScaleSets.update(p.resourceGroup, p.name, { identity } as Parameters<ComputeManagementClient['virtualMachineScaleSets']['update']>[2], {
+      const poller = client.virtualMachineScaleSets.update(p.resourceGroup, p.name, { identity } as Parameters<ComputeManagementClient['virtualMachineScaleSets']['update']>[2], {
         updateIntervalInMs: this.pollIntervalMs,
       });
       await poller.submitted();
