@@ -4,7 +4,7 @@
  */
 import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
+import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
 import { EventRecorder } from '../lib/k8s/events.js';
 import { objectKey } from '../lib/k8s/informer.js';
 import { addFinalizer, patchStatus, removeFinalizer } from '../lib/k8s/objects.js';
@@ -36,6 +36,13 @@ export function slimPod(pod: V1Pod): V1Pod {
   } as V1Pod;
 }
 
+/** managedFields are most of a PodIdentity's metadata and nothing here reads them. */
+function withoutManagedFields<T extends KubernetesObject>(obj: T): T {
+  if (!obj.metadata?.managedFields) return obj;
+  const { managedFields: _dropped, ...metadata } = obj.metadata;
+  return { ...obj, metadata };
+}
+
 function slimNode(node: V1Node): V1Node {
   return { metadata: { name: node.metadata?.name, resourceVersion: node.metadata?.resourceVersion }, spec: { providerID: node.spec?.providerID } };
 }
@@ -62,14 +69,19 @@ async function main(config: OperatorConfig): Promise<void> {
     registry,
     ...(config.leaderElect ? { leaderElection: { namespace: config.leaderElectionNamespace, name: config.leaderElectionName, leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: Math.round(config.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(config.leaseDurationMs / 7)) } } : {}),
   });
-  const identities = op.watchResource<PodIdentity & KubernetesObject>(PODIDENTITIES, { resyncPeriodMs: 10 * 60_000, namespace: config.watchNamespace });
-  const policies = op.watchResource<PodIdentityPolicy & KubernetesObject>(POLICIES);
+  const identities = op.watchResource<PodIdentity & KubernetesObject>(PODIDENTITIES, { resyncPeriodMs: 10 * 60_000, namespace: config.watchNamespace, transform: withoutManagedFields });
+  const policies = op.watchResource<PodIdentityPolicy & KubernetesObject>(POLICIES, { transform: withoutManagedFields });
   const namespaces = op.watchResource<V1Namespace>({ group: '', version: 'v1', plural: 'namespaces' }, { transform: slimNamespace });
   const pods = op.watchResource<V1Pod>({ group: '', version: 'v1', plural: 'pods' }, { transform: slimPod, namespace: config.watchNamespace });
   const nodes = op.watchResource<V1Node>({ group: '', version: 'v1', plural: 'nodes' }, { transform: slimNode });
   pods.addIndex('namespace', (p) => [p.metadata?.namespace ?? '']);
+  pods.addIndex('identityLabel', (p) => {
+    const value = p.metadata?.labels?.[DEFAULT_SELECTOR_LABEL];
+    return value === undefined ? [] : [`${p.metadata?.namespace ?? ''}/${value}`];
+  });
   pods.addIndex('node', (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []));
   identities.addIndex('namespace', (p) => [p.metadata.namespace ?? '']);
+  identities.addIndex('selectorNamespace', (p) => (p.spec.selector ? [p.metadata.namespace ?? ''] : []));
 
   const view: ClusterView = {
     podIdentity: (key) => identities.get(key),
@@ -77,6 +89,8 @@ async function main(config: OperatorConfig): Promise<void> {
     policies: () => policies.list(),
     namespaceLabels: (name) => namespaces.get(name)?.metadata?.labels ?? (namespaces.get(name) ? {} : undefined),
     pods: (ns) => pods.byIndex('namespace', ns) as SlimPod[],
+    podsLabelledFor: (ns, value) => pods.byIndex('identityLabel', `${ns}/${value}`) as SlimPod[],
+    podIdentitiesWithSelector: (ns) => identities.byIndex('selectorNamespace', ns),
     node: (name) => nodes.get(name) as SlimNode | undefined,
   };
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });

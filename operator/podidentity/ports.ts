@@ -20,6 +20,10 @@ export interface ClusterView {
   /** undefined when the namespace is not (yet) in the cache. */
   namespaceLabels(namespace: string): Record<string, string> | undefined;
   pods(namespace: string): SlimPod[];
+  /** Pods in `namespace` labelled `podidentity.dev/identity=<value>` (what a PodIdentity without a selector selects). */
+  podsLabelledFor(namespace: string, value: string): SlimPod[];
+  /** PodIdentities in `namespace` that set their own `spec.selector`. */
+  podIdentitiesWithSelector(namespace: string): PodIdentity[];
   node(name: string): SlimNode | undefined;
 }
 

@@ -5,6 +5,7 @@ import {
   CONDITION_NODES_ASSIGNED,
   CONDITION_READY,
   CONDITION_ROLES_ASSIGNED,
+  DEFAULT_SELECTOR_LABEL,
   FINALIZER,
   MAX_FEDERATED_CREDENTIALS,
   TOKEN_EXCHANGE_AUDIENCE,
@@ -105,14 +106,19 @@ export class PodIdentityReconciler {
     return out;
   }
 
-  /** PodIdentity keys in `namespace` whose selector matches the pod. */
+  /**
+   * PodIdentity keys in `namespace` whose selector matches the pod. Runs for every pod event, so it looks up
+   * the PodIdentity the default label names instead of testing every PodIdentity in the namespace.
+   */
   keysSelecting(pod: SlimPod): string[] {
     const ns = pod.metadata.namespace;
     if (!ns) return [];
-    return this.deps.view
-      .podIdentities()
-      .filter((pid) => pid.metadata.namespace === ns && matchesSelector(effectiveSelector(pid), pod.metadata.labels))
-      .map((pid) => `${ns}/${pid.metadata.name}`);
+    const keys: string[] = [];
+    const named = pod.metadata.labels?.[DEFAULT_SELECTOR_LABEL];
+    const byLabel = named === undefined ? undefined : this.deps.view.podIdentity(`${ns}/${named}`);
+    if (byLabel && !byLabel.spec.selector) keys.push(`${ns}/${named}`);
+    for (const pid of this.deps.view.podIdentitiesWithSelector(ns)) if (matchesSelector(effectiveSelector(pid), pod.metadata.labels)) keys.push(`${ns}/${pid.metadata.name}`);
+    return keys;
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -193,8 +199,11 @@ export class PodIdentityReconciler {
   }
 
   private selectedPods(pid: PodIdentity): SlimPod[] {
-    const selector = effectiveSelector(pid);
-    return this.deps.view.pods(pid.metadata.namespace ?? '').filter((p) => isActive(p) && matchesSelector(selector, p.metadata.labels));
+    const ns = pid.metadata.namespace ?? '';
+    // Without a selector, the label index gives exactly the selected pods; no scan of the namespace.
+    if (!pid.spec.selector) return this.deps.view.podsLabelledFor(ns, pid.metadata.name ?? '').filter(isActive);
+    const selector = pid.spec.selector;
+    return this.deps.view.pods(ns).filter((p) => isActive(p) && matchesSelector(selector, p.metadata.labels));
   }
 
   private desiredServiceAccounts(pid: PodIdentity): string[] {

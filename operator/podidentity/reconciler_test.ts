@@ -276,6 +276,24 @@ describe('PodIdentity reconciler', () => {
     assert.equal(azure.calls.length, calls, 'nothing left running after the reconcile returned');
   });
 
+  it('maps a pod to the PodIdentity its label names and to PodIdentities whose own selector matches it', async () => {
+    const { world, reconciler, settle } = harness();
+    world.create('team', 'web', { identity: { managed: {} } });
+    world.create('team', 'by-app', { identity: { managed: {} }, selector: { matchLabels: { app: 'shop' } } });
+    world.create('team', 'shop', { identity: { managed: {} }, selector: { matchLabels: { tier: 'none' } } }); // named by a label, but has its own selector
+    world.create('other', 'web', { identity: { managed: {} } });
+    const pod = (labels: Record<string, string>) => ({ metadata: { namespace: 'team', name: 'p', labels } });
+    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'web' })), ['team/web']);
+    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'web', app: 'shop' })).sort(), ['team/by-app', 'team/web']);
+    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'shop' })), []);
+    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'missing' })), []);
+    world.addPod('team', 'a', { app: 'shop' }, { serviceAccountName: 'sa-app' });
+    world.addPod('team', 'b', { 'podidentity.dev/identity': 'web' }, { serviceAccountName: 'sa-web' });
+    await settle('team/web', 'team/by-app');
+    assert.deepEqual(world.pids.get('team/web')!.status?.federatedCredentials?.map((f) => f.subject), ['system:serviceaccount:team:sa-web']);
+    assert.deepEqual(world.pids.get('team/by-app')!.status?.federatedCredentials?.map((f) => f.subject), ['system:serviceaccount:team:sa-app']);
+  });
+
   it('serialises federated credential writes per identity', async () => {
     const { world, azure, settle } = harness();
     world.create('team', 'web', { identity: { managed: {} }, serviceAccounts: ['a', 'b', 'c', 'd'] });

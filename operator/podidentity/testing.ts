@@ -1,5 +1,5 @@
 /** An in-memory cluster + Azure for reconciler unit tests. */
-import { API_VERSION, PODIDENTITY_KIND, type PodIdentity, type PodIdentityPolicy, type PodIdentitySpec } from '../../lib/api/types.js';
+import { API_VERSION, DEFAULT_SELECTOR_LABEL, PODIDENTITY_KIND, type PodIdentity, type PodIdentityPolicy, type PodIdentitySpec } from '../../lib/api/types.js';
 import { FakeAzure } from '../azure/fake.js';
 import { MemoryOwnershipStore } from './ownership.js';
 import type { ClusterView, EventType, PodIdentityWriter, SlimNode, SlimPod } from './ports.js';
@@ -33,6 +33,12 @@ export class World implements ClusterView, PodIdentityWriter {
   }
   pods(ns: string) {
     return this.podList.filter((p) => p.metadata.namespace === ns);
+  }
+  podsLabelledFor(ns: string, value: string) {
+    return this.pods(ns).filter((p) => p.metadata.labels?.[DEFAULT_SELECTOR_LABEL] === value);
+  }
+  podIdentitiesWithSelector(ns: string) {
+    return this.podIdentities().filter((p) => p.metadata.namespace === ns && p.spec.selector);
   }
   node(name: string) {
     return this.nodes.get(name);
