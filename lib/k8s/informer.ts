@@ -120,9 +120,11 @@ export function makeWatchFn(kc: KubeConfig): WatchFn {
     req.on('error', finish);
     req.end();
     return {
+      // As a dropped connection: an error, so the informer distrusts its cache until it relists (its own
+      // stop() settles the watch before aborting it).
       abort() {
         req.destroy();
-        finish(null);
+        finish(Object.assign(new Error('watch aborted'), { name: 'AbortError' }));
       },
     };
   };
