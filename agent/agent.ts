@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
 import { AuditLog } from './audit.js';
@@ -13,7 +13,6 @@ import { Interceptor } from './interception/interceptor.js';
 import { FederatedIssuer } from './issuance/federated.js';
 import { NodeIssuer } from './issuance/node.js';
 import { AgentMetrics } from './metrics.js';
-import { pooledApiClient } from '../lib/k8s/pooled.js';
 
 export interface RunningAgent {
   metrics: AgentMetrics;
@@ -85,7 +84,6 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     onBypass: (honoured) => metrics.bypassRequests.inc({ honoured: String(honoured) }),
     onRefreshError: (_key, err) => logger.warn('background token refresh failed', { err }),
   });
-  const core = pooledApiClient(kc, CoreV1Api);
   const audit = new AuditLog(logger);
   const attributor = new Attributor(config.nodeName, pods, identities, (found) => metrics.readThroughs.inc({ found: String(found) }));
   const handler = createImdsHandler({
@@ -99,7 +97,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     pods,
     identities,
     issuers: {
-      Federated: new FederatedIssuer({ core, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs }),
+      Federated: new FederatedIssuer({ kubeConfig: kc, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs }),
       Node: new NodeIssuer({ upstreamImds: config.upstreamImds, metrics, timeoutMs: config.upstreamTimeoutMs }),
     },
     cache,

@@ -1,20 +1,17 @@
-import type { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
-import { AzureAdExchange, ExchangeError } from './exchange.js';
-import { withTimeout } from './timing.js';
-import { requestServiceAccountToken, tokenRequestSpec, type PodServiceAccount } from './token-request.js';
+import { MsalExchange, type AadExchange } from './aad-exchange.js';
+import { requestServiceAccountToken, type PodServiceAccount } from './token-request.js';
 import { scopeFor, UpstreamError, type Issuer, type IssueRequest } from './types.js';
 
 export interface FederatedIssuerOptions {
-  /**
-   * TokenRequests go straight to the API server with this kubeconfig's credentials and keep-alive pool
-   * (preferred: less work per miss); without it, through `core`.
-   */
-  kubeConfig?: KubeConfig;
-  core?: Pick<CoreV1Api, 'createNamespacedServiceAccountToken'>;
+  /** TokenRequests go straight to the API server with this kubeconfig's credentials and keep-alive pool. */
+  kubeConfig: KubeConfig;
   /** https://login.microsoftonline.com, or the emulator. */
   authorityHost: string;
+  /** The Azure AD exchange; msal-node against `authorityHost` unless given (unit tests). */
+  aad?: AadExchange;
   metrics: AgentMetrics;
   timeoutMs: number;
 }
@@ -26,10 +23,10 @@ export interface FederatedIssuerOptions {
  * assertion is never used for another.
  */
 export class FederatedIssuer implements Issuer {
-  private readonly aad: AzureAdExchange;
+  private readonly aad: AadExchange;
 
   constructor(private readonly options: FederatedIssuerOptions) {
-    this.aad = new AzureAdExchange(options.authorityHost);
+    this.aad = options.aad ?? new MsalExchange(options.authorityHost);
   }
 
   async issue({ identity, resource, pod }: IssueRequest): Promise<IssuedToken> {
@@ -38,42 +35,19 @@ export class FederatedIssuer implements Issuer {
     const started = performance.now();
     try {
       const token = await this.aad.exchange({ tenantId: identity.tenantId, clientId: identity.clientId, scope: scopeFor(resource), assertion }, this.options.timeoutMs);
-      this.observe(started, String(token.status));
+      this.observe(started, '200');
       return { accessToken: token.accessToken, expiresOn: token.expiresOn, notBefore: Math.floor(Date.now() / 1000) };
     } catch (err) {
-      this.observe(started, err instanceof ExchangeError ? err.metricCode : 'error');
+      this.observe(started, err instanceof UpstreamError ? (err.code === 'timeout' ? 'timeout' : String(err.status)) : 'error');
       throw err;
     }
-  }
-
-  /** Closes idle connections to Azure AD. */
-  close(): void {
-    this.aad.close();
   }
 
   private observe(started: number, code: string): void {
     this.options.metrics.upstreamDuration.observe({ upstream: 'aad', code }, (performance.now() - started) / 1000);
   }
 
-  private async serviceAccountToken(pod: PodServiceAccount): Promise<string> {
-    if (this.options.kubeConfig) return requestServiceAccountToken(this.options.kubeConfig, pod, this.options.timeoutMs);
-    if (!this.options.core) throw new UpstreamError('kubernetes', 500, 'no_client', 'no API client for TokenRequests');
-    try {
-      const res = await withTimeout(
-        this.options.core.createNamespacedServiceAccountToken({ name: pod.serviceAccount, namespace: pod.namespace, body: { spec: tokenRequestSpec(pod) } }),
-        this.options.timeoutMs,
-        () => new UpstreamError('kubernetes', 504, 'timeout', 'TokenRequest timed out'),
-      );
-      const token = res.status?.token;
-      if (!token) throw new UpstreamError('kubernetes', 500, 'empty_token', 'TokenRequest returned no token');
-      return token;
-    } catch (err) {
-      if (err instanceof UpstreamError) throw err;
-      const code = (err as { code?: number }).code;
-      // The API server's Status message says why (missing service account, pod uid mismatch…); it holds no token.
-      const why = (err as Error)?.message?.split('\n')[0]?.slice(0, 300) ?? String(err);
-      // 404: the pod or its service account is gone (the bound object must exist), so nothing to issue.
-      throw new UpstreamError('kubernetes', code === 404 ? 404 : 500, 'token_request_failed', `TokenRequest for service account ${pod.namespace}/${pod.serviceAccount} failed${code ? ` (HTTP ${code})` : ''}: ${why}`);
-    }
+  private serviceAccountToken(pod: PodServiceAccount): Promise<string> {
+    return requestServiceAccountToken(this.options.kubeConfig, pod, this.options.timeoutMs);
   }
 }
