@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
 import { EventRecorder } from '../lib/k8s/events.js';
 import { objectKey } from '../lib/k8s/informer.js';
-import { addFinalizer, patchStatus, removeFinalizer } from '../lib/k8s/objects.js';
+import { patchMetadata, patchStatus, removeFinalizer } from '../lib/k8s/objects.js';
 import { createLogger } from '../lib/log.js';
 import { createArmClients } from './azure/arm/index.js';
 import { operatorCredential } from './azure/arm/credential.js';
@@ -96,9 +96,14 @@ async function main(config: OperatorConfig): Promise<void> {
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
   const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger });
   const writer: PodIdentityWriter = {
-    addFinalizer: async (pid, f) => void (await addFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
+    addFinalizer: async (pid, f) => {
+      const current = pid.metadata.finalizers ?? [];
+      if (current.includes(f)) return;
+      const updated = await patchMetadata<KubernetesObject>(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), { finalizers: [...current, f] }, pid.metadata.resourceVersion);
+      return updated.metadata?.resourceVersion;
+    },
     removeFinalizer: async (pid, f) => void (await removeFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
-    patchStatus: async (pid, status) => void (await patchStatus(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), status)),
+    patchStatus: async (pid, status) => (await patchStatus<KubernetesObject>(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), status)).metadata?.resourceVersion,
     event: (pid, type, reason, message) => events.emit(pid as KubernetesObject, type, reason, message),
   };
 

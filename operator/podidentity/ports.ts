@@ -31,12 +31,15 @@ export type EventType = 'Normal' | 'Warning';
 
 /** The writes the reconciler makes to Kubernetes. */
 export interface PodIdentityWriter {
-  /** Adds the finalizer (with the object's resourceVersion as precondition; a conflict throws → retry). */
-  addFinalizer(pid: PodIdentity, finalizer: string): Promise<void>;
+  /**
+   * Adds the finalizer (with the object's resourceVersion as precondition; a conflict throws → retry).
+   * Resolves with the object's new resourceVersion when known.
+   */
+  addFinalizer(pid: PodIdentity, finalizer: string): Promise<string | void>;
   /** Removes the finalizer; an object that is already gone counts as done. */
   removeFinalizer(pid: PodIdentity, finalizer: string): Promise<void>;
-  /** Merge-patches /status. */
-  patchStatus(pid: PodIdentity, status: Record<string, unknown>): Promise<void>;
+  /** Merge-patches /status. Resolves with the object's new resourceVersion when known. */
+  patchStatus(pid: PodIdentity, status: Record<string, unknown>): Promise<string | void>;
   /** Best-effort Event; never throws. */
   event(pid: PodIdentity, type: EventType, reason: string, message: string): Promise<void>;
 }

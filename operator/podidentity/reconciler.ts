@@ -90,6 +90,11 @@ export class PodIdentityReconciler {
   private readonly principalAttempts = new Map<string, number>();
   /** Per key: no Azure call before this time (the last 429's Retry-After). */
   private readonly throttledUntil = new Map<string, number>();
+  /**
+   * Per key: resourceVersions our own writes replaced. A cached copy still at one of them predates our last
+   * write, whose watch event is on its way and brings the key back; acting on it could repeat Azure writes.
+   */
+  private readonly superseded = new Map<string, Set<string>>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.issuer = deps.settings.oidcIssuer;
@@ -126,8 +131,12 @@ export class PodIdentityReconciler {
     if (!pid) {
       this.forget(key);
       this.throttledUntil.delete(key);
+      this.superseded.delete(key);
       return;
     }
+    const stale = this.superseded.get(key);
+    if (stale?.has(pid.metadata.resourceVersion ?? '')) return;
+    this.superseded.delete(key);
     // Events (our own status write, a pod change) re-enqueue a key at once; Retry-After must still hold.
     const waitMs = (this.throttledUntil.get(key) ?? 0) - Date.now();
     if (waitMs > 0) return { requeueAfterMs: waitMs };
@@ -240,7 +249,17 @@ export class PodIdentityReconciler {
 
   // ---------------------------------------------------------------- converge
 
-  private async converge(key: string, pid: PodIdentity): Promise<ReconcileResult> {
+  /** Our write replaced `pid`'s resourceVersion. */
+  private noteWrite(key: string, pid: PodIdentity): void {
+    const rv = pid.metadata.resourceVersion;
+    if (!rv) return;
+    let set = this.superseded.get(key);
+    if (!set) this.superseded.set(key, (set = new Set()));
+    set.add(rv);
+  }
+
+  private async converge(key: string, pidFromCache: PodIdentity): Promise<ReconcileResult> {
+    let pid = pidFromCache;
     const log = this.deps.logger;
     const ns = pid.metadata.namespace ?? '';
     const name = pid.metadata.name ?? '';
@@ -281,10 +300,20 @@ export class PodIdentityReconciler {
     const fullSyncDue = !last || last.generation !== generation || periodic;
     if (!fullSyncDue && this.isConverged(pid, mode)) return;
 
+    let prefetched: Settled<AzureIdentity> | undefined;
     if (!pid.metadata.finalizers?.includes(FINALIZER)) {
-      // Before any Azure side effect. The patch carries our resourceVersion: a stale cache read fails and retries.
-      await this.deps.writer.addFinalizer(pid, FINALIZER);
-      return; // the update event brings us back with the finalizer in the cache
+      // Before any Azure write. The patch carries our resourceVersion: a stale cache read fails and retries.
+      // Reading the identity is no side effect, so it runs meanwhile.
+      const read = settle(this.deps.azure.identities.get(this.identityIdOf(pid)));
+      let rv: string | void;
+      try {
+        rv = await this.deps.writer.addFinalizer(pid, FINALIZER);
+      } finally {
+        prefetched = await read;
+      }
+      if (!rv || rv === pid.metadata.resourceVersion) return; // new version unknown: the update event brings us back
+      this.noteWrite(key, pid);
+      pid = { ...pid, metadata: { ...pid.metadata, finalizers: [...(pid.metadata.finalizers ?? []), FINALIZER], resourceVersion: rv } };
     }
 
     let retryAfterMs: number | undefined;
@@ -292,7 +321,7 @@ export class PodIdentityReconciler {
     const requeue = (ms: number) => (retryAfterMs = retryAfterMs === undefined ? ms : Math.min(retryAfterMs, ms));
 
     // ---- identity
-    const identityResult = await this.ensureIdentity(pid);
+    const identityResult = await this.ensureIdentity(pid, prefetched);
     if ('failure' in identityResult) {
       conds.set(CONDITION_IDENTITY_READY, identityResult.failure);
       if (identityResult.requeueAfterMs) requeue(identityResult.requeueAfterMs);
@@ -371,14 +400,21 @@ export class PodIdentityReconciler {
   }
 
   /** `created`: the identity did not exist and this call made it. */
-  private async ensureIdentity(pid: PodIdentity): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; requeueAfterMs?: number; error?: unknown }> {
+  /** The identity's GET, or the result of one already made (`prefetched`). */
+  private async readIdentity(resourceId: string, prefetched: Settled<AzureIdentity> | undefined): Promise<AzureIdentity> {
+    if (!prefetched) return this.deps.azure.identities.get(resourceId);
+    if ('error' in prefetched) throw prefetched.error;
+    return prefetched.value;
+  }
+
+  private async ensureIdentity(pid: PodIdentity, prefetched?: Settled<AzureIdentity>): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; requeueAfterMs?: number; error?: unknown }> {
     const ns = pid.metadata.namespace ?? '';
     const name = pid.metadata.name ?? '';
     const existing = pid.spec.identity.existing;
     try {
       if (existing) {
         try {
-          return { identity: await this.deps.azure.identities.get(existing.resourceId) };
+          return { identity: await this.readIdentity(existing.resourceId, prefetched) };
         } catch (err) {
           if (err instanceof NotFoundError) return { failure: bad('IdentityNotFound', `identity ${existing.resourceId} does not exist`), requeueAfterMs: 60_000 };
           throw err;
@@ -387,7 +423,7 @@ export class PodIdentityReconciler {
       const id = this.managedIdentityId(pid);
       let current: AzureIdentity | undefined;
       try {
-        current = await this.deps.azure.identities.get(id);
+        current = await this.readIdentity(id, prefetched);
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;
       }
@@ -637,7 +673,9 @@ export class PodIdentityReconciler {
     if (JSON.stringify(normalizeStatus(before)) === JSON.stringify(normalizeStatus(status))) return;
     const patch: Record<string, unknown> = { ...status };
     for (const k of Object.keys(before)) if (!(k in status)) patch[k] = null; // merge patch: null removes
-    await this.deps.writer.patchStatus(pid, patch);
+    const rv = await this.deps.writer.patchStatus(pid, patch);
+    // A patch the server found to change nothing keeps the version: then no watch event will follow.
+    if (rv && rv !== pid.metadata.resourceVersion) this.noteWrite(`${pid.metadata.namespace}/${pid.metadata.name}`, pid);
     const wasReady = before.conditions?.find((c) => c.type === CONDITION_READY);
     if (wasReady?.status !== ready.status || wasReady?.reason !== ready.reason) {
       this.deps.logger?.info('PodIdentity Ready changed', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: status.clientId, ready: ready.status, reason: ready.reason });
@@ -701,6 +739,13 @@ export class PodIdentityReconciler {
     this.forget(key);
     return;
   }
+}
+
+type Settled<T> = { value: T } | { error: unknown };
+
+/** Never rejects: a read started alongside a write is awaited (and its failure seen) only if it is used. */
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then((value) => ({ value }), (error: unknown) => ({ error }));
 }
 
 /** Status without volatile ordering differences, for change detection. */

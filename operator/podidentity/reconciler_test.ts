@@ -202,7 +202,6 @@ describe('PodIdentity reconciler', () => {
     world.policyList = [allowAll()];
     world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
     azure.principalNotFoundTimes = 2;
-    await reconciler.reconcile('team/web'); // finalizer
     const first = await reconciler.reconcile('team/web');
     assert.equal(cond(world.pids.get('team/web')!.status, 'RolesAssigned')?.reason, 'PrincipalNotReplicated');
     const second = await reconciler.reconcile('team/web');
@@ -215,9 +214,10 @@ describe('PodIdentity reconciler', () => {
   it('requeues a throttled key after Retry-After instead of failing fast', async () => {
     const { world, azure, reconciler } = harness();
     world.create('team', 'web', { identity: { managed: {} } });
-    await reconciler.reconcile('team/web');
     azure.failNext('identities.get', new ThrottledError('slow down', 'identities.get', 7000));
     assert.deepEqual(await reconciler.reconcile('team/web'), { requeueAfterMs: 7000 });
+    assert.deepEqual(world.pids.get('team/web')!.metadata.finalizers, [FINALIZER]);
+    assert.equal(azure.callsOf('identities.createOrUpdate'), 0);
     // An event re-enqueues the key at once: still no Azure call until Retry-After has passed.
     const callsBefore = azure.calls.length;
     const early = await reconciler.reconcile('team/web');
@@ -266,7 +266,6 @@ describe('PodIdentity reconciler', () => {
     };
     const ensureFic = azure.federatedCredentials.ensure;
     azure.federatedCredentials.ensure = (...args) => (ficStarted(), ensureFic(...args));
-    await reconciler.reconcile('team/web'); // finalizer
     azure.failNext('federatedCredentials.createOrUpdate', new ThrottledError('slow down', 'federatedCredentials.createOrUpdate', 3000));
     assert.deepEqual(await reconciler.reconcile('team/web'), { requeueAfterMs: 3000 });
     assert.ok(overlapped, 'role assignment and credential writes overlap');
@@ -292,6 +291,39 @@ describe('PodIdentity reconciler', () => {
     await settle('team/web', 'team/by-app');
     assert.deepEqual(world.pids.get('team/web')!.status?.federatedCredentials?.map((f) => f.subject), ['system:serviceaccount:team:sa-web']);
     assert.deepEqual(world.pids.get('team/by-app')!.status?.federatedCredentials?.map((f) => f.subject), ['system:serviceaccount:team:sa-app']);
+  });
+
+  it('adds the finalizer and converges in one pass, reading the identity meanwhile', async () => {
+    const { world, azure, reconciler } = harness();
+    world.policyList = [allowAll()];
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
+    assert.equal(await reconciler.reconcile('team/web'), undefined);
+    const pid = world.pids.get('team/web')!;
+    assert.deepEqual(pid.metadata.finalizers, [FINALIZER]);
+    assert.equal(cond(pid.status, 'Ready')?.status, 'True');
+    assert.equal(azure.callsOf('identities.get'), 1);
+  });
+
+  it('never acts on a cached copy older than its own last write: no Azure call, no status write', async () => {
+    const { world, azure, reconciler } = harness();
+    world.policyList = [allowAll()];
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
+    const before = structuredClone(world.pids.get('team/web')!);
+    await reconciler.reconcile('team/web');
+    const live = world.pids.get('team/web')!;
+    const calls = azure.calls.length;
+    const patches = world.statusPatches;
+    // The watch has not delivered our writes yet: the cache still holds the object as it was (or half-way).
+    world.pids.set('team/web', before);
+    assert.equal(await reconciler.reconcile('team/web'), undefined);
+    world.pids.set('team/web', live);
+    assert.equal(await reconciler.reconcile('team/web'), undefined);
+    assert.equal(azure.calls.length, calls, 'no Azure call');
+    assert.equal(world.statusPatches, patches, 'no status write');
+    // A real change (a new generation) is acted on.
+    world.updateSpec('team/web', (spec) => (spec.serviceAccounts = ['app', 'batch']));
+    await reconciler.reconcile('team/web');
+    assert.equal(azure.callsOf('federatedCredentials.createOrUpdate'), 2);
   });
 
   it('serialises federated credential writes per identity', async () => {

@@ -75,6 +75,7 @@ export class World implements ClusterView, PodIdentityWriter {
     if (live.metadata.resourceVersion !== pid.metadata.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
     live.metadata.finalizers = [...(live.metadata.finalizers ?? []), finalizer];
     live.metadata.resourceVersion = String(this.rv++);
+    return live.metadata.resourceVersion;
   }
   async removeFinalizer(pid: PodIdentity, finalizer: string) {
     const key = `${pid.metadata.namespace}/${pid.metadata.name}`;
@@ -93,6 +94,7 @@ export class World implements ClusterView, PodIdentityWriter {
     live.status = next;
     live.metadata.resourceVersion = String(this.rv++);
     this.statusPatches++;
+    return live.metadata.resourceVersion;
   }
   async event(pid: PodIdentity, type: EventType, reason: string, message: string) {
     this.events.push({ key: `${pid.metadata.namespace}/${pid.metadata.name}`, type, reason, message });
