@@ -13,7 +13,7 @@ import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type Bou
 import type { LoadResult } from './loadgen.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
-import { cpuSeconds, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
+import { cpuSeconds, importRss, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
 import { round, section, type GoalBook, type Section } from './report.js';
 
 export interface AgentStage {
@@ -239,7 +239,15 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
     `PodIdentities spread over ${world.namespaces} namespace(s), about ${world.callerNamespaceIdentities} per namespace; each pod on the node has its own Ready PodIdentity and federated credential and fetched one token (failures: ${world.warmFailures}). RSS is the max of 5 VmRSS reads from /proc over 1 s, after the warm-up.`,
     'Both processes run as plain `node` on JavaScript compiled at the start of the run (no tsx loader), as in production.',
   );
-  s.data = { agentRssBytes: agentRss, agentRssBeforeBytes: rssBefore, baselineRssBytes: baselineRss, world, pods: stage.pods.length, identities: opts.agentIdentities };
+  // What the agent's libraries cost before any work: the floor under the agent's RSS.
+  const imports = await importRss(['@kubernetes/client-node', '@azure/msal-node', 'prom-client', 'winston']);
+  const bare = imports[0]!.rssBytes;
+  s.tables.push({
+    title: 'What the agent\'s libraries cost on their own: RSS of a fresh node process after importing only that module',
+    columns: ['Module', 'RSS (MB)', 'Added to a bare node (MB)'],
+    rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
+  });
+  s.data = { agentRssBytes: agentRss, agentRssBeforeBytes: rssBefore, baselineRssBytes: baselineRss, world, pods: stage.pods.length, identities: opts.agentIdentities, importRss: imports };
   goals.check('P4', `agent RSS with ${stage.pods.length} pods and ${opts.agentIdentities} PodIdentities`, '≤ 100 MB', `${mb(agentRss)} MB (${round(agentRss / baselineRss, 2)} × bare Node)`, agentRss <= 100 * 2 ** 20 && world.warmFailures === 0);
 
   const p5Rows: (string | number)[][] = [];

@@ -38,6 +38,22 @@ export function rssBytes(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
+/**
+ * RSS of a fresh `node` after importing each module alone (and of one importing nothing): what a library
+ * costs a process before it does any work.
+ */
+export async function importRss(modules: string[]): Promise<{ module: string; rssBytes: number }[]> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const out: { module: string; rssBytes: number }[] = [];
+  for (const module of ['', ...modules]) {
+    const code = `${module ? `await import(${JSON.stringify(module)});` : ''} await new Promise((r) => setTimeout(r, 100)); process.stdout.write(String(process.memoryUsage().rss));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
+    out.push({ module: module || '(nothing)', rssBytes: Number(stdout) });
+  }
+  return out;
+}
+
 /** CPU time (user + system) a process has used so far, in seconds (Linux USER_HZ is 100). */
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
