@@ -110,7 +110,10 @@ export class WorkQueue {
     this.backoff = new PerKeyBackoff(opts.baseDelayMs ?? 5, opts.maxDelayMs ?? 300_000);
     this.bucket = new TokenBucket(opts.qps ?? 10, opts.burst ?? 100, this.now);
     this.metrics = makeMetrics(opts.registry);
+    // Every series exists from the start, so rate() also counts a queue's first retry.
     this.metrics.depth.set({ name: this.name }, 0);
+    this.metrics.adds.inc({ name: this.name }, 0);
+    this.metrics.retries.inc({ name: this.name }, 0);
   }
 
   /** Queues `key` now, unless it is already queued. Ignored after shutdown. */
