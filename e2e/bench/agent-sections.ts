@@ -13,7 +13,7 @@ import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type Bou
 import type { LoadResult } from './loadgen.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
-import { cpuSeconds, importRss, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
+import { cpuSeconds, importRss, PRODUCT_NODE_FLAGS, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
 import { round, section, type GoalBook, type Section } from './report.js';
 
 export interface AgentStage {
@@ -237,7 +237,7 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   });
   s.notes.push(
     `PodIdentities spread over ${world.namespaces} namespace(s), about ${world.callerNamespaceIdentities} per namespace; each pod on the node has its own Ready PodIdentity and federated credential and fetched one token (failures: ${world.warmFailures}). RSS is the max of 5 VmRSS reads from /proc over 1 s, after the warm-up.`,
-    'Both processes run as plain `node` on JavaScript compiled at the start of the run (no tsx loader), as in production.',
+    `Both processes run as plain \`node\` on JavaScript compiled at the start of the run (no tsx loader), as in production; the agent with its image's node flags (${PRODUCT_NODE_FLAGS.join(' ')}).`,
   );
   // What the agent's libraries cost before any work: the floor under the agent's RSS.
   const imports = await importRss(['@kubernetes/client-node', '@azure/msal-node', 'prom-client', 'winston']);

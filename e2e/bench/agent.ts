@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { ManagedProcess } from '../testing/processes.js';
 import type { BenchEnv } from './fixture.js';
 import { BENCH_NODE } from './fixture.js';
-import { rssBytes, startNodeScript, waitHttpOk } from './processes.js';
+import { rssBytes, PRODUCT_NODE_FLAGS, startNodeScript, waitHttpOk } from './processes.js';
 
 export interface AgentProcess {
   origin: string;
@@ -41,7 +41,7 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
   const metricsOrigin = `http://127.0.0.1:${ports.metrics}`;
   let proc: ManagedProcess;
   const start = async () => {
-    proc = startNodeScript('agent', 'agent/main.ts', args, logFile, childEnv);
+    proc = startNodeScript('agent', 'agent/main.ts', args, logFile, childEnv, PRODUCT_NODE_FLAGS);
     await waitHttpOk('agent /readyz', `${metricsOrigin}/readyz`, proc, logFile);
   };
   await start();

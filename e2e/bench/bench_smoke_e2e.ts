@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startProcess } from '../testing/processes.js';
+import { PRODUCT_NODE_FLAGS } from './processes.js';
 import { BEGIN, END } from './readme.js';
 import type { Report } from './report.js';
 
@@ -68,4 +69,11 @@ test('make bench --smoke writes report.md and report.json with every section', {
   assert.ok(updated.startsWith(`# Title\n\n${BEGIN}\n`) && updated.endsWith(`${END}\n\nAfter.\n`));
   for (const g of report.goals) assert.ok(updated.includes(g.measured.replace(/\|/g, '\\|')), `README shows ${g.section} ${g.name}`);
   assert.ok(updated.includes(`Node ${process.version}`));
+});
+
+test('the bench runs the agent and operator with the node flags their images use', () => {
+  for (const dockerfile of ['Dockerfile.agent', 'Dockerfile.operator']) {
+    const text = readFileSync(join(REPO, dockerfile), 'utf8');
+    for (const flag of PRODUCT_NODE_FLAGS) assert.ok(text.includes(`"${flag}"`), `${dockerfile} runs node with ${flag}`);
+  }
 });

@@ -4,7 +4,7 @@ import { API_VERSION, GROUP, POLICY_PLURAL, VERSION } from '../../lib/api/types.
 import type { ManagedProcess } from '../testing/processes.js';
 import { freePort } from '../testing/ports.js';
 import type { BenchEnv } from './fixture.js';
-import { rssBytes, startNodeScript, waitHttpOk } from './processes.js';
+import { rssBytes, PRODUCT_NODE_FLAGS, startNodeScript, waitHttpOk } from './processes.js';
 
 export const OPERATOR_RG = 'bench-operator-rg';
 export const OPERATOR_NAMESPACE = 'podidentity-system';
@@ -73,7 +73,7 @@ export async function startOperatorProcess(env: BenchEnv, name: string, extraArg
   const metricsOrigin = `http://127.0.0.1:${metricsPort}`;
   let proc: ManagedProcess;
   const start = async () => {
-    proc = startNodeScript(name, 'operator/main.ts', args, logFile, childEnv);
+    proc = startNodeScript(name, 'operator/main.ts', args, logFile, childEnv, PRODUCT_NODE_FLAGS);
     await waitHttpOk('operator /readyz', `${metricsOrigin}/readyz`, proc, logFile, 90_000);
   };
   await start();

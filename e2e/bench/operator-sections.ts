@@ -17,6 +17,7 @@ import { BENCH_NODE, BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchE
 import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
+import { PRODUCT_NODE_FLAGS } from './processes.js';
 
 export interface OperatorSections {
   p3: Section;
@@ -341,7 +342,7 @@ async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse
         ['baseline: idle `node` process', '—', '—', mb(baselineBytes), 1],
       ],
     });
-    s.notes.push(`Operator run with --watch-namespace on the namespace that holds its ${pids} PodIdentities and the ${opts.operatorPods} pods (no kubelet: the pods stay Pending), pods spread over 50 node names, each selected by one PodIdentity and using the service account the PodIdentities already federate.`);
+    s.notes.push(`Operator run with --watch-namespace on the namespace that holds its ${pids} PodIdentities and the ${opts.operatorPods} pods (no kubelet: the pods stay Pending), pods spread over 50 node names, each selected by one PodIdentity and using the service account the PodIdentities already federate. The operator runs with its image's node flags (${PRODUCT_NODE_FLAGS.join(' ')}): without them V8 sizes the young generation from this machine's memory rather than a container's.`);
     s.notes.push('RSS moves with garbage collection; the goal is checked against the highest of the readings above.');
     const peak = Math.max(rss, rssBefore);
     s.data = { rssBytes: peak, rssWithPodsBytes: rss, rssBeforePodsBytes: rssBefore, baselineBytes, pids, pods: opts.operatorPods };

@@ -13,10 +13,13 @@ import type { LoadResult, LoadSpec } from './loadgen.js';
 export { REPO };
 
 /** Starts the compiled `entry` (repository-relative .ts, see build.ts) with stdout+stderr appended to `logFile`. */
-export function startNodeScript(name: string, entry: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ManagedProcess {
+/** The node flags Dockerfile.operator and Dockerfile.agent run the product with (bench_smoke_e2e checks they match). */
+export const PRODUCT_NODE_FLAGS = ['--max-semi-space-size=16'];
+
+export function startNodeScript(name: string, entry: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env, nodeFlags: string[] = []): ManagedProcess {
   const fd = openSync(logFile, 'a');
   try {
-    return startProcess(name, process.execPath, [compiled(entry), ...args], { cwd: REPO, env, stdio: ['ignore', fd, fd] });
+    return startProcess(name, process.execPath, [...nodeFlags, compiled(entry), ...args], { cwd: REPO, env, stdio: ['ignore', fd, fd] });
   } finally {
     closeSync(fd); // the child has its own copy
   }
