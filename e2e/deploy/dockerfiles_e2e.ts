@@ -72,8 +72,9 @@ describe('Dockerfiles', () => {
     assert.equal(runtime.base, 'gcr.io/distroless/nodejs24-debian12:nonroot');
     assert.deepEqual(instructions(runtime, 'USER'), ['65532:65532']);
     const cmd = JSON.parse(last(instructions(runtime, 'CMD'))) as string[];
-    assert.equal(cmd.length, 1, 'distroless nodejs runs `node <CMD>`');
-    const source = sourceOf(cmd[0] as string);
+    // distroless nodejs runs `node <CMD>`: node's own flags, then the entry point.
+    assert.ok(cmd.slice(0, -1).every((arg) => arg.startsWith('--')), 'only node flags before the entry point');
+    const source = sourceOf(last(cmd));
     assert.ok(existsSync(join(repoRoot, source)), `the operator entry point ${source} exists`);
     // The operator Deployment runs as the same user the image declares.
     const deployment = readFileSync(join(repoRoot, 'config/manager/deployment.yaml'), 'utf8');
@@ -94,7 +95,8 @@ describe('Dockerfiles', () => {
     assert.match(readFileSync(join(repoRoot, 'Dockerfile.agent'), 'utf8'), /only effective\s+# for UID 0/);
     const entry = JSON.parse(last(instructions(runtime, 'ENTRYPOINT'))) as string[];
     assert.equal(entry[0], 'node');
-    const source = sourceOf(entry[1] as string);
+    assert.ok(entry.slice(1, -1).every((arg) => arg.startsWith('--')), 'only node flags between node and the entry point');
+    const source = sourceOf(last(entry));
     assert.ok(existsSync(join(repoRoot, source)), `the agent entry point ${source} exists`);
     assert.deepEqual(JSON.parse(last(instructions(runtime, 'CMD'))), ['run'], 'the DaemonSet passes `run` explicitly too');
   });
