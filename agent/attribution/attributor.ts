@@ -90,7 +90,8 @@ export class Attributor {
       return this.classify(ip, await this.readServer(ip, openedAt, fresh));
     } catch (err) {
       // The watch is live but the read failed: the cache is the best current view, as before pinning existed.
-      if (fresh && this.pods.byIp(ip).length > 0) return this.classify(ip, this.pods.byIp(ip));
+      const cached = fresh ? this.pods.byIp(ip) : [];
+      if (cached.length > 0) return this.classify(ip, cached);
       throw err;
     }
   }

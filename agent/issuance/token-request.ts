@@ -1,8 +1,6 @@
-import http from 'node:http';
-import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
-import { keepAliveAgent } from '../../lib/k8s/pooled.js';
+import { apiRequest, type ApiRequest } from '../../lib/k8s/rest.js';
 import { UpstreamError } from './types.js';
 
 /** The API server's minimum; the assertion is used at once and dies with the pod anyway. */
@@ -37,18 +35,15 @@ function failed(pod: PodServiceAccount, status: number, why: string): UpstreamEr
  * (de)serialisation and middleware than the request itself takes on a warm connection.
  */
 export async function requestServiceAccountToken(kc: KubeConfig, pod: PodServiceAccount, timeoutMs: number): Promise<string> {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw failed(pod, 0, 'kubeconfig has no current cluster');
-  const url = new URL(`${cluster.server.replace(/\/$/, '')}/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/serviceaccounts/${encodeURIComponent(pod.serviceAccount)}/token`);
   const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: tokenRequestSpec(pod) });
-  const opts: https.RequestOptions = {
-    method: 'POST',
-    headers: { Accept: 'application/json', 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
-  };
-  // Token files and exec plugins are read per call, as client-node does: credentials rotate.
-  await kc.applyToHTTPSOptions(opts);
-  const transport = url.protocol === 'http:' ? http : https;
-  if (transport === https) opts.agent = keepAliveAgent(kc, opts) ?? opts.agent;
+  const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/serviceaccounts/${encodeURIComponent(pod.serviceAccount)}/token`;
+  let prepared: ApiRequest;
+  try {
+    prepared = await apiRequest(kc, 'POST', path, {}, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  } catch (err) {
+    throw failed(pod, 0, (err as Error).message);
+  }
+  const { url, transport, options: opts } = prepared;
   const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
     let timedOut = false;
     const req = transport.request(url, opts, (res) => {

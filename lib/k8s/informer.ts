@@ -1,9 +1,6 @@
-import http from 'node:http';
-import https from 'node:https';
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { keepAliveAgent } from './pooled.js';
-import { getJson, RawApiError } from './rest.js';
+import { apiRequest, getJson, RawApiError } from './rest.js';
 import { Backoff, sleep } from './backoff.js';
 
 /*
@@ -68,15 +65,7 @@ class WatchInactiveError extends Error {
  */
 export function makeWatchFn(kc: KubeConfig): WatchFn {
   return async (path, query, onEvent, onDone) => {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    const url = new URL(cluster.server.replace(/\/$/, '') + path);
-    url.searchParams.set('watch', 'true');
-    for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, String(value));
-    const opts: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
-    await kc.applyToHTTPSOptions(opts);
-    const transport = url.protocol === 'http:' ? http : https;
-    if (transport === https) opts.agent = keepAliveAgent(kc, opts) ?? opts.agent;
+    const { url, transport, options: opts } = await apiRequest(kc, 'GET', path, { ...query, watch: true });
     let finished = false;
     const finish = (err: unknown) => {
       if (finished) return;
