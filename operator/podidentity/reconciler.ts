@@ -271,7 +271,7 @@ export class PodIdentityReconciler {
 
     if (!decision.allowed) {
       const message = decision.violations.join('; ');
-      await this.revokeDenied(pid, decision);
+      await this.revokeDenied(key, pid, decision);
       const policyCond = bad('PolicyDenied', message);
       const identityDenied = decision.violations.some((v) => v.startsWith('identity') || v.startsWith('mode'));
       const previousIdentity = pid.status?.conditions?.find((c) => c.type === CONDITION_IDENTITY_READY);
@@ -627,11 +627,22 @@ export class PodIdentityReconciler {
   }
 
   /** Under a policy violation: no Azure writes except taking away what policy no longer allows. */
-  private async revokeDenied(pid: PodIdentity, decision: PolicyDecision): Promise<void> {
+  private async revokeDenied(key: string, pid: PodIdentity, decision: PolicyDecision): Promise<void> {
+    const identityDenied = decision.violations.some((v) => v.startsWith('identity') || v.startsWith('mode'));
+    const identityId = pid.status?.resourceId;
+    if (identityDenied && identityId) {
+      // The identity (or its mode) is no longer allowed: its federated credentials would still let the service
+      // accounts exchange tokens with Azure AD directly, and scale sets would still carry it, so both go.
+      await this.deleteOurCredentials(pid, identityId);
+      const carrying = (pid.status?.nodeAssignments ?? []).map((n) => n.scaleSet).filter((s) => {
+        const state = this.deps.batcher.state(s, identityId);
+        return state.assigned || state.pending;
+      });
+      if (carrying.length) this.deps.batcher.setDemand({ key, identityId, scaleSets: [] }, { alsoFlush: carrying });
+    }
     const principalId = pid.status?.principalId;
     if (!principalId) return;
     const allowedNames = new Set<string>();
-    const identityDenied = decision.violations.some((v) => v.startsWith('identity') || v.startsWith('mode'));
     if (!identityDenied) {
       for (const [i, ra] of (pid.spec.roleAssignments ?? []).entries()) {
         if (decision.deniedRoles.includes(i)) continue;

@@ -153,6 +153,22 @@ describe('PodIdentity reconciler', () => {
     assert.equal(cond(world.pids.get('team/web')!.status, 'Ready')?.reason, 'PolicyDenied');
   });
 
+  it('removes our federated credentials and role assignments when a tightened policy no longer allows the identity', async () => {
+    const { world, azure, settle } = harness();
+    world.policyList = [allowAll()];
+    const existing = azure.seedIdentity(identityResourceId(SUB, 'shared', 'legacy'));
+    world.create('team', 'legacy', { identity: { existing: { resourceId: existing.id } }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['a'] });
+    await settle('team/legacy');
+    assert.equal(azure.fics.get(existing.id.toLowerCase())?.length, 1);
+    assert.equal(azure.assignments.size, 1);
+    world.policyList = [allowAll({ allowedExistingIdentities: [] })];
+    await settle('team/legacy');
+    assert.equal(cond(world.pids.get('team/legacy')!.status, 'Ready')?.reason, 'PolicyDenied');
+    assert.deepEqual(azure.fics.get(existing.id.toLowerCase()), [], 'the service account can no longer exchange tokens for it');
+    assert.equal(azure.assignments.size, 0);
+    assert.equal(azure.identitiesById.size, 1, 'an existing identity is never deleted');
+  });
+
   it('adopts an allowed existing identity and never deletes it', async () => {
     const { world, azure, settle } = harness();
     world.policyList = [allowAll()];
