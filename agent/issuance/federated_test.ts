@@ -53,7 +53,11 @@ async function fakeApiServer(answer: (req: IncomingMessage, body: Record<string,
     contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
     currentContext: 'ctx',
   });
-  return { server, kc };
+  const stop = () => {
+    server.closeAllConnections();
+    server.close();
+  };
+  return { server, kc, stop };
 }
 
 test('with a kubeconfig, the TokenRequest is one POST bound to the calling pod, with the agent’s credentials', async () => {
@@ -76,8 +80,7 @@ test('with a kubeconfig, the TokenRequest is one POST bound to the calling pod, 
     });
     assert.equal(aad.seen[0]?.assertion, 'assertion-for-uid-a');
   } finally {
-    api.server.closeAllConnections();
-    api.server.close();
+    api.stop();
   }
 });
 
@@ -93,8 +96,7 @@ test('a refused TokenRequest says why from the API server’s Status; a gone pod
     assert.equal(err.status, 404);
     assert.equal(err.message, 'TokenRequest for service account ns/app failed (HTTP 404): pods "a" not found');
   } finally {
-    api.server.closeAllConnections();
-    api.server.close();
+    api.stop();
   }
 });
 
@@ -107,8 +109,7 @@ test('a TokenRequest the API server does not answer in time is a 504 timeout', a
     assert.equal(err.status, 504);
     assert.equal(err.code, 'timeout');
   } finally {
-    api.server.closeAllConnections();
-    api.server.close();
+    api.stop();
   }
 });
 
@@ -129,8 +130,7 @@ test('each miss asks for an assertion bound to the calling pod and exchanges exa
       [TENANT, identity.clientId, 'https://vault.azure.net/.default'],
     ]);
   } finally {
-    api.server.closeAllConnections();
-    api.server.close();
+    api.stop();
   }
 });
 
@@ -144,8 +144,7 @@ test("Azure AD's refusal passes through as the UpstreamError the handler answers
     const upstream = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name.includes('upstream'));
     assert.ok(upstream?.values.some((v) => v.labels['upstream'] === 'aad' && v.labels['code'] === '429'));
   } finally {
-    api.server.closeAllConnections();
-    api.server.close();
+    api.stop();
   }
 });
 

@@ -4,7 +4,7 @@ import { apiRequest, type ApiRequest } from '../../lib/k8s/rest.js';
 import { UpstreamError } from './types.js';
 
 /** The API server's minimum; the assertion is used at once and dies with the pod anyway. */
-export const ASSERTION_LIFETIME_SECONDS = 600;
+const ASSERTION_LIFETIME_SECONDS = 600;
 /** A TokenRequest answer is a few KB. */
 const MAX_BODY_BYTES = 1 << 20;
 
@@ -16,7 +16,7 @@ export interface PodServiceAccount {
 }
 
 /** The TokenRequest body: audience api://AzureADTokenExchange, bound to the pod so it is void once the pod is gone. */
-export function tokenRequestSpec(pod: PodServiceAccount) {
+function tokenRequestSpec(pod: PodServiceAccount) {
   return {
     audiences: [TOKEN_EXCHANGE_AUDIENCE],
     expirationSeconds: ASSERTION_LIFETIME_SECONDS,
