@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TokenRequestPolicy, type AdmissionRequest, type PodFacts, type PodLookup } from './token-request-policy.js';
+
+const AGENT = { namespace: 'podidentity-system', serviceAccount: 'podidentity-agent' };
+const AGENT_USER = 'system:serviceaccount:podidentity-system:podidentity-agent';
+
+function pods(entries: Record<string, PodFacts>, fail = false): PodLookup {
+  return {
+    async get(namespace, name) {
+      if (fail) throw new Error('connection refused');
+      return entries[`${namespace}/${name}`];
+    },
+  };
+}
+
+const cluster = pods({
+  'podidentity-system/agent-a': { uid: 'agent-uid', nodeName: 'node-a', serviceAccountName: 'podidentity-agent' },
+  'team/web': { uid: 'web-uid', nodeName: 'node-a', serviceAccountName: 'web' },
+  'team/far': { uid: 'far-uid', nodeName: 'node-b', serviceAccountName: 'web' },
+  'team/pending': { uid: 'pending-uid', nodeName: '', serviceAccountName: 'web' },
+});
+
+function request(overrides: { spec?: Record<string, unknown>; name?: string; namespace?: string; user?: string; extra?: Record<string, string[]> } = {}): AdmissionRequest {
+  return {
+    uid: 'r1',
+    kind: { group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest' },
+    resource: { group: '', version: 'v1', resource: 'serviceaccounts' },
+    subResource: 'token',
+    operation: 'CREATE',
+    name: overrides.name ?? 'web',
+    namespace: overrides.namespace ?? 'team',
+    userInfo: {
+      username: overrides.user ?? AGENT_USER,
+      extra: overrides.extra ?? { 'authentication.kubernetes.io/pod-name': ['agent-a'], 'authentication.kubernetes.io/pod-uid': ['agent-uid'] },
+    },
+    object: {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: overrides.spec ?? { audiences: ['api://AzureADTokenExchange'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'web-uid' } },
+    },
+  };
+}
+
+const legit = { audiences: ['api://AzureADTokenExchange'], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'web-uid' } };
+
+async function refused(req: AdmissionRequest, lookup: PodLookup = cluster): Promise<string> {
+  const d = await new TokenRequestPolicy(AGENT, lookup).decide(req);
+  assert.equal(d.allowed, false, 'refused');
+  return d.allowed ? '' : d.message;
+}
+
+test('the agent may mint the one token Federated issuance needs', async () => {
+  assert.deepEqual(await new TokenRequestPolicy(AGENT, cluster).decide(request()), { allowed: true });
+});
+
+test('on 1.30+ the node comes from the credential itself, without reading the agent pod', async () => {
+  const d = await new TokenRequestPolicy(AGENT, cluster).decide(request({ extra: { 'authentication.kubernetes.io/node-name': ['node-a'] } }));
+  assert.deepEqual(d, { allowed: true });
+});
+
+test('other users are not constrained (the kubelet keeps minting projected tokens)', async () => {
+  const d = await new TokenRequestPolicy(AGENT, pods({}, true)).decide(request({ user: 'system:node:node-a', spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 3607 } }));
+  assert.deepEqual(d, { allowed: true });
+});
+
+test('agent token with another audience is refused', async () => {
+  assert.match(await refused(request({ spec: { ...legit, audiences: ['https://kubernetes.default.svc'] } })), /spec\.audiences/);
+  assert.match(await refused(request({ spec: { ...legit, audiences: ['api://AzureADTokenExchange', 'https://kubernetes.default.svc'] } })), /spec\.audiences/);
+  assert.match(await refused(request({ spec: { ...legit, audiences: [] } })), /spec\.audiences/);
+});
+
+test('agent token without a pod binding is refused', async () => {
+  const { boundObjectRef: _dropped, ...unbound } = legit;
+  assert.match(await refused(request({ spec: unbound })), /boundObjectRef must bind/);
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Secret', name: 'web', uid: 'x' } } })), /v1 Pod/);
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web' } } })), /uid is required/);
+});
+
+test('agent token bound to a pod on another node is refused', async () => {
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'far', uid: 'far-uid' } } })), /node-b", not on the agent's node node-a/);
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'pending', uid: 'pending-uid' } } })), /not on the agent's node/);
+});
+
+test('agent token for a service account other than the bound pod’s is refused', async () => {
+  assert.match(await refused(request({ name: 'default' })), /runs as service account web, not default/);
+});
+
+test('agent token for a kube-system service account is refused', async () => {
+  assert.match(await refused(request({ namespace: 'kube-system', name: 'replicaset-controller', spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'web-uid' } } })), /kube-system\/web does not exist/);
+});
+
+test('agent token with a long lifetime is refused', async () => {
+  assert.match(await refused(request({ spec: { ...legit, expirationSeconds: 3600 } })), /at most 600, got 3600/);
+  assert.match(await refused(request({ spec: { ...legit, expirationSeconds: 3607 } })), /at most 600/);
+});
+
+test('agent token bound to a recreated pod (stale uid) is refused', async () => {
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'old-uid' } } })), /has uid web-uid, not old-uid/);
+});
+
+test('an agent credential that is not bound to a pod can mint nothing (its node is unknown)', async () => {
+  assert.match(await refused(request({ extra: {} })), /not bound to a pod/);
+  assert.match(await refused(request({ extra: { 'authentication.kubernetes.io/pod-name': ['agent-a'], 'authentication.kubernetes.io/pod-uid': ['stale'] } })), /no longer exists/);
+  assert.match(await refused(request({ extra: { 'authentication.kubernetes.io/pod-name': ['web'], 'authentication.kubernetes.io/pod-uid': ['web-uid'] } })), /does not exist|no longer exists/);
+});
+
+test('when pods can’t be read the agent is refused with 503 (fail closed, retryable)', async () => {
+  const d = await new TokenRequestPolicy(AGENT, pods({}, true)).decide(request());
+  assert.equal(d.allowed, false);
+  assert.equal(!d.allowed && d.code, 503);
+});
+
+test('anything else the agent sends through this webhook is refused', async () => {
+  const req = { ...request(), operation: 'UPDATE' };
+  assert.match(await refused(req), /only TokenRequests/);
+});
