@@ -29,6 +29,8 @@ export interface OperatorConfig {
   tenantId?: string;
   clientId?: string;
   clientSecret?: string;
+  /** The agent-token admission webhook (operator/admission); off unless a port is set. */
+  webhook?: { port: number; configurationName: string; service: string; agentServiceAccount: { namespace: string; serviceAccount: string } };
 }
 
 export class ConfigError extends Error {
@@ -61,6 +63,10 @@ const ENV: Record<string, string> = {
   'watch-namespace': 'POD_IDENTITY_WATCH_NAMESPACE',
   'tenant-id': 'AZURE_TENANT_ID',
   'client-id': 'AZURE_CLIENT_ID',
+  'webhook-port': 'POD_IDENTITY_WEBHOOK_PORT',
+  'webhook-configuration': 'POD_IDENTITY_WEBHOOK_CONFIGURATION',
+  'webhook-service': 'POD_IDENTITY_WEBHOOK_SERVICE',
+  'agent-service-account': 'POD_IDENTITY_AGENT_SERVICE_ACCOUNT',
 };
 
 const STRING_FLAGS = Object.keys(ENV).filter((f) => f !== 'leader-elect');
@@ -120,6 +126,12 @@ export const USAGE = `pod-identity operator
   --kubeconfig PATH               (default: in-cluster, or KUBECONFIG)
   --watch-namespace NS            only PodIdentities and pods in NS (default: all namespaces)
   --tenant-id, --client-id        with env AZURE_CLIENT_SECRET: a service principal instead of DefaultAzureCredential
+  --webhook-port PORT             serve the agent-token admission webhook (HTTPS) on PORT (default: off)
+  --webhook-configuration NAME    its ValidatingWebhookConfiguration, whose caBundle the operator keeps
+                                  (default podidentity-agent-token-requests)
+  --webhook-service NAME          the Service in front of it, for the certificate (default podidentity-webhook)
+  --agent-service-account NS:NAME the agent's ServiceAccount, the only identity the webhook constrains
+                                  (default <operator namespace>:podidentity-agent)
 `;
 
 /** Parses and validates flags (then env). Throws ConfigError naming the flag. */
@@ -173,6 +185,19 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (tenantId && !GUID.test(tenantId)) throw new ConfigError('tenant-id', `"${tenantId}" is not a GUID`);
   const leaderElectionNamespace = get('leader-election-namespace') ?? 'podidentity-system';
   const healthPort = get('health-port');
+  const webhookPort = get('webhook-port');
+  let webhook: OperatorConfig['webhook'];
+  if (webhookPort !== undefined) {
+    const agent = get('agent-service-account') ?? `${leaderElectionNamespace}:podidentity-agent`;
+    const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?):([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(agent);
+    if (!m) throw new ConfigError('agent-service-account', `"${agent}" must be <namespace>:<service account name>`);
+    webhook = {
+      port: parseIntFlag('webhook-port', webhookPort, 1, 65535),
+      configurationName: get('webhook-configuration') ?? 'podidentity-agent-token-requests',
+      service: get('webhook-service') ?? 'podidentity-webhook',
+      agentServiceAccount: { namespace: m[1]!, serviceAccount: m[3]! },
+    };
+  }
   return {
     subscriptionId,
     resourceGroup,
@@ -197,5 +222,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     ...(tenantId ? { tenantId } : {}),
     ...(get('client-id') ? { clientId: get('client-id') } : {}),
     ...(env['AZURE_CLIENT_SECRET'] ? { clientSecret: env['AZURE_CLIENT_SECRET'] } : {}),
+    ...(webhook ? { webhook } : {}),
   };
 }

@@ -3,6 +3,7 @@
  * election → servers → signal handling. Behaviour lives in the modules it wires.
  */
 import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
 import { EventRecorder } from '../lib/k8s/events.js';
@@ -22,6 +23,7 @@ import { Operator, refFor, type ResourceType } from './runtime/operator.js';
 import { startHealthServer } from './runtime/server.js';
 import { runUntilShutdown, shutdownSignal } from './runtime/shutdown.js';
 import { pooledApiClient } from '../lib/k8s/pooled.js';
+import { startAgentTokenAdmission, type AgentTokenAdmission } from './admission/index.js';
 
 const PODIDENTITIES: ResourceType = { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL };
 const POLICIES: ResourceType = { group: GROUP, version: VERSION, plural: POLICY_PLURAL };
@@ -160,8 +162,11 @@ async function main(config: OperatorConfig): Promise<void> {
   gaugeTimer.unref();
 
   const signal = shutdownSignal({ logger, forceExitAfterMs: 60_000 });
-  const servers = [await startHealthServer({ port: config.metricsPort, registry, ready: () => op.ready() })];
-  if (config.healthPort !== undefined && config.healthPort !== config.metricsPort) servers.push(await startHealthServer({ port: config.healthPort, registry: new Registry(), ready: () => op.ready() }));
+  const admission: AgentTokenAdmission | undefined = config.webhook ? await startWebhook(config, kc, logger, registry) : undefined;
+  const ready = () => op.ready() && (admission?.ready() ?? true);
+  const servers = [await startHealthServer({ port: config.metricsPort, registry, ready })];
+  if (config.healthPort !== undefined && config.healthPort !== config.metricsPort) servers.push(await startHealthServer({ port: config.healthPort, registry: new Registry(), ready }));
+  if (admission) servers.push(admission);
   logger.info('operator starting', {
     metricsPort: servers[0]?.port,
     healthPort: servers[1]?.port ?? servers[0]?.port,
@@ -177,6 +182,23 @@ async function main(config: OperatorConfig): Promise<void> {
   await events.drain(2000);
   clearInterval(gaugeTimer);
   logger.info('operator stopped');
+}
+
+/** Every leader and follower serves the webhook: the API server may call either replica through the Service. */
+function startWebhook(config: OperatorConfig, kc: KubeConfig, logger: ReturnType<typeof createLogger>, registry: Registry): Promise<AgentTokenAdmission> {
+  const w = config.webhook!;
+  const ns = config.operatorNamespace;
+  return startAgentTokenAdmission({
+    kubeConfig: kc,
+    logger,
+    registry,
+    port: w.port,
+    hosts: [`${w.service}.${ns}.svc`, `${w.service}.${ns}.svc.cluster.local`],
+    configurationName: w.configurationName,
+    agent: w.agentServiceAccount,
+    podName: process.env['POD_NAME'] || hostname(),
+    podNamespace: ns,
+  });
 }
 
 let config: OperatorConfig;

@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
+import { CN_PREFIX, ownerOf, publishCaBundle, splitPem, type CaBundleStore } from './ca-bundle.js';
+import { selfSignedServingCertificate } from './self-signed.js';
+
+function store(initial: string[], conflicts = 0): CaBundleStore & { writes: number; bundle(): string[] } {
+  let obj: V1ValidatingWebhookConfiguration = {
+    metadata: { name: 'cfg', resourceVersion: '1' },
+    webhooks: [{ name: 'a.podidentity.dev', admissionReviewVersions: ['v1'], sideEffects: 'None', clientConfig: { caBundle: initial.length ? Buffer.from(initial.join('')).toString('base64') : undefined } }],
+  };
+  let left = conflicts;
+  const s = {
+    writes: 0,
+    read: async () => structuredClone(obj),
+    replace: async (next: V1ValidatingWebhookConfiguration) => {
+      if (left-- > 0) throw Object.assign(new Error('conflict'), { code: 409 });
+      s.writes++;
+      obj = structuredClone(next);
+    },
+    bundle: () => splitPem(Buffer.from(obj.webhooks![0]!.clientConfig.caBundle ?? '', 'base64').toString()),
+  };
+  return s;
+}
+
+const cert = (pod: string, days = 30, now?: Date) => selfSignedServingCertificate(`${CN_PREFIX}${pod}`, ['svc'], days, now).certPem;
+
+test("a replica adds its certificate, keeps live replicas' and foreign ones, and drops gone or expired ones", async () => {
+  const mine = cert('op-1');
+  const live = cert('op-2');
+  const gone = cert('op-0');
+  const expired = cert('op-2', 1, new Date(Date.now() - 3 * 86400_000));
+  const foreign = selfSignedServingCertificate('cert-manager', ['svc'], 30).certPem;
+  const s = store([gone, live, expired, foreign]);
+  assert.equal(ownerOf(mine), 'op-1');
+  assert.equal(ownerOf(foreign), undefined);
+  const result = await publishCaBundle({ store: s, certPem: mine, podName: 'op-1', podExists: async (n) => n === 'op-2' });
+  assert.deepEqual(result, { changed: true });
+  assert.deepEqual(s.bundle(), [mine, live, foreign]);
+  assert.deepEqual(await publishCaBundle({ store: s, certPem: mine, podName: 'op-1', podExists: async (n) => n === 'op-2' }), { changed: false });
+  assert.equal(s.writes, 1, 'a converged bundle costs no write');
+});
+
+test('a write that conflicts (another replica wrote first) re-reads the object and tries again', async () => {
+  const s = store([], 2);
+  await publishCaBundle({ store: s, certPem: cert('op-1'), podName: 'op-1', podExists: async () => true });
+  assert.equal(s.bundle().length, 1);
+});

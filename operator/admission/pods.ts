@@ -1,0 +1,25 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { getJson, RawApiError } from '../../lib/k8s/rest.js';
+import type { PodFacts, PodLookup } from './token-request-policy.js';
+
+/**
+ * Pods read from the API server on every decision (get pods, which the operator's role already has). The
+ * webhook is on the agent's miss path only; a read there costs less than the exchange that follows.
+ */
+export class LivePodLookup implements PodLookup {
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly timeoutMs = 3000,
+  ) {}
+
+  async get(namespace: string, name: string): Promise<PodFacts | undefined> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
+    try {
+      const pod = await getJson<{ metadata?: { uid?: string; deletionTimestamp?: string }; spec?: { nodeName?: string; serviceAccountName?: string } }>(this.kc, path, {}, AbortSignal.timeout(this.timeoutMs));
+      return { uid: pod.metadata?.uid ?? '', nodeName: pod.spec?.nodeName ?? '', serviceAccountName: pod.spec?.serviceAccountName ?? '' };
+    } catch (err) {
+      if (err instanceof RawApiError && err.code === 404) return undefined;
+      throw err;
+    }
+  }
+}
