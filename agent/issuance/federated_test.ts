@@ -100,14 +100,72 @@ test('a refused TokenRequest says why from the API server’s Status; a gone pod
   }
 });
 
-test('a TokenRequest the API server does not answer in time is a 504 timeout', async () => {
+test('a TokenRequest the API server does not answer in time is a 503 timeout with Retry-After', async () => {
   const api = await fakeApiServer(() => undefined);
   const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 100 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
-    assert.equal(err.status, 504);
+    assert.equal(err.status, 503);
     assert.equal(err.code, 'timeout');
+    assert.ok((err.retryAfterSeconds ?? 0) > 0);
+  } finally {
+    api.stop();
+  }
+});
+
+/** What the API server (1.20) answers when a failurePolicy: Fail webhook can't be called. */
+const WEBHOOK_DOWN = {
+  kind: 'Status',
+  status: 'Failure',
+  message: 'Internal error occurred: failed calling webhook "agent-token-requests.podidentity.dev": Post "https://podidentity-webhook.podidentity-system.svc:443/validate-agent-token-requests?timeout=5s": dial tcp 10.0.0.5:443: connect: connection refused',
+  reason: 'InternalError',
+  code: 500,
+};
+
+test('admission webhook unavailable: issuance fails closed with 503 and Retry-After, never 500 and never a token', async () => {
+  for (const [status, body] of [
+    [500, WEBHOOK_DOWN],
+    [503, { kind: 'Status', message: 'the pod identity agent’s token request can’t be checked now: reading pod', code: 503 }],
+    [429, { kind: 'Status', message: 'too many requests', code: 429 }],
+    [502, { kind: 'Status', message: 'bad gateway', code: 502 }],
+  ] as const) {
+    const api = await fakeApiServer((_req, _body, res) => res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body)));
+    const aad = fakeAad();
+    const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+    try {
+      const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
+      assert.ok(err instanceof UpstreamError, `HTTP ${status}`);
+      assert.equal(err.status, 503, `HTTP ${status} from the API server`);
+      assert.ok((err.retryAfterSeconds ?? 0) > 0, `HTTP ${status}: Retry-After`);
+      assert.equal(aad.seen.length, 0, 'nothing reaches Azure AD');
+    } finally {
+      api.stop();
+    }
+  }
+});
+
+test('an API server that refuses connections is a 503 with Retry-After', async () => {
+  const api = await fakeApiServer(() => undefined);
+  api.stop();
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
+  assert.ok(err instanceof UpstreamError);
+  assert.equal(err.status, 503);
+  assert.ok((err.retryAfterSeconds ?? 0) > 0);
+});
+
+test('the admission webhook refusing the TokenRequest is a 403 that names why, without Retry-After', async () => {
+  const api = await fakeApiServer((_req, _body, res) =>
+    res.writeHead(403, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', message: 'admission webhook "agent-token-requests.podidentity.dev" denied the request: the pod identity agent may not mint this token: pod ns/a runs on node "b"', code: 403 })),
+  );
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  try {
+    const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
+    assert.ok(err instanceof UpstreamError);
+    assert.equal(err.status, 403);
+    assert.equal(err.retryAfterSeconds, undefined);
+    assert.match(err.message, /denied the request/);
   } finally {
     api.stop();
   }

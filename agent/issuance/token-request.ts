@@ -3,7 +3,11 @@ import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
 import { apiRequest, type ApiRequest } from '../../lib/k8s/rest.js';
 import { UpstreamError } from './types.js';
 
-/** The API server's minimum; the assertion is used at once and dies with the pod anyway. */
+/**
+ * The API server's minimum; the assertion is used at once and dies with the pod anyway. The agent-token
+ * admission webhook (operator/admission) refuses the agent anything longer, any other audience, and any token
+ * not bound by name and uid to a pod on the agent's node: this spec is exactly what it allows.
+ */
 const ASSERTION_LIFETIME_SECONDS = 600;
 /** A TokenRequest answer is a few KB. */
 const MAX_BODY_BYTES = 1 << 20;
@@ -24,9 +28,20 @@ function tokenRequestSpec(pod: PodServiceAccount) {
   };
 }
 
+/** Seconds an IMDS caller should wait before retrying when the API server or its admission can't answer. */
+const RETRY_AFTER_SECONDS = 5;
+
+/**
+ * How a failed TokenRequest is answered. Everything transient fails closed as 503 + Retry-After: the API server
+ * unreachable (status 0), throttling (429), and 5xx, which is how the API server reports an admission webhook
+ * it can't call (failurePolicy: Fail answers 500 "failed calling webhook"). A refusal stays a refusal: 403
+ * (RBAC, or the agent-token webhook denying), 404 (the pod or its service account is gone).
+ */
 function failed(pod: PodServiceAccount, status: number, why: string): UpstreamError {
-  // 404: the pod or its service account is gone (the bound object must exist), so nothing to issue.
-  return new UpstreamError('kubernetes', status === 404 ? 404 : 500, 'token_request_failed', `TokenRequest for service account ${pod.namespace}/${pod.serviceAccount} failed${status ? ` (HTTP ${status})` : ''}: ${why}`);
+  const message = `TokenRequest for service account ${pod.namespace}/${pod.serviceAccount} failed${status ? ` (HTTP ${status})` : ''}: ${why}`;
+  if (status === 0 || status === 429 || status >= 500) return new UpstreamError('kubernetes', 503, 'token_request_unavailable', message, RETRY_AFTER_SECONDS);
+  if (status === 403) return new UpstreamError('kubernetes', 403, 'token_request_forbidden', message);
+  return new UpstreamError('kubernetes', status === 404 ? 404 : 500, 'token_request_failed', message);
 }
 
 /**
@@ -67,7 +82,7 @@ export async function requestServiceAccountToken(kc: KubeConfig, pod: PodService
     timer.unref();
     function onError(err: Error): void {
       clearTimeout(timer);
-      reject(timedOut ? new UpstreamError('kubernetes', 504, 'timeout', 'TokenRequest timed out') : failed(pod, 0, err.message));
+      reject(timedOut ? new UpstreamError('kubernetes', 503, 'timeout', `TokenRequest not answered within ${timeoutMs} ms`, RETRY_AFTER_SECONDS) : failed(pod, 0, err.message));
     }
     req.on('error', onError);
     req.end(body);
