@@ -10,6 +10,8 @@ import { EXCEPTIONS_KEY } from '../../agent/attribution/exceptions.js';
 import { loadConfig as loadAgentConfig } from '../../agent/config.js';
 import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
 import { EXCEPTIONS_CONFIGMAP as MIGRATED_EXCEPTIONS } from '../../operator/migrate/migrate.js';
+import { agentUsername, MAX_AGENT_TOKEN_SECONDS, WEBHOOK_PATH } from '../../operator/admission/index.js';
+import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
 import { find, kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
 
 const NAMESPACE = 'podidentity-system';
@@ -192,7 +194,7 @@ describe('config/default', async () => {
     assert.deepEqual(kinds, [
       'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'CustomResourceDefinition', 'CustomResourceDefinition',
       'DaemonSet', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'PriorityClass', 'Role', 'Role', 'RoleBinding', 'RoleBinding',
-      'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
+      'Service', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount', 'ValidatingWebhookConfiguration',
     ]);
     find(objects, 'Service', 'podidentity-operator-metrics');
     find(objects, 'Service', 'podidentity-agent-metrics');
@@ -346,5 +348,65 @@ describe('the args the manifests pass are accepted by the programs', async () =>
       assert.deepEqual(config.exceptionsConfigMap, { namespace: MIGRATED_EXCEPTIONS.namespace, name: EXCEPTIONS_CONFIGMAP }, 'the agent reads the ConfigMap operator/migrate writes, which its Role grants');
       assert.equal(EXCEPTIONS_KEY, MIGRATED_EXCEPTIONS.key, 'and the same key');
     }
+  });
+});
+
+describe('the agent-token admission webhook (config/webhook, components/admission-*)', async () => {
+  const { objects } = await kustomize('config/default');
+  const { objects: aks } = await kustomize('config/overlays/aks');
+  const op = container(find(objects, 'Deployment', OPERATOR), 'operator');
+  const config = loadOperatorConfig([...(op.args as string[]).map((a) => a.replace('$(POD_NAMESPACE)', NAMESPACE)), '--subscription-id=00000000-0000-4000-8000-000000000001', '--resource-group=rg', '--location=westeurope', '--oidc-issuer=https://issuer.example'], {});
+  const webhook = config.webhook!;
+
+  test('is on in the shipped operator, and the configuration fails closed on CREATE serviceaccounts/token only', () => {
+    assert.ok(webhook, 'the operator serves the webhook');
+    assert.deepEqual(webhook.agentServiceAccount, { namespace: NAMESPACE, serviceAccount: AGENT }, 'it constrains the shipped agent ServiceAccount');
+    const vwc = find(objects, 'ValidatingWebhookConfiguration', webhook.configurationName);
+    assert.equal(vwc.webhooks.length, 1);
+    const [w] = vwc.webhooks as Json[];
+    assert.equal(w.failurePolicy, 'Fail');
+    assert.equal(w.sideEffects, 'None');
+    assert.deepEqual(w.admissionReviewVersions, ['v1']);
+    assert.deepEqual(w.rules, [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'], scope: 'Namespaced' }]);
+    assert.equal(w.namespaceSelector, undefined, 'every namespace, kube-system included');
+    assert.equal(w.clientConfig.caBundle, undefined, 'the operator publishes its own certificate');
+    assert.deepEqual(w.clientConfig.service, { name: webhook.service, namespace: NAMESPACE, path: WEBHOOK_PATH, port: 443 });
+    const svc = find(objects, 'Service', webhook.service);
+    const port = (svc.spec.ports as Json[]).find((p) => p.port === 443);
+    assert.equal(port.targetPort, 'webhook');
+    assert.equal((op.ports as Json[]).find((p) => p.name === 'webhook').containerPort, webhook.port);
+  });
+
+  test('the operator may read and update that one webhook configuration, nothing more', () => {
+    const rules = (rulesOf(objects, 'ClusterRole', OPERATOR) as Json[]).filter((r) => (r.apiGroups as string[]).includes('admissionregistration.k8s.io'));
+    assert.deepEqual(rules, [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['validatingwebhookconfigurations'], resourceNames: [webhook.configurationName], verbs: ['get', 'update'] }]);
+  });
+
+  test('the AKS overlay calls the webhook only for the agent (matchConditions), so the kubelet never depends on it', () => {
+    const [w] = find(aks, 'ValidatingWebhookConfiguration', webhook.configurationName).webhooks as Json[];
+    assert.deepEqual(w.matchConditions, [{ name: 'only-the-pod-identity-agent', expression: `request.userInfo.username == '${agentUsername(webhook.agentServiceAccount)}'` }]);
+  });
+
+  // Kubernetes 1.30+ only: the local 1.20 control plane can't run it, so its structure and agreement with the
+  // webhook are what is checked here.
+  test('the ValidatingAdmissionPolicy component (1.30+) repeats the static checks for the agent only', () => {
+    const objs = parseObjects(readFileSync(join(repoRoot, 'config/components/admission-policy/validating_admission_policy.yaml'), 'utf8'));
+    const policy = find(objs, 'ValidatingAdmissionPolicy', webhook.configurationName);
+    const binding = find(objs, 'ValidatingAdmissionPolicyBinding', webhook.configurationName);
+    assert.equal(policy.apiVersion, 'admissionregistration.k8s.io/v1');
+    assert.equal(binding.apiVersion, 'admissionregistration.k8s.io/v1');
+    assert.deepEqual(binding.spec, { policyName: policy.metadata.name, validationActions: ['Deny'] });
+    assert.equal(policy.spec.failurePolicy, 'Fail');
+    assert.deepEqual(policy.spec.matchConstraints.resourceRules, [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'] }]);
+    assert.deepEqual(policy.spec.matchConditions, [{ name: 'only-the-pod-identity-agent', expression: `request.userInfo.username == '${agentUsername(webhook.agentServiceAccount)}'` }]);
+    const expressions = (policy.spec.validations as Json[]).map((v) => v.expression as string);
+    assert.ok(expressions.some((e) => e.includes(`object.spec.audiences == ['${TOKEN_EXCHANGE_AUDIENCE}']`)));
+    assert.ok(expressions.some((e) => e.includes(`object.spec.expirationSeconds <= ${MAX_AGENT_TOKEN_SECONDS}`)));
+    assert.ok(expressions.some((e) => e.includes("object.spec.boundObjectRef.kind == 'Pod'") && e.includes("object.spec.boundObjectRef.uid != ''")));
+    for (const e of expressions) {
+      assert.equal((e.match(/\(/g) ?? []).length, (e.match(/\)/g) ?? []).length, `balanced parentheses: ${e}`);
+      assert.equal((e.match(/'/g) ?? []).length % 2, 0, `balanced quotes: ${e}`);
+    }
+    for (const v of policy.spec.validations as Json[]) assert.ok(v.message && v.reason === 'Forbidden');
   });
 });
