@@ -224,6 +224,22 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     assertRefusedByWebhook(await tokenRequest(appNs, 'web', defaulted), /at most 600, got 3600/);
   });
 
+  test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {
+    const uid = await createPod(agentNs, 'agent-node-b', AGENT_SA, 'node-b');
+    const minted = await tokenRequest(agentNs, AGENT_SA, { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'agent-node-b', uid } }, cluster.token);
+    assert.equal(minted.status, 201, minted.message);
+    const nodeB = minted.token!;
+    const ok = await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web-b', uid: uids['web-b']! } }), nodeB);
+    assert.equal(ok.status, 201, ok.message);
+    assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit(), nodeB), /node "node-a", not on the agent's node node-b/);
+  });
+
+  test('an agent credential that is not bound to a pod (no pod-name/pod-uid in userInfo.extra) mints nothing', async () => {
+    const unbound = await tokenRequest(agentNs, AGENT_SA, {}, cluster.token);
+    assert.equal(unbound.status, 201, unbound.message);
+    assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit(), unbound.token!), /not bound to a pod/);
+  });
+
   test('other identities keep the API server’s own rules (the webhook constrains only the agent)', async () => {
     const res = await tokenRequest(appNs, 'web', { audiences: ['https://kubernetes.default.svc'] }, cluster.token);
     assert.equal(res.status, 201, res.message);
