@@ -30,7 +30,7 @@ export interface OperatorConfig {
   clientId?: string;
   clientSecret?: string;
   /** The agent-token admission webhook (operator/admission); off unless a port is set. */
-  webhook?: { port: number; configurationName: string; service: string; agentServiceAccount: { namespace: string; serviceAccount: string } };
+  webhook?: { port: number; configurationName: string; service: string; extraHosts: string[]; agentServiceAccount: { namespace: string; serviceAccount: string } };
 }
 
 export class ConfigError extends Error {
@@ -66,6 +66,7 @@ const ENV: Record<string, string> = {
   'webhook-port': 'POD_IDENTITY_WEBHOOK_PORT',
   'webhook-configuration': 'POD_IDENTITY_WEBHOOK_CONFIGURATION',
   'webhook-service': 'POD_IDENTITY_WEBHOOK_SERVICE',
+  'webhook-hosts': 'POD_IDENTITY_WEBHOOK_HOSTS',
   'agent-service-account': 'POD_IDENTITY_AGENT_SERVICE_ACCOUNT',
 };
 
@@ -130,6 +131,7 @@ export const USAGE = `pod-identity operator
   --webhook-configuration NAME    its ValidatingWebhookConfiguration, whose caBundle the operator keeps
                                   (default podidentity-agent-token-requests)
   --webhook-service NAME          the Service in front of it, for the certificate (default podidentity-webhook)
+  --webhook-hosts H1,H2           more DNS names or IPs for the certificate (a webhook reached by URL)
   --agent-service-account NS:NAME the agent's ServiceAccount, the only identity the webhook constrains
                                   (default <operator namespace>:podidentity-agent)
 `;
@@ -195,6 +197,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       port: parseIntFlag('webhook-port', webhookPort, 1, 65535),
       configurationName: get('webhook-configuration') ?? 'podidentity-agent-token-requests',
       service: get('webhook-service') ?? 'podidentity-webhook',
+      extraHosts: (get('webhook-hosts') ?? '').split(',').map((h) => h.trim()).filter(Boolean),
       agentServiceAccount: { namespace: m[1]!, serviceAccount: m[3]! },
     };
   }

@@ -193,7 +193,7 @@ function startWebhook(config: OperatorConfig, kc: KubeConfig, logger: ReturnType
     logger,
     registry,
     port: w.port,
-    hosts: [`${w.service}.${ns}.svc`, `${w.service}.${ns}.svc.cluster.local`],
+    hosts: [`${w.service}.${ns}.svc`, `${w.service}.${ns}.svc.cluster.local`, ...w.extraHosts],
     configurationName: w.configurationName,
     agent: w.agentServiceAccount,
     podName: process.env['POD_NAME'] || hostname(),

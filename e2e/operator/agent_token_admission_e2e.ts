@@ -20,6 +20,8 @@ import { repoRoot, parseObjects } from '../deploy/render.js';
 import { freePort } from '../testing/ports.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import { waitFor } from '../testing/wait.js';
+import type { ManagedProcess } from '../testing/processes.js';
+import { operatorEnv, type OperatorEnv } from './harness.js';
 import { createLogger } from '../../lib/log.js';
 import { startAgentTokenAdmission, WEBHOOK_PATH, type AgentTokenAdmission } from '../../operator/admission/index.js';
 import { FederatedIssuer } from '../../agent/issuance/federated.js';
@@ -261,5 +263,46 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     assert.equal(err.upstream, 'kubernetes');
     assert.equal(err.status, 503);
     assert.ok((err.retryAfterSeconds ?? 0) > 0, 'Retry-After');
+  });
+});
+
+describe('the operator process (--webhook-port) serves the webhook', () => {
+  let env: OperatorEnv | undefined;
+  let operator: ManagedProcess | undefined;
+  const name = `${CONFIGURATION}-${run}`;
+  const label = `${LABEL}-process`;
+
+  after(async () => {
+    await operator?.stop();
+    await admissionApi.deleteValidatingWebhookConfiguration({ name }).catch(() => undefined);
+    await env?.emu.stop();
+  });
+
+  test('it becomes Ready with its certificate in the caBundle, and the API server calls it to refuse the agent a wrong token', async () => {
+    env = await operatorEnv();
+    const ns = await cluster.namespace('proc', { [label]: run });
+    await createServiceAccount(ns, 'web');
+    const [port, metricsPort] = await Promise.all([freePort(), freePort()]);
+    const vwc = shipped('config/webhook/validating_webhook_configuration.yaml')[0]! as unknown as V1ValidatingWebhookConfiguration;
+    vwc.metadata = { name };
+    for (const w of vwc.webhooks ?? []) {
+      w.clientConfig = { url: `https://127.0.0.1:${port}${WEBHOOK_PATH}` };
+      w.namespaceSelector = { matchLabels: { [label]: run } };
+    }
+    await admissionApi.createValidatingWebhookConfiguration({ body: vwc });
+    operator = env.startOperator('operator-webhook', [
+      '--webhook-port', String(port), '--webhook-configuration', name, '--webhook-hosts', '127.0.0.1',
+      '--agent-service-account', `${agentNs}:${AGENT_SA}`, '--metrics-port', String(metricsPort),
+    ]);
+    await waitFor('operator /readyz', async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${operator?.output().slice(-3000)}`);
+    });
+    const published = await admissionApi.readValidatingWebhookConfiguration({ name });
+    assert.match(Buffer.from(published.webhooks![0]!.clientConfig.caBundle ?? '', 'base64').toString(), /BEGIN CERTIFICATE/);
+    const res = await waitFor('the API server calls the operator process', async () => {
+      const r = await tokenRequest(ns, 'web', { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 600 });
+      return r.status === 403 ? r : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+    assertRefusedByWebhook(res, /spec\.audiences/);
   });
 });

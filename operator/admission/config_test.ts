@@ -10,6 +10,7 @@ test('the agent-token webhook is off unless --webhook-port is set, and then defa
     port: 9443,
     configurationName: 'podidentity-agent-token-requests',
     service: 'podidentity-webhook',
+    extraHosts: [],
     agentServiceAccount: { namespace: 'ops', serviceAccount: 'podidentity-agent' },
   });
 });
@@ -19,4 +20,8 @@ test('a malformed --agent-service-account or --webhook-port is refused naming th
   fails(['--webhook-port', '9443', '--agent-service-account', 'podidentity-agent'], 'agent-service-account');
   fails(['--webhook-port', '9443', '--agent-service-account', 'a:b:c'], 'agent-service-account');
   fails(['--webhook-port', '0'], 'webhook-port');
+});
+
+test('--webhook-hosts adds names to the certificate (a webhook reached by URL)', () => {
+  assert.deepEqual(loadConfig([...base, '--webhook-port', '9443', '--webhook-hosts', '127.0.0.1, webhook.example'], {}).webhook?.extraHosts, ['127.0.0.1', 'webhook.example']);
 });
