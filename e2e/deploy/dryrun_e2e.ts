@@ -87,7 +87,7 @@ async function dryRunApply(dir: string): Promise<void> {
   const minor = Number.parseInt((JSON.parse(serverVersion) as { serverVersion: { minor: string } }).serverVersion.minor, 10);
   assert.deepEqual(unserved.map((o) => `${gvk(o)} ${o.metadata.name}`), minor < 21 ? ['policy/v1/PodDisruptionBudget podidentity-operator'] : []);
 
-  // matchConditions (config/components/admission-match-conditions, in the AKS overlay) exist from 1.28; an
+  // matchConditions (the agent-token webhook's, config/webhook) exist from 1.28; an
   // older server would reject the field, so there the webhook configuration is checked without it.
   const withoutMatchConditions = minor < 28 && objects.some((o) => (o.webhooks as { matchConditions?: unknown }[] | undefined)?.some((w) => w.matchConditions));
   const result = withoutMatchConditions

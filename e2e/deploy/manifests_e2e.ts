@@ -5,7 +5,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { EXCEPTIONS_KEY } from '../../agent/attribution/exceptions.js';
 import { loadConfig as loadAgentConfig } from '../../agent/config.js';
 import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
@@ -351,6 +353,18 @@ describe('the args the manifests pass are accepted by the programs', async () =>
   });
 });
 
+/** config/default with these components (paths relative to config/), rendered through a throwaway overlay. */
+async function renderWith(components: string[]): Promise<{ objects: K8sObject[] }> {
+  const dir = await mkdtemp(join(tmpdir(), 'podid-overlay-'));
+  try {
+    const rel = (p: string) => relative(dir, join(repoRoot, 'config', 'x', p));
+    await writeFile(join(dir, 'kustomization.yaml'), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${rel('../default')}]\ncomponents: [${components.map(rel).join(', ')}]\n`);
+    return await kustomize(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('the agent-token admission webhook (config/webhook, components/admission-*)', async () => {
   const { objects } = await kustomize('config/default');
   const { objects: aks } = await kustomize('config/overlays/aks');
@@ -382,15 +396,29 @@ describe('the agent-token admission webhook (config/webhook, components/admissio
     assert.deepEqual(rules, [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['validatingwebhookconfigurations'], resourceNames: [webhook.configurationName], verbs: ['get', 'update'] }]);
   });
 
-  test('the AKS overlay calls the webhook only for the agent (matchConditions), so the kubelet never depends on it', () => {
-    const [w] = find(aks, 'ValidatingWebhookConfiguration', webhook.configurationName).webhooks as Json[];
-    assert.deepEqual(w.matchConditions, [{ name: 'only-the-pod-identity-agent', expression: `request.userInfo.username == '${agentUsername(webhook.agentServiceAccount)}'` }]);
+  test('the API server calls the webhook only for the agent (matchConditions), so the kubelet never depends on it', () => {
+    for (const objs of [objects, aks]) {
+      const [w] = find(objs, 'ValidatingWebhookConfiguration', webhook.configurationName).webhooks as Json[];
+      assert.deepEqual(w.matchConditions, [{ name: 'only-the-pod-identity-agent', expression: `request.userInfo.username == '${agentUsername(webhook.agentServiceAccount)}'` }]);
+    }
+  });
+
+  test('components/admission-pre-1.28 removes only the matchConditions', async () => {
+    const { objects: old } = await renderWith(['../components/admission-pre-1.28']);
+    const [w] = find(old, 'ValidatingWebhookConfiguration', webhook.configurationName).webhooks as Json[];
+    assert.equal(w.matchConditions, undefined);
+    const [base] = find(objects, 'ValidatingWebhookConfiguration', webhook.configurationName).webhooks as Json[];
+    const { matchConditions: _dropped, ...rest } = base;
+    assert.deepEqual(w, rest);
+    assert.deepEqual(old.filter((o) => o.kind !== 'ValidatingWebhookConfiguration'), objects.filter((o) => o.kind !== 'ValidatingWebhookConfiguration'));
   });
 
   // Kubernetes 1.30+ only: the local 1.20 control plane can't run it, so its structure and agreement with the
   // webhook are what is checked here.
-  test('the ValidatingAdmissionPolicy component (1.30+) repeats the static checks for the agent only', () => {
-    const objs = parseObjects(readFileSync(join(repoRoot, 'config/components/admission-policy/validating_admission_policy.yaml'), 'utf8'));
+  test('the ValidatingAdmissionPolicy component (1.30+) repeats the static checks for the agent only', async () => {
+    const { objects: objs } = await renderWith(['../components/admission-policy']);
+    const added = objs.filter((o) => !objects.some((b) => b.kind === o.kind && b.metadata.name === o.metadata.name));
+    assert.deepEqual(added.map((o) => o.kind).sort(), ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
     const policy = find(objs, 'ValidatingAdmissionPolicy', webhook.configurationName);
     const binding = find(objs, 'ValidatingAdmissionPolicyBinding', webhook.configurationName);
     assert.equal(policy.apiVersion, 'admissionregistration.k8s.io/v1');

@@ -7,7 +7,8 @@
  * agent ClusterRole (config/rbac), bound to an agent Pod scheduled to node-a.
  *
  * The webhook configuration is limited to this file's namespaces (and kube-system, labelled for the run), so
- * a run that dies half-way can't break TokenRequests elsewhere on the shared server.
+ * a run that dies half-way can't break TokenRequests elsewhere on the shared server. 1.20 has no
+ * matchConditions, so they are left out, as components/admission-pre-1.28 does.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,6 +162,9 @@ before(async () => {
   for (const w of vwc.webhooks ?? []) {
     w.clientConfig = { url: `https://127.0.0.1:${webhookPort}${WEBHOOK_PATH}` };
     w.namespaceSelector = { matchLabels: { [LABEL]: run } };
+    // 1.20 has no matchConditions (components/admission-pre-1.28): the webhook itself must let everyone but
+    // the agent through, which the test of other identities below checks.
+    delete w.matchConditions;
   }
   await admissionApi.deleteValidatingWebhookConfiguration({ name: CONFIGURATION }).catch(() => undefined);
   await admissionApi.createValidatingWebhookConfiguration({ body: vwc });
@@ -288,6 +292,7 @@ describe('the operator process (--webhook-port) serves the webhook', () => {
     for (const w of vwc.webhooks ?? []) {
       w.clientConfig = { url: `https://127.0.0.1:${port}${WEBHOOK_PATH}` };
       w.namespaceSelector = { matchLabels: { [label]: run } };
+      delete w.matchConditions;
     }
     await admissionApi.createValidatingWebhookConfiguration({ body: vwc });
     operator = env.startOperator('operator-webhook', [
