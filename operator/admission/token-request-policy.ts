@@ -78,8 +78,16 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Agent pods remembered by uid; one per node, so this only bounds churn. */
+const MAX_REMEMBERED_AGENT_PODS = 10_000;
+
 export class TokenRequestPolicy {
   private readonly username: string;
+  /**
+   * uid → node of agent pods already read. A pod's node never changes and a uid is never reused, and the API
+   * server itself refuses a pod-bound credential once its pod is gone, so this can't go stale.
+   */
+  private readonly agentNodes = new Map<string, string>();
 
   constructor(
     private readonly agent: AgentIdentity,
@@ -160,6 +168,8 @@ export class TokenRequestPolicy {
     if (!name || !uid) {
       return { ok: false, decision: deny(`its credential is not bound to a pod (no ${POD_NAME_EXTRA}/${POD_UID_EXTRA}), so its node is unknown; run the agent with a projected service-account token`) };
     }
+    const known = this.agentNodes.get(uid);
+    if (known) return { ok: true, node: known };
     let own: PodFacts | undefined;
     try {
       own = await this.pods.get(this.agent.namespace, name);
@@ -169,6 +179,8 @@ export class TokenRequestPolicy {
     if (!own || own.uid !== uid) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} (uid ${uid}) no longer exists`) };
     if (own.serviceAccountName !== this.agent.serviceAccount) return { ok: false, decision: deny(`pod ${this.agent.namespace}/${name} does not run as the agent's service account`) };
     if (!own.nodeName) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} is not scheduled to a node`) };
+    if (this.agentNodes.size >= MAX_REMEMBERED_AGENT_PODS) this.agentNodes.clear();
+    this.agentNodes.set(uid, own.nodeName);
     return { ok: true, node: own.nodeName };
   }
 }

@@ -115,3 +115,12 @@ test('anything else the agent sends through this webhook is refused', async () =
   const req = { ...request(), operation: 'UPDATE' };
   assert.match(await refused(req), /only TokenRequests/);
 });
+
+test('the agent pod is read once per uid (its node never changes); the bound pod is read on every request', async () => {
+  const reads: string[] = [];
+  const counting: PodLookup = { get: async (ns, name) => (reads.push(`${ns}/${name}`), cluster.get(ns, name)) };
+  const policy = new TokenRequestPolicy(AGENT, counting);
+  assert.deepEqual(await policy.decide(request()), { allowed: true });
+  assert.deepEqual(await policy.decide(request()), { allowed: true });
+  assert.deepEqual(reads, ['podidentity-system/agent-a', 'team/web', 'team/web']);
+});
