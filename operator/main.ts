@@ -166,8 +166,8 @@ async function main(config: OperatorConfig): Promise<void> {
   const ready = () => op.ready() && (admission?.ready() ?? true);
   const servers = [await startHealthServer({ port: config.metricsPort, registry, ready })];
   if (config.healthPort !== undefined && config.healthPort !== config.metricsPort) servers.push(await startHealthServer({ port: config.healthPort, registry: new Registry(), ready }));
-  if (admission) servers.push(admission);
   logger.info('operator starting', {
+    webhookPort: admission?.port,
     metricsPort: servers[0]?.port,
     healthPort: servers[1]?.port ?? servers[0]?.port,
     subscriptionId: config.subscriptionId,
@@ -177,6 +177,7 @@ async function main(config: OperatorConfig): Promise<void> {
     workers: config.workers,
     armEndpoint: config.armEndpoint,
   });
+  if (admission) servers.push(admission);
   await runUntilShutdown((s) => op.start(s), signal, servers);
   batcher.stop();
   await events.drain(2000);
