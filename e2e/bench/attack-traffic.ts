@@ -14,6 +14,7 @@
  */
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { claimsOf, operatorToken, rawRequest } from '../azure/test-fixture.js';
 import type { IdentityView } from '../azure/emulator.js';
 import type { AgentStage } from './agent-sections.js';
@@ -84,7 +85,18 @@ interface Caller {
   own?: IdentityView;
 }
 
-export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victims: BoundPod[]): Promise<AttackTraffic> {
+export interface AttackOptions {
+  /** The traffic ends by itself then, even if the soak fails before it calls stop(). */
+  untilMs: number;
+}
+
+/**
+ * Each kind is paced (`PACE_MS` between requests of one loop, longer after a request that got no answer):
+ * a steady attack beside the load, not a CPU benchmark of the harness on a shared machine.
+ */
+const PACE_MS = { disguised: 50, malformed: 100, greedy: 200, strangers: 50, afterNoAnswer: 500 };
+
+export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victims: BoundPod[], options: AttackOptions): Promise<AttackTraffic> {
   const { emu } = env.fx;
   const objects = new BenchObjects(env);
   const origin = stage.agent.origin;
@@ -140,6 +152,7 @@ export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victi
   /** The invariant on every answer: a token only for the caller's own identity, audience = echoed resource. */
   const check = (kind: string, caller: Caller, what: string, answer: Answer) => {
     count(kind, answer.status);
+    lastStatus = answer.status;
     let body: Record<string, unknown> = {};
     try {
       body = JSON.parse(answer.text) as Record<string, unknown>;
@@ -156,17 +169,22 @@ export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victi
     else if (body['resource'] !== claims['aud']) wrong(`${caller.label} ${what}: resource ${String(body['resource'])} but aud ${String(claims['aud'])}`);
   };
 
-  let running = true;
+  let stopped = false;
+  const running = () => !stopped && Date.now() < options.untilMs;
   const loops: Promise<void>[] = [];
-  const loop = (fn: (i: number) => Promise<void>) =>
+  let lastStatus = 200;
+  const loop = (paceMs: number, fn: (i: number) => Promise<void>) =>
     loops.push(
       (async () => {
-        for (let i = 0; running; i++) await fn(i);
+        for (let i = 0; running(); i++) {
+          await fn(i);
+          await sleep(lastStatus === 0 ? PACE_MS.afterNoAnswer : paceMs);
+        }
       })(),
     );
 
   // Item 2: every disguised spelling × hint × caller.
-  loop(async (i) => {
+  loop(PACE_MS.disguised, async (i) => {
     const caller = callers[i % callers.length]!;
     const path = DISGUISED_TOKEN_PATHS[Math.floor(i / callers.length) % DISGUISED_TOKEN_PATHS.length]!;
     const hint = hints[Math.floor(i / (callers.length * DISGUISED_TOKEN_PATHS.length)) % hints.length]!;
@@ -184,20 +202,20 @@ export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victi
     { what: 'PUT to a disguised path', path: `/metadata/%69dentity/oauth2/token${QUERY}`, method: 'PUT' },
     { what: 'scope as resource', path: `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://vault.azure.net/.default')}` },
   ];
-  loop(async (i) => {
+  loop(PACE_MS.malformed, async (i) => {
     const m = malformed[i % malformed.length]!;
     const caller = callers[Math.floor(i / malformed.length) % callers.length]!;
     check('repeated parameters, other methods, scopes', caller, m.what, await send(origin, m.path, caller.ip, m.method));
   });
 
   // Item 6: one pod asking for ever new resources (cache-busting).
-  loop(async (i) => {
+  loop(PACE_MS.greedy, async (i) => {
     const path = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(`https://resource-${i}.example/`)}`;
     check('one pod, many distinct resources', { label: 'greedy bound pod', ip: greedy.ip, own: greedy.identity }, `resource #${i}`, await send(origin, path, greedy.ip));
   });
 
   // Item 6: requests from many addresses that are not pods of the node.
-  loop(async (i) => {
+  loop(PACE_MS.strangers, async (i) => {
     const caller = { label: 'address that is no pod', ip: strangerAddress(i) };
     check('addresses that are no pod', caller, caller.ip, await send(origin, `/metadata/identity/oauth2/token${QUERY}`, caller.ip));
   });
@@ -207,20 +225,23 @@ export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victi
   const url = new URL(origin);
   const sockets = new Set<Socket>();
   const openSlow = (i: number) => {
-    if (!running) return;
+    if (!running()) return;
     const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: slowAddress(i) });
+    socket.unref();
     stats.slowConnections.opened++;
     sockets.add(socket);
     const head = `GET /metadata/identity/oauth2/token${QUERY} HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nX-Slow: `;
     let sent = 0;
     const timer = setInterval(() => {
-      if (socket.writable) socket.write(head[sent++ % head.length]!);
+      if (!running()) socket.destroy();
+      else if (socket.writable) socket.write(head[sent++ % head.length]!);
     }, 1_000);
+    timer.unref();
     socket.on('error', () => undefined);
     socket.on('close', () => {
       clearInterval(timer);
       sockets.delete(socket);
-      if (running) {
+      if (running()) {
         stats.slowConnections.closedByAgent++;
         setTimeout(() => openSlow(i + SLOW), 500).unref();
       }
@@ -230,7 +251,7 @@ export async function startAttackTraffic(env: BenchEnv, stage: AgentStage, victi
 
   return {
     async stop() {
-      running = false;
+      stopped = true;
       await Promise.all(loops);
       stats.slowConnections.stillOpenAtEnd = sockets.size;
       for (const socket of sockets) socket.destroy();

@@ -124,7 +124,7 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
   const imdsBefore = emu.requests.count('imds.token');
   const instanceBefore = emu.requests.count('imds.instance');
   // Attack traffic (issue 11 items 2, 3, 6) for the whole soak; its own answers are checked like the load's.
-  const attacks = await startAttackTraffic(env, stage, stable);
+  const attacks = await startAttackTraffic(env, stage, stable, { untilMs: t0 + opts.soakMs + 600_000 });
   const churnStopAt = t0 + Math.round(opts.soakMs * 0.8);
   const end = t0 + opts.soakMs;
 
