@@ -71,6 +71,7 @@ export interface AttackStats {
   /** Tokens for an identity the caller may not have, or whose audience is not the echoed resource. */
   wrong: number;
   wrongSamples: string[];
+  /** `closedByAgent`: closed (timeouts, caps) or refused (agent restarting) before the soak ended; each is reopened. */
   slowConnections: { opened: number; closedByAgent: number; stillOpenAtEnd: number };
 }
 

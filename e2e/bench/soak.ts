@@ -324,7 +324,7 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     columns: ['Kind', 'Requests', 'Statuses'],
     rows: [
       ...Object.entries(attack.kinds).map(([kind, k]) => [kind, k.requests, Object.entries(k.statuses).map(([code, n]) => `${code === '0' ? 'no answer' : code}: ${n}`).join(', ')]),
-      ['slow connections (one header byte a second)', attack.slowConnections.opened, `closed by the agent: ${attack.slowConnections.closedByAgent}, still open at the end: ${attack.slowConnections.stillOpenAtEnd}`],
+      ['slow connections (one header byte a second)', attack.slowConnections.opened, `closed or refused by the agent (each reopened): ${attack.slowConnections.closedByAgent}, still open at the end: ${attack.slowConnections.stillOpenAtEnd}`],
     ],
   });
   s.tables.push({ title: 'Timeline', columns: ['t (s)', 'Event', 'Detail'], rows: timeline.map((e) => [e.atS, e.event, e.detail ?? '']) });
