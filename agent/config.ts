@@ -92,7 +92,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   'exclude-uid': { env: 'EXCLUDE_UID', help: 'with --intercept-host-network: uid whose traffic is not redirected' },
   'exclude-gid': { env: 'EXCLUDE_GID', help: 'with --intercept-host-network: gid whose traffic is not redirected' },
   'drift-check-interval': { env: 'DRIFT_CHECK_INTERVAL_MS', default: '30000', help: 'ms between iptables drift checks' },
-  'metadata-proxy': { env: 'METADATA_PROXY', default: 'true', help: 'proxy /metadata/instance etc. to the upstream IMDS' },
+  'metadata-proxy': { env: 'METADATA_PROXY', default: 'true', help: 'proxy the allow-listed, non-credential metadata paths (agent/README.md) to the upstream IMDS; never /metadata/identity or /metadata/attested' },
   'manage-iptables': { env: 'MANAGE_IPTABLES', default: 'true', help: 'install and check interception rules' },
   'exceptions-configmap': { env: 'EXCEPTIONS_CONFIGMAP', help: '<namespace>/<name> of the IMDS exceptions ConfigMap (default: none, feature off)' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'error, warn, info or debug' },

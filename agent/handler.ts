@@ -13,11 +13,17 @@ import {
   MULTIPLE_IDENTITIES,
   parseTokenRequest,
   route,
+  singleValuedQuery,
+  TOKEN_PATH,
   tokenBody,
+  tokenQuery,
   unavailable,
   type IssuedToken,
+  type Route,
   type TokenRequest,
 } from './imds/protocol.js';
+import { redactAnswer } from './imds/metadata-allowlist.js';
+import { canonicalTarget, MalformedTarget, type CanonicalTarget } from './imds/target.js';
 import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
 import { UpstreamError, type Issuer } from './issuance/types.js';
 import { callNodeImds } from './issuance/upstream.js';
@@ -62,17 +68,26 @@ interface Outcome {
 /**
  * The IMDS endpoint pods reach through the DNAT. Composes the four parts in this order on every request:
  * protocol checks → attribution (TCP source address only) → identity selection → cache → issuance.
- * Authorisation (the first three) always runs before the cache is consulted.
+ * Authorisation (the first three) always runs before the cache is consulted. The request target is put in
+ * canonical form first, and routing, forwarding and auditing all use that form, never the raw target.
  */
 export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://169.254.169.254');
-    const target = route(url.pathname);
-    if (target.kind === 'token') {
-      void handleToken(deps, req, url).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+    let target: CanonicalTarget;
+    try {
+      target = canonicalTarget(req.url ?? '/');
+    } catch (err) {
+      if (!(err instanceof MalformedTarget)) throw err;
+      const refusal = errorOutcome(badRequest(err.reason));
+      send(res, refusal.status, refusal.body, refusal.headers);
       return;
     }
-    void handleOther(deps, req, url, target).then(
+    const where = route(target);
+    if (where.kind === 'token') {
+      void handleToken(deps, req, target).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+      return;
+    }
+    void handleOther(deps, req, target, where).then(
       (o) => send(res, o.status, o.body, o.headers),
       (err: unknown) => send(res, 500, { error: 'internal_error', error_description: (err as Error).message }),
     );
@@ -86,11 +101,11 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(bytes);
 }
 
-async function handleToken(deps: HandlerDeps, req: IncomingMessage, url: URL): Promise<Outcome> {
+async function handleToken(deps: HandlerDeps, req: IncomingMessage, target: CanonicalTarget): Promise<Outcome> {
   const started = performance.now();
   let outcome: Outcome;
   try {
-    outcome = await decide(deps, req, url);
+    outcome = await decide(deps, req, target);
   } catch (err) {
     outcome = errorOutcome(err);
   }
@@ -110,9 +125,9 @@ function errorOutcome(err: unknown): Outcome {
   return { result: 'upstream_error', status: 500, body: { error: 'internal_error', error_description: (err as Error)?.message ?? 'unknown error' }, reason: String(err) };
 }
 
-async function decide(deps: HandlerDeps, req: IncomingMessage, url: URL): Promise<Outcome> {
+async function decide(deps: HandlerDeps, req: IncomingMessage, target: CanonicalTarget): Promise<Outcome> {
   checkCommon(req.method, req.headers);
-  const request = parseTokenRequest(url.searchParams);
+  const request = parseTokenRequest(target.query);
   const deadline = Date.now() + deps.notReadyWaitMs;
   if (!deps.identities.hasSynced()) {
     return { result: 'not_ready', status: 503, ...errBody(unavailable('The pod identity agent is starting; its caches are not synced yet', 1)) };
@@ -137,7 +152,7 @@ async function decide(deps: HandlerDeps, req: IncomingMessage, url: URL): Promis
       case 'none': {
         // Only a pod that no PodIdentity selects at all may use an exception; a selected pod never does.
         const exception = selection.candidates.length === 0 ? deps.exceptions?.match(pod) : undefined;
-        if (exception) return passThrough(deps, url, pod, request, exception);
+        if (exception) return passThrough(deps, pod, request, exception);
         const what = selection.candidates.length
           ? `none of the PodIdentities that select pod ${pod.namespace}/${pod.name} (${selection.candidates.join(', ')}) has the requested ${hintName(request)}`
           : `no PodIdentity in namespace ${pod.namespace} selects pod ${pod.name}. Check that a PodIdentity in the pod's own namespace has a selector matching the pod's labels (default label podidentity.dev/identity=<PodIdentity name>)`;
@@ -208,16 +223,17 @@ function serializedBody(token: IssuedToken, clientId: string, request: TokenRequ
 }
 
 /**
- * An IMDS exception: the request goes to the node's IMDS unchanged (same path and query) and its answer comes
- * back as is. Never cached: the node IMDS is the authority for these tokens, and the cache is for pod identities.
+ * An IMDS exception: the token request goes to the node's IMDS as it was parsed (the token path, and the
+ * query the agent decided on) and its answer comes back as is. Never cached: the node IMDS is the authority
+ * for these tokens, and the cache is for pod identities.
  */
-async function passThrough(deps: HandlerDeps, url: URL, pod: PodInfo, request: TokenRequest, exception: ImdsException): Promise<Outcome> {
+async function passThrough(deps: HandlerDeps, pod: PodInfo, request: TokenRequest, exception: ImdsException): Promise<Outcome> {
   const labels = Object.entries(exception.podLabels).map(([k, v]) => `${k}=${v}`).join(',');
   const reason = `IMDS exception ${exception.namespace} {${labels}}${exception.migratedFrom ? ` (${exception.migratedFrom})` : ''}`;
   const base = { pod, resource: request.resource, reason };
   const started = performance.now();
   try {
-    const answer = await callNodeImds(deps.upstreamImds, url.pathname + url.search, deps.upstreamTimeoutMs);
+    const answer = await callNodeImds(deps.upstreamImds, `${TOKEN_PATH}?${tokenQuery(request)}`, deps.upstreamTimeoutMs);
     deps.metrics.upstreamDuration.observe({ upstream: 'imds', code: String(answer.status) }, (performance.now() - started) / 1000);
     const headers: Record<string, string> = { 'Content-Type': answer.contentType ?? 'application/json; charset=utf-8' };
     if (answer.retryAfter) headers['Retry-After'] = answer.retryAfter;
@@ -251,20 +267,33 @@ function audit(deps: HandlerDeps, o: Outcome, req: IncomingMessage, seconds: num
   });
 }
 
-async function handleOther(deps: HandlerDeps, req: IncomingMessage, url: URL, target: ReturnType<typeof route>): Promise<Outcome> {
+async function handleOther(deps: HandlerDeps, req: IncomingMessage, target: CanonicalTarget, where: Exclude<Route, { kind: 'token' }>): Promise<Outcome> {
+  let query: Map<string, string>;
   try {
     checkCommon(req.method, req.headers);
+    query = singleValuedQuery(target.query);
   } catch (err) {
     return errorOutcome(err);
   }
-  if (target.kind === 'not_found') return { result: 'bad_request', status: 404, body: { error: 'not_found', error_description: `Path ${url.pathname} not found` } };
-  if (!deps.metadataProxy) {
-    return { result: 'denied', status: 403, body: { error: 'forbidden', error_description: `The pod identity agent does not proxy ${url.pathname} on this node` } };
+  switch (where.kind) {
+    case 'not_found':
+      return { result: 'bad_request', status: 404, body: { error: 'not_found', error_description: `Path ${target.path} not found` } };
+    case 'disguised_separator':
+      return errorOutcome(badRequest('Invalid path: an encoded separator (%2F, %5C) or a backslash is not allowed'));
+    case 'not_allowed':
+      return { result: 'denied', status: 403, body: { error: 'forbidden', error_description: `The pod identity agent does not proxy ${target.path}: it is not on the metadata proxy's allow-list` } };
   }
+  if (!deps.metadataProxy) {
+    return { result: 'denied', status: 403, body: { error: 'forbidden', error_description: `The pod identity agent does not proxy ${target.path} on this node` } };
+  }
+  // Exactly what was decided on: the canonical path and the parsed query, never the raw target.
+  const search = new URLSearchParams([...query]).toString();
   try {
-    const res = await callNodeImds(deps.upstreamImds, url.pathname + url.search, deps.upstreamTimeoutMs);
+    const res = await callNodeImds(deps.upstreamImds, where.path + (search ? `?${search}` : ''), deps.upstreamTimeoutMs);
     deps.metrics.metadataProxied.inc({ code: String(res.status) });
-    return { result: 'issued', status: res.status, body: res.text, headers: { 'Content-Type': res.contentType ?? 'application/json; charset=utf-8' } };
+    const body = redactAnswer(where.key, res.status, res.text);
+    if (body === undefined) return { result: 'upstream_error', status: 502, body: { error: 'bad_gateway', error_description: `the node IMDS answered ${where.path} with a document the agent cannot read` } };
+    return { result: 'issued', status: res.status, body, headers: { 'Content-Type': res.contentType ?? 'application/json; charset=utf-8' } };
   } catch (err) {
     deps.metrics.metadataProxied.inc({ code: 'error' });
     return { result: 'upstream_error', status: 502, body: { error: 'bad_gateway', error_description: `the node IMDS did not answer: ${(err as Error).message}` } };

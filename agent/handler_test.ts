@@ -43,13 +43,18 @@ const exceptions: ExceptionDirectory = { match: (p) => matchException(exceptionE
 let withExceptions = true;
 let cache: TokenCache;
 const metadataProxy = true;
+/** Every request the fake node IMDS received (path and query as sent). */
+let upstreamSeen: string[] = [];
 
-function get(path: string, { from = POD_A, headers = { Metadata: 'true' } as Record<string, string> } = {}): Promise<{ status: number; body: Record<string, string>; headers: Record<string, unknown> }> {
+function get(
+  path: string,
+  { from = POD_A, headers = { Metadata: 'true' } as Record<string, string>, method = 'GET' } = {},
+): Promise<{ status: number; body: Record<string, string>; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, localAddress: from, headers }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, localAddress: from, headers }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, string>, headers: res.headers }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: (method === 'HEAD' ? {} : JSON.parse(text)) as Record<string, string>, headers: res.headers }));
     });
     req.on('error', reject);
     req.end();
@@ -60,6 +65,7 @@ const TOKEN = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=h
 
 before(async () => {
   upstream = createServer((req, res) => {
+    upstreamSeen.push(req.url ?? '');
     if (req.url?.includes('throttle')) return void res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': '9' }).end('{"error":"throttled"}');
     res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ path: req.url, metadata: req.headers['metadata'] }));
   });
@@ -84,6 +90,7 @@ beforeEach(() => {
   nodeIssuer = new FakeIssuer();
   metrics = new AgentMetrics();
   exceptionEntries = [];
+  upstreamSeen = [];
   pods.cached = [pod('a', POD_A), pod('b', POD_B, { labels: {} })];
   pods.server = pods.cached;
   identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' })]);
@@ -240,6 +247,161 @@ describe('IMDS handler', () => {
     assert.equal((await get('/metadata/instance', { headers: {} })).status, 400);
   });
 
+  describe('attack: the node’s identities through the metadata proxy (encoded token paths)', () => {
+    const QUERY = '?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F';
+    /** Every spelling below decodes (as IMDS decodes it) to the token path. */
+    const TOKEN_SPELLINGS = [
+      '/metadata/%69dentity/oauth2/token',
+      '/metadata/IDENTIT%59/oauth2/token',
+      '/metadata/identity%2Foauth2%2Ftoken',
+      '/metadata/identity%2foauth2%2ftoken',
+      '/metadata/identity/oauth2/%74oken',
+      '/%6detadata/identity/oauth2/token',
+      '/metadata//identity/oauth2/token',
+      '//metadata/identity/oauth2/token',
+      '/metadata/./identity/oauth2/token',
+      '/metadata/%2e/identity/oauth2/token',
+      '/metadata/instance/../identity/oauth2/token',
+      '/metadata/instance/%2e%2e/identity/oauth2/token',
+      '/metadata/instance%2F..%2Fidentity/oauth2/token',
+      '/metadata\\identity\\oauth2\\token',
+      '/metadata%5Cidentity%5Coauth2%5Ctoken',
+      '/METADATA/IDENTITY/OAUTH2/TOKEN',
+      '/metadata/identity/oauth2/token/',
+      '/metadata/identity/oauth2/token%2F',
+    ];
+    const HINTS = ['', '&client_id=node-kubelet', '&object_id=node-kubelet-oid', '&msi_res_id=%2Fkubelet', '&mi_res_id=%2Fkubelet'];
+
+    test('a pod with no PodIdentity, or an address that is no pod, gets no token by any spelling or hint', async () => {
+      for (const from of [POD_B, STRANGER]) {
+        for (const spelling of TOKEN_SPELLINGS) {
+          for (const hint of HINTS) {
+            const res = await get(spelling + QUERY + hint, { from });
+            assert.notEqual(res.status, 200, `${from} ${spelling}${hint}: ${JSON.stringify(res.body)}`);
+            assert.equal(res.body['access_token'], undefined);
+            assert.deepEqual(Object.keys(res.body).sort(), ['error', 'error_description'], `${spelling}: an IMDS-shaped error`);
+          }
+        }
+      }
+      assert.deepEqual(upstreamSeen, [], 'nothing reached the node IMDS');
+      assert.equal(federated.calls.length + nodeIssuer.calls.length, 0);
+    });
+
+    test('a pod with a PodIdentity gets its own identity by every spelling, and never another by a hint', async () => {
+      for (const spelling of TOKEN_SPELLINGS) {
+        const own = await get(spelling + QUERY);
+        assert.equal(own.status, 200, `${spelling}: ${JSON.stringify(own.body)}`);
+        assert.equal(own.body['client_id'], 'reader-client');
+        for (const hint of HINTS.slice(1)) {
+          const other = await get(spelling + QUERY + hint);
+          assert.equal(other.status, 400, `${spelling}${hint}`);
+          assert.equal(other.body['access_token'], undefined);
+        }
+      }
+      assert.deepEqual(upstreamSeen, [], 'nothing reached the node IMDS');
+    });
+
+    test('nothing else under /metadata/identity is answered or forwarded, however spelled', async () => {
+      for (const path of ['/metadata/identity', '/metadata/identity/info', '/metadata/%69dentity/info', '/metadata/identity/oauth2', '/metadata/identity/oauth2/token/extra', '/metadata/instance/../IDENTITY/info']) {
+        const res = await get(path + QUERY, { from: POD_B });
+        assert.equal(res.status, 404, path);
+        assert.equal(res.body['error'], 'not_found');
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('malformed or double-encoded targets are IMDS 400s, never forwarded', async () => {
+      for (const path of ['/metadata/identity/oauth2/tok%2565n', '/metadata/%zzinstance', '/metadata/instance%3Fapi-version=1', '/metadata/instance%00', '/metadata/instance;x']) {
+        const res = await get(path + QUERY, { from: POD_B });
+        assert.equal(res.status, 400, path);
+        assert.equal(res.body['error'], 'invalid_request');
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+  });
+
+  describe('metadata proxy allow-list', () => {
+    test('allowed paths are forwarded in canonical form (decoded, dot segments resolved, case kept)', async () => {
+      const cases: [string, string][] = [
+        ['/metadata/instance?api-version=2021-02-01', '/metadata/instance?api-version=2021-02-01'],
+        ['/metadata/instance/compute/vmId?api-version=2021-02-01&format=text', '/metadata/instance/compute/vmId?api-version=2021-02-01&format=text'],
+        ['/metadata//instance/./compute/%76mId?api-version=2021-02-01', '/metadata/instance/compute/vmId?api-version=2021-02-01'],
+        ['/metadata/versions', '/metadata/versions'],
+        ['/metadata/loadbalancer?api-version=2020-10-01', '/metadata/loadbalancer?api-version=2020-10-01'],
+        ['/metadata/scheduledevents?api-version=2020-07-01', '/metadata/scheduledevents?api-version=2020-07-01'],
+      ];
+      for (const [asked, forwarded] of cases) {
+        upstreamSeen = [];
+        const res = await get(asked, { from: POD_B });
+        assert.equal(res.status, 200, asked);
+        assert.deepEqual(upstreamSeen, [forwarded], asked);
+      }
+    });
+
+    test('encoded separators and backslashes are refused on proxied paths', async () => {
+      for (const path of ['/metadata/instance%2Fcompute', '/metadata/instance%2fcompute', '/metadata/instance\\compute', '/metadata/instance%5Ccompute']) {
+        const res = await get(`${path}?api-version=2021-02-01`, { from: POD_B });
+        assert.equal(res.status, 400, path);
+        assert.match(res.body['error_description'] ?? '', /encoded separator/);
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('paths off the list are refused: attested document, user data, unknown categories', async () => {
+      for (const path of ['/metadata/attested/document', '/metadata/instance/compute/userData', '/metadata/instance/compute/customData', '/metadata/INSTANCE/compute/userdata', '/metadata', '/metadata/somethingnew', '/metadata/versions/x']) {
+        const res = await get(`${path}?api-version=2021-02-01`, { from: POD_B });
+        assert.equal(res.status, 403, path);
+        assert.equal(res.body['error'], 'forbidden');
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+  });
+
+  describe('IMDS request strictness', () => {
+    test('a repeated query parameter is IMDS’s 400 invalid_request, in any letter case', async () => {
+      const cases: [string, string][] = [
+        ['&resource=https%3A%2F%2Fother', 'resource'],
+        ['&api-version=2019-08-01', 'api-version'],
+        ['&client_id=a&client_id=a', 'client_id'],
+        ['&object_id=o&object_id=o', 'object_id'],
+        ['&msi_res_id=%2Fx&msi_res_id=%2Fx', 'msi_res_id'],
+        ['&mi_res_id=%2Fx&mi_res_id=%2Fx', 'mi_res_id'],
+        ['&RESOURCE=https%3A%2F%2Fother', 'resource'],
+        ['&client_id=a&Client_Id=b', 'client_id'],
+      ];
+      for (const [extra, name] of cases) {
+        const res = await get(TOKEN + extra);
+        assert.equal(res.status, 400, extra);
+        assert.deepEqual(res.body, { error: 'invalid_request', error_description: `Query parameter '${name}' is specified more than once` });
+      }
+      assert.equal(federated.calls.length, 0);
+    });
+
+    test('a resource written as a scope is answered for its resource: echo, audience and cache key agree', async () => {
+      const plain = await get('/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net');
+      const scoped = await get('/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net%2F.default');
+      assert.equal(scoped.status, 200);
+      assert.equal(scoped.body['resource'], 'https://vault.azure.net');
+      assert.equal(scoped.body['access_token'], plain.body['access_token'], 'one cache entry for one audience');
+      assert.deepEqual(federated.calls.map((c) => c.resource), ['https://vault.azure.net']);
+      const bad = await get('/metadata/identity/oauth2/token?api-version=2018-02-01&resource=a%2F.default%20b%2F.default');
+      assert.equal(bad.status, 400);
+      assert.match(bad.body['error_description'] ?? '', /Invalid resource/);
+    });
+
+    test('methods other than GET get IMDS’s 405 with Allow: GET, on every path', async () => {
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD']) {
+        for (const path of [TOKEN, '/metadata/scheduledevents?api-version=2020-07-01', '/metadata/%69dentity/oauth2/token?api-version=2018-02-01&resource=x']) {
+          const res = await get(path, { method, from: POD_B, headers: {} });
+          assert.equal(res.status, 405, `${method} ${path}`);
+          assert.equal(res.headers['allow'], 'GET');
+          if (method !== 'HEAD') assert.deepEqual(Object.keys(res.body).sort(), ['error', 'error_description']);
+        }
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+  });
+
   describe('IMDS exceptions', () => {
     const ADDON = { namespace: 'app', podLabels: { component: 'addon' }, migratedFrom: 'AzurePodIdentityException app/addons' };
     beforeEach(() => {
@@ -260,7 +422,7 @@ describe('IMDS handler', () => {
     });
 
     test('the node IMDS status and Retry-After come back', async () => {
-      const res = await get(`${TOKEN}&throttle=1`, { from: POD_B });
+      const res = await get('/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fthrottle', { from: POD_B });
       assert.equal(res.status, 429);
       assert.equal(res.headers['retry-after'], '9');
       assert.deepEqual(res.body, { error: 'throttled' });

@@ -28,7 +28,11 @@ export class UpstreamError extends Error {
   }
 }
 
-/** `<resource>/.default`, the v2 scope for a v1 resource; a trailing slash is kept, as Azure AD expects. */
+/**
+ * `<resource>/.default`, the v2 scope for a v1 resource; a trailing slash is kept, as Azure AD expects. The
+ * resource is already canonical (`canonicalResource` took a scope's suffix off), so the suffix is always
+ * added: the token's audience is then exactly the resource the agent echoes.
+ */
 export function scopeFor(resource: string): string {
-  return resource.endsWith('/.default') ? resource : `${resource}/.default`;
+  return `${resource}/.default`;
 }

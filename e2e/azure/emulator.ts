@@ -15,7 +15,7 @@ import { containerServiceRoutes } from './arm/containerservice.js';
 import { identityRoutes } from './arm/identities.js';
 import { resourceRoutes } from './arm/resources.js';
 import { FaultInjector, type FaultRule } from './faults.js';
-import { imdsRoutes } from './imds.js';
+import { imdsRoutes, lenientImdsPath } from './imds.js';
 import { IssuerTrust } from './issuers.js';
 import { RequestLog, type RequestLogEntry } from './request-log.js';
 import { armError, Router, type RequestContext } from './router.js';
@@ -151,7 +151,7 @@ export async function startAzureEmulator(options: EmulatorOptions = {}): Promise
       ...computeRoutes(deps),
       ...containerServiceRoutes(deps),
     );
-    const imds = new Router({ beforeArm, faults, log, stopping: stopping.signal, defaultFamily: 'imds' }).add(...imdsRoutes({ state, signer }));
+    const imds = new Router({ beforeArm, faults, log, stopping: stopping.signal, defaultFamily: 'imds', normalisePath: lenientImdsPath }).add(...imdsRoutes({ state, signer }));
 
     const listen = (server: Server, address: string, port: number) =>
       new Promise<number>((resolve, reject) => {

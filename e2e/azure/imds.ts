@@ -18,6 +18,24 @@ interface Candidate {
   system: boolean;
 }
 
+/**
+ * How the emulated IMDS reads a path after decoding it (once, in the router): a backslash is a separator,
+ * empty and `.` segments vanish, `..` climbs. This is the most lenient reading a server could make, so an
+ * agent that forwards a disguised token path (`identity%2Foauth2%2Ftoken`, `metadata%5Cidentity…`,
+ * `instance%2F..%2Fidentity…`) gets a token here, as it could from the real IMDS: the attack reproduces.
+ */
+export function lenientImdsPath(decoded: string): string {
+  const segments: string[] = [];
+  const separated = decoded.replaceAll('\\', '/');
+  for (const segment of separated.split('/')) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') segments.pop();
+    else segments.push(segment);
+  }
+  // The trailing slash msal-node adds is kept, so the request log shows what clients send.
+  return `/${segments.join('/')}${segments.length && separated.endsWith('/') ? '/' : ''}`;
+}
+
 const MULTIPLE = 'Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request';
 
 function common(ctx: RequestContext): void {
@@ -27,6 +45,9 @@ function common(ctx: RequestContext): void {
   if (String(ctx.req.headers['metadata'] ?? '').toLowerCase() !== 'true') {
     throw imdsError(400, 'invalid_request', 'Required metadata header not specified');
   }
+  const names = [...ctx.query.keys()];
+  const repeated = names.find((name, i) => names.indexOf(name) !== i);
+  if (repeated !== undefined) throw imdsError(400, 'invalid_request', `Query parameter '${repeated}' is specified more than once`);
   const apiVersion = ctx.query.get('api-version');
   if (!apiVersion) throw imdsError(400, 'invalid_request', "Required query variable 'api-version' is missing");
   if (!/^\d{4}-\d{2}-\d{2}$/.test(apiVersion) || apiVersion < '2017-03-01') throw imdsError(400, 'invalid_request', 'Invalid version');
@@ -124,6 +145,8 @@ export function imdsRoutes(deps: ImdsDeps): Route[] {
             vmSize: 'Standard_D2s_v3',
             osProfile: { computerName: instance.nodeName },
             tagsList: [],
+            // Real IMDS returns the VM's user data in the compute document; it can hold secrets.
+            userData: Buffer.from(`user data of ${instance.nodeName}`).toString('base64'),
           },
           network: { interface: [{ ipv4: { ipAddress: [{ privateIpAddress: instance.ip, publicIpAddress: '' }], subnet: [] }, ipv6: { ipAddress: [] }, macAddress: '000D3A000000' }] },
         };

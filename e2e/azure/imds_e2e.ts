@@ -4,6 +4,7 @@
  * loopback address (127.0.0.x), which is how the emulator tells callers apart.
  */
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startProcess } from '../testing/processes.js';
@@ -131,6 +132,47 @@ describe('IMDS', () => {
     assert.equal((await imdsGet({ 'api-version': '2018-02-01', resource: ARM_RESOURCE, client_id: a1.clientId, object_id: a1.principalId })).status, 400);
     const forwarded = await imdsGet({ 'api-version': '2018-02-01', resource: ARM_RESOURCE, client_id: a1.clientId }, { headers: { Metadata: 'true', 'X-Forwarded-For': '10.0.0.1' } });
     assert.equal(forwarded.status, 400);
+  });
+
+  /** A request with the path sent byte for byte (no client-side URL normalisation). */
+  const rawPathGet = (path: string, opts: { from?: string; method?: string } = {}) =>
+    new Promise<{ status: number; json: Record<string, string>; allow?: string }>((resolve, reject) => {
+      const url = new URL(fx.emu.imdsEndpoint);
+      const req = httpRequest({ host: url.hostname, port: url.port, path, method: opts.method ?? 'GET', localAddress: opts.from ?? NODE_B, headers: { Metadata: 'true' } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: (text ? JSON.parse(text) : {}) as Record<string, string>, allow: res.headers['allow'] }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  it('decodes paths as IMDS does: every disguised spelling of the token path is a token request (what the agent must never forward)', async () => {
+    const query = `?api-version=2018-02-01&resource=${encodeURIComponent(ARM_RESOURCE)}`;
+    for (const path of [
+      '/metadata/%69dentity/oauth2/token',
+      '/metadata/IDENTIT%59/oauth2/token',
+      '/metadata/identity%2Foauth2%2Ftoken',
+      '/metadata//identity/oauth2/token',
+      '/metadata/./identity/oauth2/token',
+      '/metadata/instance%2F..%2Fidentity/oauth2/token',
+      '/metadata\\identity\\oauth2\\token',
+      '/metadata%5Cidentity%5Coauth2%5Ctoken',
+    ]) {
+      const res = await rawPathGet(path + query);
+      assert.equal(res.status, 200, `${path}: ${JSON.stringify(res.json)}`);
+      assert.equal(claimsOf(res.json['access_token']!)['oid'], b1.principalId);
+    }
+  });
+
+  it('refuses a repeated query parameter with 400 and other methods with 405', async () => {
+    const query = `?api-version=2018-02-01&resource=${encodeURIComponent(ARM_RESOURCE)}`;
+    const twice = await rawPathGet(`/metadata/identity/oauth2/token${query}&client_id=${b1.clientId}&client_id=${b1.clientId}`);
+    assert.deepEqual({ status: twice.status, json: twice.json }, { status: 400, json: { error: 'invalid_request', error_description: "Query parameter 'client_id' is specified more than once" } });
+    const post = await rawPathGet(`/metadata/identity/oauth2/token${query}`, { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.allow, 'GET');
+    assert.equal(post.json['error'], 'invalid_request');
   });
 
   it('serves minimal instance metadata for the caller', async () => {

@@ -89,6 +89,8 @@ export interface RouterHooks {
   stopping: AbortSignal;
   /** The error family for paths no route matched. */
   defaultFamily: RouteFamily;
+  /** Further normalisation of the decoded path before routes match (IMDS reads paths leniently). */
+  normalisePath?: (decoded: string) => string;
 }
 
 export class Router {
@@ -121,6 +123,7 @@ export class Router {
     } catch {
       path = url.pathname;
     }
+    if (this.hooks.normalisePath) path = this.hooks.normalisePath(path);
     let route: Route | undefined;
     let params: string[] = [];
     let pathMatched = false;
@@ -195,7 +198,10 @@ export class Router {
 }
 
 function notFound(family: RouteFamily, method: string, path: string, pathMatched: boolean): Reply {
-  if (family === 'imds') return imdsError(404, 'not_found', `Path ${path} not found`).reply;
+  if (family === 'imds') {
+    if (pathMatched) return { ...imdsError(405, 'invalid_request', `Method ${method} not allowed: only GET is supported`).reply, headers: { Allow: 'GET' } };
+    return imdsError(404, 'not_found', `Path ${path} not found`).reply;
+  }
   if (family === 'aad') return aadError(404, 'invalid_request', 90002, `The endpoint ${path} does not exist.`).reply;
   if (pathMatched) return armError(405, 'MethodNotAllowed', `The HTTP method '${method}' is not supported at '${path}'.`).reply;
   return armError(404, 'NoRegisteredProviderFound', `No registered resource provider found for path '${path}'.`).reply;

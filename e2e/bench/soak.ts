@@ -9,6 +9,7 @@
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { claimsOf, rawRequest } from '../azure/test-fixture.js';
 import type { AgentStage } from './agent-sections.js';
+import { startAttackTraffic, type AttackStats } from './attack-traffic.js';
 import { BenchObjects, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
 import type { ExpectedIdentity, LoadResult } from './loadgen.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
@@ -120,7 +121,10 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
 
   const stable = stage.pods.slice(0, 8);
   const expect: Record<string, ExpectedIdentity> = Object.fromEntries(stable.map((p) => [p.ip, { oid: p.identity.principalId, appid: p.identity.clientId }]));
-  const imdsBefore = emu.requests.count('imds.token') + emu.requests.count('imds.instance');
+  const imdsBefore = emu.requests.count('imds.token');
+  const instanceBefore = emu.requests.count('imds.instance');
+  // Attack traffic (issue 11 items 2, 3, 6) for the whole soak; its own answers are checked like the load's.
+  const attacks = await startAttackTraffic(env, stage, stable, { untilMs: t0 + opts.soakMs + 600_000 });
   const churnStopAt = t0 + Math.round(opts.soakMs * 0.8);
   const end = t0 + opts.soakMs;
 
@@ -287,8 +291,12 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
   mark(reconvergeMs === null ? 'did not converge within 180 s' : 'converged', JSON.stringify(checks));
   await sleep(Math.max(0, end - Date.now()));
   const result = await load.finish();
+  const attack: AttackStats = await attacks.stop();
   await operator?.stop();
-  const imdsDirect = emu.requests.count('imds.token') + emu.requests.count('imds.instance') - imdsBefore;
+  // Every PodIdentity in the soak is Federated: any request on the node IMDS token path is a pod's request
+  // that got past the agent (a disguised token path forwarded by the metadata proxy, or the interception).
+  const imdsDirect = emu.requests.count('imds.token') - imdsBefore;
+  const instanceProxied = emu.requests.count('imds.instance') - instanceBefore;
 
   const total = result.requests + result.errors;
   const ok = result.statuses['200'] ?? 0;
@@ -298,7 +306,9 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     rows: [
       ['tokens to the wrong pod (load, every 200 verified)', `${result.wrongIdentity} of ${result.verified}`],
       ['tokens to the wrong pod (IP-reuse probes)', `${churn.wrong} of ${churn.ok + churn.wrong}`],
-      ['emulator IMDS requests during the soak (Federated only: any is a pod reaching IMDS around the agent)', imdsDirect],
+      ['tokens to the wrong caller (attack traffic, every answer checked)', `${attack.wrong} of ${Object.values(attack.kinds).reduce((a, k) => a + k.requests, 0)} requests`],
+      ['requests on the node IMDS token path during the soak (Federated only: any is a pod reaching it around the agent)', imdsDirect],
+      ['node IMDS instance-metadata requests (the metadata proxy’s allow-list)', instanceProxied],
       ['orphaned Azure identities after convergence', operator ? azureReport.orphanedIdentities : 'not measured: no operator'],
       ['duplicate role assignments / federated credentials', operator ? `${azureReport.duplicateRoleAssignments} / ${azureReport.duplicateCredentials}` : 'not measured: no operator'],
       ['time to reconverge after churn and faults stop (s)', reconvergeMs === null ? 'did not converge in 180 s' : round(reconvergeMs / 1000, 1)],
@@ -309,6 +319,14 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
       ['PodIdentities churned through the operator', operator ? pidSeq : 'not measured: no operator'],
     ],
   });
+  s.tables.push({
+    title: 'Attack traffic (issue 11 items 2, 3, 6): answers by kind',
+    columns: ['Kind', 'Requests', 'Statuses'],
+    rows: [
+      ...Object.entries(attack.kinds).map(([kind, k]) => [kind, k.requests, Object.entries(k.statuses).map(([code, n]) => `${code === '0' ? 'no answer' : code}: ${n}`).join(', ')]),
+      ['slow connections (one header byte a second)', attack.slowConnections.opened, `closed or refused by the agent (each reopened): ${attack.slowConnections.closedByAgent}, still open at the end: ${attack.slowConnections.stillOpenAtEnd}`],
+    ],
+  });
   s.tables.push({ title: 'Timeline', columns: ['t (s)', 'Event', 'Detail'], rows: timeline.map((e) => [e.atS, e.event, e.detail ?? '']) });
   s.tables.push({ title: 'Load per 10 s (200 / other / no answer)', columns: ['t (s)', '200', 'other', 'no answer'], rows: bucket(result.timeline, 10) });
   s.notes.push(
@@ -316,12 +334,14 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     'Real-IMDS check: on loopback there is no iptables interception to bypass, so the figure only shows that nothing in this setup reached the emulator\'s IMDS; the interception itself is tested by e2e/agent in network namespaces.',
     'API server restart: the same kube-apiserver command line is started again after SIGTERM (etcd keeps running).',
     ...(operator ? [] : ['Operator SIGKILL, PodIdentity churn, orphans and duplicates: not measured — operator not available.']),
-    ...(result.wrongSamples.length || churn.wrongSamples.length ? [`Wrong-pod samples: ${[...result.wrongSamples, ...churn.wrongSamples].join('; ')}`] : []),
+    'Attack traffic: disguised spellings of the token path (percent-escapes, case, //, /./, .., backslash, encoded /) with hints naming the node’s kubelet identity or a bound pod’s identity, from a pod with no PodIdentity, a pod of another namespace wearing a bound pod’s label, a bound pod and addresses that are no pod; repeated parameters, other methods and a scope as resource; one pod asking for ever new resources; requests from many non-pod addresses; 200 connections trickling their headers. Every answer is checked: a token only for the caller’s own identity, its audience equal to the echoed resource. The agent’s address is seeded as a scale-set instance with a system-assigned and a kubelet identity, so a forwarded token request would get a real node token.',
+    ...(result.wrongSamples.length || churn.wrongSamples.length || attack.wrongSamples.length ? [`Wrong-pod samples: ${[...result.wrongSamples, ...churn.wrongSamples, ...attack.wrongSamples].join('; ')}`] : []),
   );
-  s.data = { result, churn, timeline, reconvergeMs, azure: azureReport, imdsDirect, checks };
+  s.data = { result, churn, timeline, reconvergeMs, azure: azureReport, imdsDirect, instanceProxied, attack, checks };
 
-  goals.check('SOAK', 'tokens issued to the wrong pod', '0', String(result.wrongIdentity + churn.wrong), result.wrongIdentity + churn.wrong === 0);
-  goals.check('SOAK', 'requests that reached the real IMDS directly', '0', `${imdsDirect} (loopback: no interception in play)`, imdsDirect === 0);
+  const wrongTotal = result.wrongIdentity + churn.wrong + attack.wrong;
+  goals.check('SOAK', 'tokens issued to the wrong pod (load, IP reuse, attack traffic)', '0', String(wrongTotal), wrongTotal === 0);
+  goals.check('SOAK', 'requests that reached the node IMDS token path', '0', `${imdsDirect} (with attack traffic; loopback: no interception in play)`, imdsDirect === 0);
   if (operator) {
     const bad = azureReport.orphanedIdentities + azureReport.duplicateRoleAssignments + azureReport.duplicateCredentials;
     goals.check('SOAK', 'orphaned or duplicate Azure resources after convergence', '0', `${azureReport.orphanedIdentities} orphaned identities, ${azureReport.duplicateRoleAssignments} duplicate role assignments, ${azureReport.duplicateCredentials} duplicate credentials${checks.azure ? '' : ' (not converged)'}`, checks.azure && bad === 0);
