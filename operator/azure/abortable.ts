@@ -13,11 +13,16 @@ export function abortable(azure: AzureClients, signal: AbortSignal | undefined):
         if (typeof value !== 'function') return value;
         return (...args: unknown[]) => {
           signal.throwIfAborted();
-          const call = (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
           return new Promise((resolve, reject) => {
             const onAbort = () => reject(signal.reason);
             signal.addEventListener('abort', onAbort, { once: true });
-            call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+            const done = () => signal.removeEventListener('abort', onAbort);
+            try {
+              (value as (...a: unknown[]) => Promise<unknown>).apply(target, args).then(resolve, reject).finally(done);
+            } catch (err) {
+              done();
+              reject(err);
+            }
           });
         };
       },

@@ -176,3 +176,48 @@ describe('one namespace cannot damage another namespace\'s identity', () => {
     assert.equal(azure.assignments.size, 0, 'deletion covers the other subscription');
   });
 });
+
+describe('Node mode: a shared identity', () => {
+  it('shared identities in Node mode: deleting one PodIdentity neither strips the other\'s scale-set assignment nor waits for ever', async () => {
+    const h = harness({ defaultMode: 'Node' });
+    for (const ns of ['a', 'b']) h.world.namespaces.set(ns, {});
+    h.world.policyList = [policy('all', undefined)];
+    const ss = `/subscriptions/${SUB}/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachineScaleSets/pool`;
+    h.azure.seedScaleSet(ss);
+    h.world.addNode('node-0', ss);
+    const shared = h.azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+    h.world.create('a', 'one', { identity: { existing: { resourceId: shared.id } } });
+    h.world.create('b', 'two', { identity: { existing: { resourceId: shared.id } } });
+    h.world.addPod('a', 'p1', { 'podidentity.dev/identity': 'one' }, { nodeName: 'node-0' });
+    h.world.addPod('b', 'p2', { 'podidentity.dev/identity': 'two' }, { nodeName: 'node-0' });
+    await h.settle('a/one', 'b/two');
+    assert.deepEqual(h.azure.scaleSetState.get(ss.toLowerCase())?.userAssigned, [shared.id]);
+    h.world.delete('a/one');
+    await h.settle('a/one', 'b/two'); // throws 'did not settle' if the deletion waited for ever
+    assert.equal(h.world.pids.has('a/one'), false);
+    assert.deepEqual(h.azure.scaleSetState.get(ss.toLowerCase())?.userAssigned, [shared.id], 'b/two still has it');
+    assert.equal(cond(h.world.pids.get('b/two')!.status, 'Ready')?.status, 'True');
+    h.world.delete('b/two');
+    await h.settle('b/two');
+    assert.deepEqual(h.azure.scaleSetState.get(ss.toLowerCase())?.userAssigned, []);
+  });
+});
+
+describe('cancellation', () => {
+  it('a reconcile whose signal has aborted (shutdown deadline) makes no Azure call', async () => {
+    const { world: w, azure, reconciler } = world();
+    w.create('team', 'web', { identity: { managed: {} } });
+    const controller = new AbortController();
+    controller.abort(new Error('shutdown deadline'));
+    await assert.rejects(reconciler.reconcile('team/web', controller.signal), /shutdown deadline/);
+    assert.deepEqual(azure.calls, []);
+  });
+
+  it('an Azure call in flight when the signal aborts stops being awaited', async () => {
+    const { world: w, azure, reconciler } = world();
+    w.create('team', 'web', { identity: { managed: {} } });
+    const controller = new AbortController();
+    azure.identities.get = () => new Promise(() => controller.abort(new Error('shutdown deadline'))); // never answers
+    await assert.rejects(reconciler.reconcile('team/web', controller.signal), /shutdown deadline/);
+  });
+});
