@@ -1,19 +1,21 @@
 /**
  * The PodIdentity reconcile sequence: level-triggered and idempotent. Each step lives in its own module
- * (desired, identity, roles, credentials, scalesets, status); this file only orders them.
+ * (desired, identity, roles, credentials, scalesets, denial, finalize, status); this file only orders them:
+ * policy → fast path → identity plan (reads) → finalizer → identity → roles ∥ credentials or scale sets → status.
  */
 import { CONDITION_IDENTITY_READY, CONDITION_ROLES_ASSIGNED, FINALIZER, type Mode, type PodIdentity, type PodIdentityStatus } from '../../lib/api/types.js';
 import { abortable } from '../azure/abortable.js';
 import { ThrottledError } from '../azure/errors.js';
-import { roleAssignmentName } from '../azure/ids.js';
-import { violations, type PolicyDecision } from '../policy/evaluate.js';
+import type { PolicyDecision } from '../policy/evaluate.js';
 import { convergeCredentials, issuerSource, releaseCredentials, type IssuerSource } from './credentials.js';
+import { applyDenial } from './denial.js';
 import type { ReconcilerDeps, StepDeps } from './deps.js';
 import { decide, isConverged, modeOf } from './desired.js';
-import { ensureIdentity, planIdentity, recordedIdentity, releaseIdentity } from './identity.js';
-import { convergeRoles, releaseRoles } from './roles.js';
-import { batchRequeueMs, convergeNodes, disownScaleSets, withdrawScaleSets } from './scalesets.js';
-import { bad, conditionOf, modeCondition, ok, StatusWriter, type Cond } from './status.js';
+import { finalize } from './finalize.js';
+import { ensureIdentity, planIdentity } from './identity.js';
+import { convergeRoles } from './roles.js';
+import { convergeNodes, withdrawScaleSets } from './scalesets.js';
+import { bad, modeCondition, ok, StatusWriter, type Cond } from './status.js';
 
 export type { ReconcilerDeps, ReconcilerSettings } from './deps.js';
 export type ReconcileResult = { requeueAfterMs?: number } | void;
@@ -149,73 +151,14 @@ export class PodIdentityReconciler {
     return failure.requeueAfterMs !== undefined ? { requeueAfterMs: failure.requeueAfterMs } : undefined;
   }
 
-  /** Under a policy violation: no Azure writes except taking away what policy no longer allows. */
   private async deny(d: StepDeps, key: string, pid: PodIdentity, mode: Mode, decision: PolicyDecision): Promise<ReconcileResult> {
-    const message = violations(decision).join('; ');
-    // An unknown namespace is a gap in what we know, not a verdict: nothing is granted, nothing revoked.
-    if (!decision.namespaceUnknown) await this.revoke(d, pid, decision);
-    const policyCond = bad('PolicyDenied', message);
-    const identityDenied = !!(decision.identity || decision.mode || decision.namespaceUnknown);
-    const conds = new Map<string, Cond>();
-    conds.set(CONDITION_IDENTITY_READY, (!identityDenied && conditionOf(pid, CONDITION_IDENTITY_READY)) || policyCond);
-    conds.set(CONDITION_ROLES_ASSIGNED, policyCond);
-    conds.set(modeCondition(mode), policyCond);
-    const roleAssignments = (pid.spec.roleAssignments ?? []).map((ra, i) => {
-      const denied = decision.roles.get(i);
-      if (denied) return { role: ra.role, scope: ra.scope, state: 'Denied' as const, message: denied };
-      const previous = pid.status?.roleAssignments?.find((s) => s.role === ra.role && s.scope === ra.scope) ?? { role: ra.role, scope: ra.scope };
-      return { ...previous, state: 'Pending' as const, message: 'not applied while the PodIdentity violates policy' };
-    });
-    if (conditionOf(pid, 'Ready')?.reason !== 'PolicyDenied' || conditionOf(pid, 'Ready')?.message !== message) {
-      d.logger?.warn('PodIdentity denied by policy', { namespace: pid.metadata.namespace, name: pid.metadata.name, violations: violations(decision), policies: decision.policies });
-      await d.writer.event(pid, 'Warning', 'PolicyDenied', message);
-    }
     this.lastFullSync.delete(key);
-    await this.status.write(pid, { ...(pid.status ?? {}), mode, roleAssignments }, conds, mode, policyCond);
+    await applyDenial(d, this.status, pid, mode, decision);
   }
 
-  private async revoke(d: StepDeps, pid: PodIdentity, decision: PolicyDecision): Promise<void> {
-    const identityId = pid.status?.resourceId;
-    const principalId = pid.status?.principalId;
-    if (!identityId) return;
-    const identityDenied = !!(decision.identity || decision.mode);
-    if (identityDenied) {
-      // Its federated credentials would still let the service accounts exchange tokens, and scale sets would
-      // still carry it: both go.
-      await releaseCredentials(d, pid, identityId);
-      await withdrawScaleSets(d, pid, identityId, { ownershipRecord: false });
-    }
-    if (!principalId) return;
-    const keep = new Set<string>();
-    if (!identityDenied) {
-      for (const [i, ra] of (pid.spec.roleAssignments ?? []).entries()) {
-        if (decision.roles.has(i)) continue;
-        const recorded = pid.status?.roleAssignments?.find((s) => s.role === ra.role && s.scope === ra.scope && s.roleDefinitionId);
-        if (!recorded?.roleDefinitionId) return; // cannot tell which assignment is still allowed without resolving: leave all
-        keep.add(roleAssignmentName(principalId, recorded.roleDefinitionId, ra.scope));
-      }
-    }
-    await releaseRoles(d, pid, { identityId, principalId, owned: false, keep, reason: 'policy' });
-  }
-
-  /** Finalises only what this PodIdentity recorded as its own (see identity.ts and roles.ts). */
   private async finalize(d: StepDeps, key: string, pid: PodIdentity): Promise<ReconcileResult> {
-    if (!pid.metadata.finalizers?.includes(FINALIZER)) return;
-    const log = { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: pid.status?.clientId };
-    const found = await recordedIdentity(d, pid);
-    if (!found) d.logger?.info('PodIdentity deleted; no identity recorded as its own, Azure left alone', log);
-    else if (pid.spec.deletionPolicy === 'Retain') {
-      await disownScaleSets(d, found.id);
-      d.logger?.info('PodIdentity deleted; Azure resources retained', log);
-    } else {
-      if (found.identity) await releaseCredentials(d, pid, found.id);
-      // Role assignments outlive a deleted principal in Azure, so the recorded principal counts too.
-      const principalId = found.identity?.principalId ?? pid.status?.principalId;
-      if (principalId) await releaseRoles(d, pid, { identityId: found.id, principalId, owned: found.owned, reason: 'deletion' });
-      if ((await withdrawScaleSets(d, pid, found.id, { ownershipRecord: true })).length) return { requeueAfterMs: batchRequeueMs(d) };
-      if (found.identity) await releaseIdentity(d, pid, found.identity);
-    }
-    await d.writer.removeFinalizer(pid, FINALIZER);
-    this.forget(key);
+    const result = await finalize(d, pid);
+    if (result === 'done') return this.forget(key);
+    return result;
   }
 }
