@@ -7,7 +7,7 @@
 import { FINALIZER, type PodIdentity } from '../../lib/api/types.js';
 import { releaseCredentials } from './credentials.js';
 import type { StepDeps } from './deps.js';
-import { recordedIdentity, releaseIdentity } from './identity.js';
+import { othersUsing, recordedIdentity, releaseIdentity } from './identity.js';
 import { releaseRoles } from './roles.js';
 import { batchRequeueMs, disownScaleSets, withdrawScaleSets } from './scalesets.js';
 
@@ -26,7 +26,9 @@ export async function finalize(d: StepDeps, pid: PodIdentity): Promise<'done' | 
     const principalId = found.identity?.principalId ?? pid.status?.principalId;
     if (principalId) await releaseRoles(d, pid, { identityId: found.id, principalId, owned: found.owned, reason: 'deletion' });
     if ((await withdrawScaleSets(d, pid, found.id, { ownershipRecord: true })).length) return { requeueAfterMs: batchRequeueMs(d) };
-    if (found.identity) await releaseIdentity(d, pid, found.identity);
+    const users = found.identity ? othersUsing(d, pid, found.id) : [];
+    if (users.length) d.logger?.warn('PodIdentity deleted; its identity is kept while other PodIdentities use it', { ...log, usedBy: users });
+    else if (found.identity) await releaseIdentity(d, pid, found.identity);
   }
   await d.writer.removeFinalizer(pid, FINALIZER);
   return 'done';

@@ -139,3 +139,14 @@ export async function releaseIdentity(d: StepDeps, pid: PodIdentity, identity: A
   await d.azure.identities.delete(identity.id);
   d.logger?.info('managed identity deleted', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: identity.clientId, resourceId: identity.id });
 }
+
+/** Other live PodIdentities that use the identity (recorded in their status, or named by their spec). */
+export function othersUsing(d: Pick<StepDeps, 'view'>, pid: PodIdentity, identityId: string): string[] {
+  const id = normalizeId(identityId);
+  const me = `${pid.metadata.namespace}/${pid.metadata.name}`;
+  return d.view
+    .podIdentities()
+    .filter((o) => `${o.metadata.namespace}/${o.metadata.name}` !== me && !o.metadata.deletionTimestamp)
+    .filter((o) => (o.status?.resourceId && normalizeId(o.status.resourceId) === id) || (o.spec.identity.existing && normalizeId(o.spec.identity.existing.resourceId) === id))
+    .map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
+}

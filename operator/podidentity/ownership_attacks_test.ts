@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { identityResourceId } from '../azure/ids.js';
+import { legacyIdentityName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
 import { harness, SUB } from './testing.js';
 
 const OTHER_SUB = '00000000-0000-4000-8000-0000000000ff';
@@ -219,5 +220,44 @@ describe('cancellation', () => {
     const controller = new AbortController();
     azure.identities.get = () => new Promise(() => controller.abort(new Error('shutdown deadline'))); // never answers
     await assert.rejects(reconciler.reconcile('team/web', controller.signal), /shutdown deadline/);
+  });
+});
+
+describe('identities shared within a namespace, and the legacy name', () => {
+  it('deleting the PodIdentity that created an identity keeps it while another PodIdentity adopted it through identity.existing', async () => {
+    const { world: w, azure, settle } = world();
+    w.create('team', 'owner', { identity: { managed: {} }, serviceAccounts: ['owner'] });
+    await settle('team/owner');
+    const id = w.pids.get('team/owner')!.status!.resourceId!;
+    w.create('team', 'user', { identity: { existing: { resourceId: id } }, serviceAccounts: ['user'], roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
+    await settle('team/user');
+    w.delete('team/owner');
+    await settle('team/owner', 'team/user');
+    assert.equal(w.pids.has('team/owner'), false);
+    assert.ok(azure.identitiesById.has(id.toLowerCase()), 'kept while team/user uses it');
+    assert.deepEqual(azure.fics.get(id.toLowerCase())?.map((f) => f.subject), ['system:serviceaccount:team:user']);
+    assert.equal(azure.assignments.size, 1);
+    assert.equal(cond(w.pids.get('team/user')!.status, 'Ready')?.status, 'True');
+  });
+
+  it('an identity under the legacy name <namespace>-<name> is used by the PodIdentity its uid tag names, and by no other', async () => {
+    const { world: w, azure, settle } = world();
+    const pid = w.create('team', 'web', { identity: { managed: {} } });
+    pid.metadata.finalizers = [FINALIZER]; // handled by an older operator
+    const legacy = azure.seedIdentity(identityResourceId(SUB, 'pods', legacyIdentityName('team', 'web')), { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'team', [TAG_NAME]: 'web', [TAG_UID]: pid.metadata.uid! });
+    pid.status = { resourceId: legacy.id, clientId: legacy.clientId };
+    await settle('team/web');
+    assert.equal(w.pids.get('team/web')!.status?.clientId, legacy.clientId, 'kept its identity across the upgrade');
+    assert.equal(azure.identitiesById.size, 1, 'nothing created under the new name');
+
+    // Another PodIdentity of the same name (another uid) never adopts it, and its deletion never touches it.
+    w.create('team', 'api', { identity: { managed: {} } });
+    const stranger = azure.seedIdentity(identityResourceId(SUB, 'pods', legacyIdentityName('team', 'api')), { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'team', [TAG_NAME]: 'api', [TAG_UID]: 'someone-else' });
+    w.pids.get('team/api')!.metadata.finalizers = [FINALIZER];
+    await settle('team/api');
+    assert.notEqual(w.pids.get('team/api')!.status?.clientId, stranger.clientId);
+    w.delete('team/api');
+    await settle('team/api');
+    assert.ok(azure.identitiesById.has(stranger.id.toLowerCase()));
   });
 });

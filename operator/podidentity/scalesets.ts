@@ -26,21 +26,30 @@ export function recordedDemands(view: ClusterView): Demand[] {
 export const batchRequeueMs = (d: Pick<StepDeps, 'settings'>): number => (d.settings.batchWindowMs ?? 2000) * 5 + 5000;
 
 /**
- * "Which scale sets to flush": the one place that decides. Withdraws this PodIdentity's demand for
- * `identityId` from every scale set its status or (with `ownershipRecord`) the durable ownership record names,
- * and returns those where the identity is still being removed: scale sets where another PodIdentity still
- * demands it are not waited for.
+ * "Which scale sets to flush": the one place that decides. Of `candidates` (scale sets this PodIdentity's status
+ * or the ownership record names) minus `keep` (still desired), those that may still carry the identity: ones
+ * this process has not flushed yet, or where it is assigned or a flush is pending.
  */
-export async function withdrawScaleSets(d: StepDeps, pid: PodIdentity, identityId: string, opts: { ownershipRecord: boolean }): Promise<string[]> {
-  const key = keyOf(pid);
-  const candidates = new Map<string, string>();
-  for (const s of (pid.status?.nodeAssignments ?? []).map((n) => n.scaleSet)) candidates.set(normalizeId(s), s);
-  if (opts.ownershipRecord) for (const s of await d.ownership.scaleSetsWith(identityId)) candidates.set(normalizeId(s), s);
-  const carrying = [...candidates.values()].filter((s) => {
+function scaleSetsToFlush(d: StepDeps, identityId: string, candidates: string[], keep: ReadonlyMap<string, unknown> = new Map()): string[] {
+  const unique = new Map(candidates.map((s) => [normalizeId(s), s]));
+  return [...unique].filter(([n, s]) => {
+    if (keep.has(n)) return false;
     if (!d.batcher.knows(s)) return true;
     const st = d.batcher.state(s, identityId);
     return st.assigned || st.pending;
-  });
+  }).map(([, s]) => s);
+}
+
+/**
+ * Withdraws this PodIdentity's demand for `identityId` from every scale set its status or (with
+ * `ownershipRecord`) the durable ownership record names, and returns those where the identity is still being
+ * removed: scale sets where another PodIdentity still demands it are not waited for.
+ */
+export async function withdrawScaleSets(d: StepDeps, pid: PodIdentity, identityId: string, opts: { ownershipRecord: boolean }): Promise<string[]> {
+  const key = keyOf(pid);
+  const candidates = (pid.status?.nodeAssignments ?? []).map((n) => n.scaleSet);
+  if (opts.ownershipRecord) candidates.push(...(await d.ownership.scaleSetsWith(identityId)));
+  const carrying = scaleSetsToFlush(d, identityId, candidates);
   if (carrying.length) d.batcher.setDemand({ key, identityId, scaleSets: [] }, { alsoFlush: carrying });
   return carrying.filter((s) => !d.batcher.demandedByOthers(s, identityId, key));
 }
@@ -49,7 +58,7 @@ export function convergeNodes(d: StepDeps, pid: PodIdentity, identityId: string,
   const key = keyOf(pid);
   const { scaleSets, unmapped } = desiredScaleSets(d.view, pid);
   const previous = (pid.status?.nodeAssignments ?? []).map((n) => n.scaleSet);
-  d.batcher.setDemand({ key, identityId, scaleSets: [...scaleSets.values()].map((e) => e.id) }, { alsoFlush: previous.filter((p) => !scaleSets.has(normalizeId(p))), verify });
+  d.batcher.setDemand({ key, identityId, scaleSets: [...scaleSets.values()].map((e) => e.id) }, { alsoFlush: scaleSetsToFlush(d, identityId, previous, scaleSets), verify });
   const statuses: NodeAssignmentStatus[] = [];
   const problems: string[] = [];
   let pending = false;
