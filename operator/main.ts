@@ -7,7 +7,6 @@ import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
 import { EventRecorder } from '../lib/k8s/events.js';
-import { objectKey } from '../lib/k8s/informer.js';
 import { patchMetadata, patchStatus, removeFinalizer } from '../lib/k8s/objects.js';
 import { createLogger } from '../lib/log.js';
 import { createArmClients } from './azure/arm/index.js';
@@ -16,6 +15,8 @@ import { ConfigError, loadConfig, USAGE, type OperatorConfig } from './config.js
 import { registerOperatorMetrics } from './metrics.js';
 import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
+import { recordedDemands } from './podidentity/scalesets.js';
+import { watchPodIdentityInputs } from './podidentity/watches.js';
 import { PodIdentityReconciler } from './podidentity/reconciler.js';
 import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
 import { BackgroundEventSink } from './runtime/event-sink.js';
@@ -110,16 +111,16 @@ async function main(config: OperatorConfig): Promise<void> {
   };
 
   const ownership = new ConfigMapOwnershipStore(kc, config.operatorNamespace);
-  const late: { reconciler?: PodIdentityReconciler; enqueue?: (key: string) => void } = {};
+  const clock = () => new Date();
   const batcher = new ScaleSetBatcher({
     scaleSets: azure.scaleSets,
     ownership,
     windowMs: config.batchWindowMs,
     logger,
     metrics,
-    onSettled: (keys) => keys.forEach((k) => late.enqueue?.(k)),
-    recordedDemands: () => late.reconciler?.recordedDemands() ?? [],
+    recordedDemands: () => recordedDemands(view),
     canWrite: () => op.leadership() === 'leader',
+    now: () => clock().getTime(),
   });
   const reconciler = new PodIdentityReconciler({
     view,
@@ -128,6 +129,7 @@ async function main(config: OperatorConfig): Promise<void> {
     batcher,
     ownership,
     logger,
+    now: clock,
     settings: {
       subscriptionId: config.subscriptionId,
       defaultResourceGroup: config.resourceGroup,
@@ -138,17 +140,8 @@ async function main(config: OperatorConfig): Promise<void> {
       batchWindowMs: config.batchWindowMs,
     },
   });
-  late.reconciler = reconciler;
-
-  const keysOf = (list: PodIdentity[]) => list.map((p) => objectKey(p as KubernetesObject));
-  const controller = op
-    .addController('podidentity', (key) => reconciler.reconcile(key), { workers: config.workers })
-    .watch(identities)
-    .watch(pods, (pod) => reconciler.keysSelecting(pod as SlimPod))
-    .watch(policies, () => keysOf(identities.list()))
-    .watch(namespaces, (ns) => keysOf(identities.byIndex('namespace', ns.metadata?.name ?? '')))
-    .watch(nodes, (node) => [...new Set(pods.byIndex('node', node.metadata?.name ?? '').flatMap((p) => reconciler.keysSelecting(p as SlimPod)))]);
-  late.enqueue = (key) => controller.enqueue(key);
+  const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal) => reconciler.reconcile(key, signal), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
+  batcher.onSettled((keys) => keys.forEach((k) => controller.enqueue(k)));
 
   const countReady = () => {
     const counts: Record<string, number> = { True: 0, False: 0, Unknown: 0 };

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startProcess, type ManagedProcess } from '../testing/processes.js';
+import { defaultIdentityName } from '../../operator/podidentity/names.js';
 import { waitFor } from '../testing/wait.js';
 import {
   applyPolicy,
@@ -57,11 +58,12 @@ describe('operator e2e', () => {
     const wait = startProcess('kubectl-wait', 'kubectl', ['--kubeconfig', env.cluster.kubeconfigPath, 'wait', '--for=condition=Ready', `pid/web`, '-n', env.namespace, '--timeout=60s']);
     assert.equal(await wait.exited, 0, wait.output());
     const pid = await ready('web');
-    const identity = identityNamed(`${env.namespace}-web`);
+    const identity = identityNamed(defaultIdentityName(env.namespace, 'web'));
     assert.ok(identity, 'identity created in Azure');
     assert.equal(identity.resourceGroup, 'pods');
     assert.equal(identity.tags['podidentity-managed-by'], 'podidentity-operator');
     assert.equal(identity.tags['podidentity-namespace'], env.namespace);
+    assert.equal(identity.tags['podidentity-uid'], pid.metadata?.uid, 'the durable ownership record');
     assert.equal(pid.status?.clientId, identity.clientId);
     assert.equal(pid.status?.principalId, identity.principalId);
     assert.equal(pid.status?.tenantId, env.emu.tenantId);
@@ -86,14 +88,14 @@ describe('operator e2e', () => {
     }, { timeoutMs: 30_000, intervalMs: 200 });
     const pid = await ready('web');
     assert.equal(pid.status?.observedGeneration, 2);
-    assert.equal(identityNamed(`${env.namespace}-web`)?.clientId, before.status?.clientId, 'same identity, updated in place');
+    assert.equal(identityNamed(defaultIdentityName(env.namespace, 'web'))?.clientId, before.status?.clientId, 'same identity, updated in place');
   });
 
   it('deletes Azure resources with deletionPolicy Delete, then the finalizer comes off', async () => {
     const pid = (await getPodIdentity(env, 'web'))!;
     await deletePodIdentity(env, 'web');
     await waitFor('PodIdentity gone', async () => !(await getPodIdentity(env, 'web')), { timeoutMs: 30_000, intervalMs: 200 });
-    assert.equal(identityNamed(`${env.namespace}-web`), undefined);
+    assert.equal(identityNamed(defaultIdentityName(env.namespace, 'web')), undefined);
     assert.deepEqual(assignmentsOf(pid.status!.principalId!), []);
   });
 
@@ -102,7 +104,7 @@ describe('operator e2e', () => {
     const pid = await ready('kept');
     await deletePodIdentity(env, 'kept');
     await waitFor('PodIdentity gone', async () => !(await getPodIdentity(env, 'kept')), { timeoutMs: 30_000, intervalMs: 200 });
-    const identity = identityNamed(`${env.namespace}-kept`);
+    const identity = identityNamed(defaultIdentityName(env.namespace, 'kept'));
     assert.ok(identity);
     assert.equal(assignmentsOf(pid.status!.principalId!).length, 1);
     assert.equal(env.emu.state.federatedCredentials(identity.id).length, 1);
@@ -115,7 +117,7 @@ describe('operator e2e', () => {
       return condition(pid, 'Ready')?.reason === 'PolicyDenied' ? pid : undefined;
     }, { timeoutMs: 30_000, intervalMs: 200 });
     assert.equal(condition(denied, 'Ready')?.message, `roleAssignments[1]: role "Owner" is not allowed in namespace "${env.namespace}" by any PodIdentityPolicy`);
-    assert.equal(identityNamed(`${env.namespace}-greedy`), undefined, 'no identity created');
+    assert.equal(identityNamed(defaultIdentityName(env.namespace, 'greedy')), undefined, 'no identity created');
     // Events are posted in the background: the status can be there first.
     await waitFor('PolicyDenied Event', async () => {
       const events = await env.core.listNamespacedEvent({ namespace: env.namespace, fieldSelector: 'involvedObject.name=greedy' });
@@ -176,6 +178,6 @@ describe('operator e2e', () => {
     await deletePodIdentity(env, 'batch');
     await waitFor('PodIdentity gone', async () => !(await getPodIdentity(env, 'batch')), { timeoutMs: 30_000, intervalMs: 200 });
     assert.deepEqual(onA(), [kubelet.id], 'only the foreign identity is left');
-    assert.equal(identityNamed(`${env.namespace}-batch`), undefined);
+    assert.equal(identityNamed(defaultIdentityName(env.namespace, 'batch')), undefined);
   });
 });

@@ -73,7 +73,7 @@ describe('README commands', () => {
     assert.ok(elapsed < 180_000, `ready in ${elapsed} ms`);
     assert.match(output, /rgapi\s+rgapi\s+True\s+Ready\s+Federated/);
     assert.match(output, /ip netns exec podid-rgapi-rgapi curl -s -H Metadata:true 'http:\/\/169\.254\.169\.254\/metadata\/identity\/oauth2\/token\?api-version=2018-02-01&resource=https:\/\/management\.azure\.com\/'/);
-    assert.match(output, /"xms_mirid": "\/subscriptions\/.*\/userAssignedIdentities\/rgapi-rgapi"/);
+    assert.match(output, /"xms_mirid": "\/subscriptions\/.*\/userAssignedIdentities\/rgapi_rgapi"/);
     assert.match(output, /listed resource groups through ARM: .*podid-demo/);
     assert.match(output, /NODE_EXTRA_CA_CERTS=\S+ca\.pem/);
     const kubeconfig = /KUBECONFIG=(\S+) kubectl get pid -A/.exec(output)?.[1];

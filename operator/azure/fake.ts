@@ -170,9 +170,11 @@ export class FakeAzure implements AzureClients {
       await this.enter('roleAssignments.delete');
       this.assignments.delete(normalizeId(`${scope}/providers/Microsoft.Authorization/roleAssignments/${name}`));
     },
-    listForPrincipal: async (principalId) => {
+    listForPrincipal: async (principalId: string, subscriptionId: string = this.subscriptionId) => {
       await this.enter('roleAssignments.list');
-      return [...this.assignments.values()].filter((a) => a.principalId === principalId).map((a) => ({ ...a }));
+      // Like ARM: one subscription per list.
+      const under = `/subscriptions/${subscriptionId.toLowerCase()}`;
+      return [...this.assignments.values()].filter((a) => a.principalId === principalId && normalizeId(a.scope).startsWith(under)).map((a) => ({ ...a }));
     },
   };
 

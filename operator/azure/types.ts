@@ -64,8 +64,8 @@ export interface RoleClient {
   ensure(name: string, scope: string, roleDefinitionId: string, principalId: string): Promise<RoleAssignment>;
   /** Already gone counts as success. */
   delete(scope: string, name: string): Promise<void>;
-  /** Every assignment of the principal in the subscription. */
-  listForPrincipal(principalId: string): Promise<RoleAssignment[]>;
+  /** Every assignment of the principal in one subscription (ARM lists per subscription). */
+  listForPrincipal(principalId: string, subscriptionId: string): Promise<RoleAssignment[]>;
 }
 
 export interface ScaleSetIdentities {

@@ -32,7 +32,7 @@ export interface MigrateOptions {
 }
 
 export interface MigrateResult {
-  /** Multi-document YAML: PodIdentities, then the exceptions ConfigMap, then a suggested policy (commented). */
+  /** Multi-document YAML: PodIdentities, then the exceptions ConfigMap, then one suggested policy per namespace (commented). */
   output: string;
   /** What could not be carried over, or needs a human decision. */
   warnings: string[];
@@ -136,7 +136,7 @@ export function migrate(yamlText: string, options: MigrateOptions = {}): Migrate
   }
   for (const o of legacy.ignored) warnings.push(`${describeOrigin(o)}: ignored: not an aad-pod-identity configuration object`);
   if (podIdentities.length > 0) {
-    warnings.push('adopting existing identities needs a PodIdentityPolicy that allows them; the output ends with a suggested one, commented out, for a cluster admin to review');
+    warnings.push('adopting existing identities needs a PodIdentityPolicy that allows them; the output ends with suggested ones (one per namespace, allowing only its own identities), commented out, for a cluster admin to review');
   }
 
   return { output: render(podIdentities, exceptions, mode), warnings, podIdentities };
@@ -180,26 +180,36 @@ function render(podIdentities: PodIdentity[], exceptions: MigratedException[], m
   return text;
 }
 
-/** A PodIdentityPolicy that allows exactly what the output adopts, as YAML comments: granting it is an admin's call. */
+/**
+ * One PodIdentityPolicy per namespace, each allowing only the identities that namespace's own PodIdentities
+ * adopt, as YAML comments: granting them is an admin's call. One policy for all namespaces would let every
+ * migrated namespace adopt every migrated identity.
+ */
 function suggestedPolicy(podIdentities: PodIdentity[]): string {
-  const namespaces = [...new Set(podIdentities.map((p) => p.metadata.namespace ?? 'default'))].sort();
-  const ids = [...new Set(podIdentities.map((p) => p.spec.identity.existing?.resourceId ?? ''))].sort();
-  const policy = new Document({
-    apiVersion: API_VERSION,
-    kind: 'PodIdentityPolicy',
-    metadata: { name: 'migrated-from-aad-pod-identity' },
-    spec: {
-      namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] },
-      allowedExistingIdentities: ids,
-      allowedModes: [...new Set(podIdentities.map((p) => p.spec.mode ?? 'Node'))],
-    },
+  const byNamespace = new Map<string, PodIdentity[]>();
+  for (const p of podIdentities) {
+    const ns = p.metadata.namespace ?? 'default';
+    byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), p]);
+  }
+  const bodies = [...byNamespace.keys()].sort().map((ns) => {
+    const own = byNamespace.get(ns) ?? [];
+    const policy = new Document({
+      apiVersion: API_VERSION,
+      kind: 'PodIdentityPolicy',
+      metadata: { name: `migrated-from-aad-pod-identity-${ns}` },
+      spec: {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+        allowedExistingIdentities: [...new Set(own.map((p) => p.spec.identity.existing?.resourceId ?? ''))].sort(),
+        allowedModes: [...new Set(own.map((p) => p.spec.mode ?? 'Node'))],
+      },
+    });
+    return policy.toString({ lineWidth: 0 }).trimEnd().split('\n').map((l) => `# ${l}`).join('\n');
   });
-  const body = policy.toString({ lineWidth: 0 }).trimEnd().split('\n').map((l) => `# ${l}`).join('\n');
   return [
     '---',
-    '# Suggested PodIdentityPolicy (review, uncomment and apply as a cluster admin): it lets the namespaces above',
-    '# adopt exactly these identities. Role assignments made outside Kubernetes stay as they are.',
-    body,
+    '# Suggested PodIdentityPolicies (review, uncomment and apply as a cluster admin): one per namespace above, each',
+    '# adopting exactly that namespace\'s identities. Role assignments made outside Kubernetes stay as they are.',
+    bodies.join('\n# ---\n'),
     '',
   ].join('\n');
 }

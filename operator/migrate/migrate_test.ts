@@ -114,10 +114,25 @@ describe('migrate: representative inputs', () => {
     const { output } = migrate(docs(identity('orders'), binding('b', 'orders', 'orders')));
     const tail = output.slice(output.lastIndexOf('---'));
     assert.match(tail, /^# kind: PodIdentityPolicy$/m);
-    const policy = parse(tail.split('\n').filter((l) => l.startsWith('# ') && !l.startsWith('# Suggested') && !l.startsWith('# adopt')).map((l) => l.slice(2)).join('\n'));
+    const policy = parse(tail.split('\n').filter((l) => l.startsWith('# ') && !/^# (Suggested|adopt|identities)/.test(l)).map((l) => l.slice(2)).join('\n'));
     assert.deepEqual(policy.spec.allowedExistingIdentities, [idOf('orders')]);
-    assert.deepEqual(policy.spec.namespaceSelector.matchExpressions[0].values, ['apps']);
+    assert.deepEqual(policy.spec.namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': 'apps' });
     assert.equal(objectsOf(output).filter((o) => o.kind === 'PodIdentityPolicy').length, 0, 'never applied by accident');
+  });
+
+  test('migration policy too broad: one suggested policy per namespace, each allowing only that namespace\'s own identities', () => {
+    const { output } = migrate(docs(identity('orders'), binding('b', 'orders', 'orders'), identity('billing', 'finance'), binding('b2', 'billing', 'billing', 'finance')));
+    const tail = output.slice(output.indexOf('# Suggested'));
+    const policies = tail
+      .split(/^# ---$/m)
+      .map((chunk) => chunk.split('\n').filter((l) => l.startsWith('# ') && !/^# (Suggested|adopt|identities)/.test(l)).map((l) => l.slice(2)).join('\n'))
+      .filter((yaml) => /kind: PodIdentityPolicy/.test(yaml))
+      .map((yaml) => parse(yaml));
+    assert.equal(policies.length, 2, 'one policy per namespace');
+    const byNs = new Map(policies.map((p) => [p.spec.namespaceSelector.matchLabels['kubernetes.io/metadata.name'], p]));
+    assert.deepEqual(byNs.get('apps')?.spec.allowedExistingIdentities, [idOf('orders')]);
+    assert.deepEqual(byNs.get('finance')?.spec.allowedExistingIdentities, [idOf('billing')]);
+    assert.notEqual(byNs.get('apps')?.metadata.name, byNs.get('finance')?.metadata.name);
   });
 
   test('--mode Federated', () => {

@@ -15,11 +15,27 @@ function sanitize(s: string): string {
 }
 
 /**
- * The default Azure name of a PodIdentity's managed identity: `<namespace>-<name>`, limited to Azure's rules
- * (3–128 chars of `[A-Za-z0-9-_]`, starting with a letter or digit). When characters had to be replaced or the
- * name truncated, a short hash of the original keeps distinct PodIdentities distinct.
+ * The default Azure name of a PodIdentity's managed identity: `<namespace>_<name>` with the name's dots written
+ * as `_`. Collision-free: a namespace is a DNS label (`[a-z0-9-]`, at most 63) and a name a DNS subdomain
+ * (`[a-z0-9.-]`), so neither holds `_`, the first `_` ends the namespace, and `.`→`_` is one-to-one on the
+ * name's alphabet. Only a name that would exceed Azure's 128 characters (or any input outside those alphabets)
+ * is cut and given a 16-hex-digit hash of `<namespace>/<name>`; such a clash would in any case be refused by the
+ * ownership tags, never taken over.
  */
 export function defaultIdentityName(namespace: string, name: string): string {
+  const raw = `${namespace}_${name.replace(/\./g, '_')}`;
+  if (/^[a-z0-9][a-z0-9-]*_[a-z0-9_-]+$/.test(raw) && !namespace.includes('_') && raw.length <= IDENTITY_MAX) return raw;
+  const hash = shortHash(`${namespace}/${name}`, 16);
+  const cut = sanitize(raw).replace(/^[^A-Za-z0-9]+/, '').slice(0, IDENTITY_MAX - hash.length - 1);
+  return `${cut}-${hash}`.replace(/^-/, 'x');
+}
+
+/**
+ * The default name before it became collision-free (`<namespace>-<name>`: `a`/`b-web` and `a-b`/`web` shared
+ * one). Identities created under it are still used, but only when their `podidentity-uid` tag proves they were
+ * created for the very PodIdentity asking.
+ */
+export function legacyIdentityName(namespace: string, name: string): string {
   const raw = `${namespace}-${name}`;
   let out = sanitize(raw).replace(/^[^A-Za-z0-9]+/, '');
   const changed = out !== raw;

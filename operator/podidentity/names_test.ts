@@ -1,25 +1,35 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { roleAssignmentName } from '../azure/ids.js';
-import { defaultIdentityName, federatedCredentialName, serviceAccountSubject } from './names.js';
+import { defaultIdentityName, legacyIdentityName, federatedCredentialName, serviceAccountSubject } from './names.js';
 
 const AZURE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$/;
 
 describe('deterministic names', () => {
-  it('identity names are <namespace>-<name> when that is already valid', () => {
-    assert.equal(defaultIdentityName('team-a', 'web'), 'team-a-web');
+  it('identity names are <namespace>_<name> when that is already valid', () => {
+    assert.equal(defaultIdentityName('team-a', 'web'), 'team-a_web');
   });
 
-  it('sanitises, truncates with a hash, and keeps different PodIdentities apart', () => {
+  it('ambiguous default identity names: namespace a name b-web and namespace a-b name web get different names', () => {
+    assert.notEqual(defaultIdentityName('a', 'b-web'), defaultIdentityName('a-b', 'web'));
+    assert.notEqual(defaultIdentityName('a', 'b.web'), defaultIdentityName('a', 'b-web'));
+    assert.notEqual(defaultIdentityName('a.b', 'web'), defaultIdentityName('a', 'b_web'));
+    for (const [ns, n] of [['a', 'b-web'], ['a-b', 'web'], ['a', 'b.web'], ['a', 'b']]) assert.match(defaultIdentityName(ns!, n!), AZURE_NAME);
+  });
+
+  it('keeps long names within Azure limits, distinct and stable', () => {
     const dotted = defaultIdentityName('team-a', 'web.v2');
-    assert.match(dotted, AZURE_NAME);
-    assert.match(dotted, /^team-a-web-v2-[0-9a-f]{8}$/);
-    assert.notEqual(dotted, defaultIdentityName('team-a', 'web-v2'));
+    assert.equal(dotted, 'team-a_web_v2');
     const long = defaultIdentityName('n'.repeat(63), 'x'.repeat(253));
     assert.match(long, AZURE_NAME);
     assert.equal(long.length, 128);
     assert.notEqual(long, defaultIdentityName('n'.repeat(63), 'x'.repeat(252) + 'y'));
     assert.equal(long, defaultIdentityName('n'.repeat(63), 'x'.repeat(253)));
+  });
+
+  it('legacy names stay what they were, for adopting identities created before', () => {
+    assert.equal(legacyIdentityName('team-a', 'web'), 'team-a-web');
+    assert.match(legacyIdentityName('team-a', 'web.v2'), /^team-a-web-v2-[0-9a-f]{8}$/);
   });
 
   it('federated credential names are valid, stable and distinct per subject', () => {

@@ -3,8 +3,9 @@ import { describe, it } from 'node:test';
 import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { ThrottledError } from '../azure/errors.js';
 import { identityResourceId, roleAssignmentName, scaleSetResourceId } from '../azure/ids.js';
-import { federatedCredentialName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE } from './names.js';
+import { defaultIdentityName, federatedCredentialName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
 import { harness, SUB } from './testing.js';
+import { keysSelecting } from './watches.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
 const READER = `/subscriptions/${SUB}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7`;
@@ -28,7 +29,7 @@ describe('PodIdentity reconciler', () => {
 
     const pid = world.pids.get('team/web')!;
     assert.deepEqual(pid.metadata.finalizers, [FINALIZER]);
-    const id = identityResourceId(SUB, 'pods', 'team-web');
+    const id = identityResourceId(SUB, 'pods', defaultIdentityName('team', 'web'));
     const identity = azure.identitiesById.get(id.toLowerCase())!;
     assert.ok(identity, 'identity created under the default name');
     assert.equal(identity.tags[TAG_MANAGED_BY], MANAGED_BY);
@@ -193,7 +194,7 @@ describe('PodIdentity reconciler', () => {
 
   it('refuses to take over an identity whose tags name another PodIdentity', async () => {
     const { world, azure, settle } = harness();
-    azure.seedIdentity(identityResourceId(SUB, 'pods', 'team-web'), { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'other', [TAG_NAME]: 'thing' });
+    azure.seedIdentity(identityResourceId(SUB, 'pods', defaultIdentityName('team', 'web')), { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'other', [TAG_NAME]: 'thing' });
     world.create('team', 'web', { identity: { managed: {} } });
     await settle('team/web');
     const pid = world.pids.get('team/web')!;
@@ -232,7 +233,7 @@ describe('PodIdentity reconciler', () => {
     world.create('team', 'web', { identity: { managed: {} } });
     azure.failNext('identities.get', new ThrottledError('slow down', 'identities.get', 7000));
     assert.deepEqual(await reconciler.reconcile('team/web'), { requeueAfterMs: 7000 });
-    assert.deepEqual(world.pids.get('team/web')!.metadata.finalizers, [FINALIZER]);
+    assert.equal(world.pids.get('team/web')!.metadata.finalizers, undefined, 'no finalizer before ownership is established');
     assert.equal(azure.callsOf('identities.createOrUpdate'), 0);
     // An event re-enqueues the key at once: still no Azure call until Retry-After has passed.
     const callsBefore = azure.calls.length;
@@ -257,11 +258,12 @@ describe('PodIdentity reconciler', () => {
   it('an identity that already exists is still read in full: stale credentials and assignments of ours are removed', async () => {
     const { world, azure, settle } = harness();
     world.policyList = [allowAll()];
-    const id = identityResourceId(SUB, 'pods', 'team-web');
-    const identity = azure.seedIdentity(id, { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'team', [TAG_NAME]: 'web' });
+    const id = identityResourceId(SUB, 'pods', defaultIdentityName('team', 'web'));
+    const pid = world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
+    // Created for this very PodIdentity (its uid) by an earlier reconcile that crashed before writing status.
+    const identity = azure.seedIdentity(id, { [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: 'team', [TAG_NAME]: 'web', [TAG_UID]: pid.metadata.uid! });
     await azure.federatedCredentials.ensure(id, { name: federatedCredentialName('system:serviceaccount:team:old'), issuer: 'https://issuer.example', subject: 'system:serviceaccount:team:old', audiences: [] });
     await azure.roles.ensure(roleAssignmentName(identity.principalId, READER, RG('other')), RG('other'), READER, identity.principalId);
-    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
     await settle('team/web');
     assert.deepEqual(azure.fics.get(id.toLowerCase())?.map((f) => f.subject), ['system:serviceaccount:team:app']);
     assert.deepEqual([...azure.assignments.values()].map((a) => a.scope), [RG('data')]);
@@ -292,16 +294,16 @@ describe('PodIdentity reconciler', () => {
   });
 
   it('maps a pod to the PodIdentity its label names and to PodIdentities whose own selector matches it', async () => {
-    const { world, reconciler, settle } = harness();
+    const { world, settle } = harness();
     world.create('team', 'web', { identity: { managed: {} } });
     world.create('team', 'by-app', { identity: { managed: {} }, selector: { matchLabels: { app: 'shop' } } });
     world.create('team', 'shop', { identity: { managed: {} }, selector: { matchLabels: { tier: 'none' } } }); // named by a label, but has its own selector
     world.create('other', 'web', { identity: { managed: {} } });
     const pod = (labels: Record<string, string>) => ({ metadata: { namespace: 'team', name: 'p', labels } });
-    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'web' })), ['team/web']);
-    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'web', app: 'shop' })).sort(), ['team/by-app', 'team/web']);
-    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'shop' })), []);
-    assert.deepEqual(reconciler.keysSelecting(pod({ 'podidentity.dev/identity': 'missing' })), []);
+    assert.deepEqual(keysSelecting(world, pod({ 'podidentity.dev/identity': 'web' })), ['team/web']);
+    assert.deepEqual(keysSelecting(world, pod({ 'podidentity.dev/identity': 'web', app: 'shop' })).sort(), ['team/by-app', 'team/web']);
+    assert.deepEqual(keysSelecting(world, pod({ 'podidentity.dev/identity': 'shop' })), []);
+    assert.deepEqual(keysSelecting(world, pod({ 'podidentity.dev/identity': 'missing' })), []);
     world.addPod('team', 'a', { app: 'shop' }, { serviceAccountName: 'sa-app' });
     world.addPod('team', 'b', { 'podidentity.dev/identity': 'web' }, { serviceAccountName: 'sa-web' });
     await settle('team/web', 'team/by-app');
@@ -309,7 +311,7 @@ describe('PodIdentity reconciler', () => {
     assert.deepEqual(world.pids.get('team/by-app')!.status?.federatedCredentials?.map((f) => f.subject), ['system:serviceaccount:team:sa-app']);
   });
 
-  it('adds the finalizer and converges in one pass, reading the identity meanwhile', async () => {
+  it('reads the identity, adds the finalizer and converges in one pass', async () => {
     const { world, azure, reconciler } = harness();
     world.policyList = [allowAll()];
     world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }], serviceAccounts: ['app'] });
@@ -405,7 +407,7 @@ describe('Node mode and scale-set batching', () => {
     restarted.world.delete('team/id1');
     await restarted.settle('team/id1');
     const after = restarted.azure.scaleSetState;
-    const id1 = identityResourceId(SUB, 'pods', 'team-id1');
+    const id1 = identityResourceId(SUB, 'pods', defaultIdentityName('team', 'id1'));
     assert.equal(after.get(ssA.toLowerCase())!.userAssigned.includes(id1), false);
     assert.equal(after.get(ssB.toLowerCase())!.userAssigned.includes(id1), false);
     assert.ok(after.get(ssA.toLowerCase())!.userAssigned.includes(foreign), 'foreign identity untouched');

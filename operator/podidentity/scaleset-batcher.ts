@@ -30,7 +30,7 @@ export interface ScaleSetBatcherOptions {
   windowMs: number;
   logger?: Logger;
   metrics?: Pick<OperatorMetrics, 'scaleSetPatches'>;
-  /** Called after a scale set converged (or failed) with the PodIdentity keys that care about it. */
+  /** Called after a scale set converged (or failed) with the PodIdentity keys that care about it (see also `onSettled`). */
   onSettled?: (keys: string[]) => void;
   /**
    * Demands of PodIdentities not (yet) registered since this process started, read from their recorded status.
@@ -68,8 +68,16 @@ export class ScaleSetBatcher {
   private readonly demands = new Map<string, Demand>();
   private readonly entries = new Map<string, ScaleSetEntry>();
   private stopped = false;
+  private readonly settledListeners: ((keys: string[]) => void)[] = [];
 
-  constructor(private readonly opts: ScaleSetBatcherOptions) {}
+  constructor(private readonly opts: ScaleSetBatcherOptions) {
+    if (opts.onSettled) this.settledListeners.push(opts.onSettled);
+  }
+
+  /** Subscribes to settled scale sets: `listener` gets the PodIdentity keys that care about each one. */
+  onSettled(listener: (keys: string[]) => void): void {
+    this.settledListeners.push(listener);
+  }
 
   /**
    * Records what PodIdentity `key` needs (an empty list withdraws it). Schedules a flush of every scale set
@@ -101,6 +109,13 @@ export class ScaleSetBatcher {
       ...(e.error ? { error: e.error } : {}),
       ...(e.limited.has(id) ? { limitExceeded: true } : {}),
     };
+  }
+
+  /** Whether a PodIdentity other than `exceptKey` demands `identityId` on this scale set. */
+  demandedByOthers(scaleSetId: string, identityId: string, exceptKey: string): boolean {
+    const target = normalizeId(scaleSetId);
+    const id = normalizeId(identityId);
+    return this.allDemands().some((d) => d.key !== exceptKey && normalizeId(d.identityId) === id && d.scaleSets.some((s) => normalizeId(s) === target));
   }
 
   /** Whether this scale set has been scheduled or flushed by this process. */
@@ -151,12 +166,16 @@ export class ScaleSetBatcher {
     e.timer.unref?.();
   }
 
+  /** Registered demands, plus recorded ones of PodIdentities not registered since this process started. */
+  private allDemands(): Demand[] {
+    const registered = new Set(this.demands.keys());
+    return [...this.demands.values(), ...(this.opts.recordedDemands?.() ?? []).filter((d) => !registered.has(d.key))];
+  }
+
   private desiredFor(scaleSetId: string): Set<string> {
     const target = normalizeId(scaleSetId);
     const out = new Set<string>();
-    const registered = new Set(this.demands.keys());
-    const all = [...this.demands.values(), ...(this.opts.recordedDemands?.() ?? []).filter((d) => !registered.has(d.key))];
-    for (const d of all) if (d.identityId && d.scaleSets.some((s) => normalizeId(s) === target)) out.add(d.identityId);
+    for (const d of this.allDemands()) if (d.identityId && d.scaleSets.some((s) => normalizeId(s) === target)) out.add(d.identityId);
     return out;
   }
 
@@ -185,7 +204,7 @@ export class ScaleSetBatcher {
       const keys = [...e.interested];
       e.interested.clear();
       for (const [key, d] of this.demands) if (d.scaleSets.some((s) => normalizeId(s) === normalizeId(e.id))) e.interested.add(key);
-      this.opts.onSettled?.(keys);
+      for (const listener of this.settledListeners) listener(keys);
     }
   }
 

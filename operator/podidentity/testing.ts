@@ -5,6 +5,7 @@ import { MemoryOwnershipStore } from './ownership.js';
 import type { ClusterView, EventType, PodIdentityWriter, SlimNode, SlimPod } from './ports.js';
 import { PodIdentityReconciler, type ReconcilerSettings } from './reconciler.js';
 import { ScaleSetBatcher } from './scaleset-batcher.js';
+import { recordedDemands } from './scalesets.js';
 
 export const SUB = '00000000-0000-4000-8000-000000000001';
 
@@ -106,23 +107,24 @@ export function harness(settings: Partial<ReconcilerSettings> = {}) {
   const azure = new FakeAzure(SUB);
   const ownership = new MemoryOwnershipStore();
   const settled: string[] = [];
-  const late: { reconciler?: PodIdentityReconciler } = {};
+  const clock = () => new Date();
   const batcher = new ScaleSetBatcher({
+    now: () => clock().getTime(),
     scaleSets: azure.scaleSets,
     ownership,
     windowMs: 5,
-    onSettled: (keys) => settled.push(...keys),
-    recordedDemands: () => late.reconciler?.recordedDemands() ?? [],
+    recordedDemands: () => recordedDemands(world),
   });
+  batcher.onSettled((keys) => settled.push(...keys));
   const reconciler = new PodIdentityReconciler({
     view: world,
     writer: world,
     azure,
     batcher,
     ownership,
+    now: clock,
     settings: { subscriptionId: SUB, defaultResourceGroup: 'pods', location: 'eastus', defaultMode: 'Federated', oidcIssuer: 'https://issuer.example', batchWindowMs: 5, ...settings },
   });
-  late.reconciler = reconciler;
   const r = reconciler;
   /** Reconciles `keys` until nothing is requeued and the batcher is idle (like the controller would). */
   async function settle(...keys: string[]): Promise<void> {

@@ -25,14 +25,27 @@ export interface PolicyInput {
   roleInfo?: ReadonlyMap<string, RoleInfo>;
 }
 
+/**
+ * What the policies decided, one field per kind of denial, each holding the message that names the offending
+ * entry. Callers act on the fields; `violations()` is only for display.
+ */
 export interface PolicyDecision {
   allowed: boolean;
-  /** One message per offending entry, each naming it. */
-  violations: string[];
-  /** Indexes into spec.roleAssignments that no policy allows. */
-  deniedRoles: number[];
+  /** The namespace's labels are not known yet: it matches no policy and nothing is allowed until they are. */
+  namespaceUnknown?: string;
+  /** The effective mode is not allowed. */
+  mode?: string;
+  /** The identity (`identity.existing`, or a managed identity's resource group) is not allowed. */
+  identity?: string;
+  /** Denied `spec.roleAssignments` entries, by index. */
+  roles: ReadonlyMap<number, string>;
   /** Names of the policies that select the namespace. */
   policies: string[];
+}
+
+/** Every denial message, in spec order, for conditions, Events and logs. */
+export function violations(d: PolicyDecision): string[] {
+  return [d.namespaceUnknown, d.mode, d.identity, ...[...d.roles.entries()].sort(([a], [b]) => a - b).map(([, m]) => m)].filter((m): m is string => !!m);
 }
 
 const GUID_AT_END = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
@@ -73,28 +86,33 @@ const allowsScope = (policy: PodIdentityPolicy, scope: string): boolean => (poli
  */
 export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   const ns = input.namespace;
-  const matching = input.policies.filter((p) => matchesSelector(p.spec.namespaceSelector ?? {}, input.namespaceLabels));
+  if (input.namespaceLabels === undefined) {
+    // A selector cannot be tested against labels nobody has seen: fail closed until the namespace is in the cache.
+    const namespaceUnknown = `namespace "${ns}" is not known to the operator yet: no PodIdentityPolicy can match it until its labels are`;
+    return { allowed: false, namespaceUnknown, roles: new Map(), policies: [] };
+  }
+  const labels = input.namespaceLabels;
+  const matching = input.policies.filter((p) => matchesSelector(p.spec.namespaceSelector ?? {}, labels));
   const names = matching.map((p) => p.metadata.name ?? '');
-  const violations: string[] = [];
-  const deniedRoles: number[] = [];
+  const decision: { mode?: string; identity?: string; roles: Map<number, string> } = { roles: new Map() };
   const byAny = `in namespace "${ns}" by any PodIdentityPolicy`;
 
   // Mode: omitted allowedModes allows both; no matching policy allows both.
   if (matching.length > 0 && !matching.some((p) => !p.spec.allowedModes || p.spec.allowedModes.includes(input.mode))) {
-    violations.push(`mode: "${input.mode}" is not allowed ${byAny}`);
+    decision.mode = `mode: "${input.mode}" is not allowed ${byAny}`;
   }
 
   const existing = input.spec.identity.existing;
   if (existing) {
     if (!matching.some((p) => (p.spec.allowedExistingIdentities ?? []).some((pattern) => matchesPathPattern(pattern, existing.resourceId)))) {
-      violations.push(`identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`);
+      decision.identity = `identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`;
     }
   } else {
     const rg = input.managedResourceGroup ?? input.defaultResourceGroup;
     if (rg.toLowerCase() !== input.defaultResourceGroup.toLowerCase()) {
       const rgScope = `/subscriptions/${input.subscriptionId}/resourceGroups/${rg}`;
       if (!matching.some((p) => allowsScope(p, rgScope))) {
-        violations.push(`identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`);
+        decision.identity = `identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`;
       }
     }
   }
@@ -102,14 +120,9 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   (input.spec.roleAssignments ?? []).forEach((ra, index) => {
     const info = input.roleInfo?.get(ra.role);
     const roleAllowed = matching.filter((p) => allowsRole(p, ra.role, info));
-    if (roleAllowed.length === 0) {
-      violations.push(`roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`);
-      deniedRoles.push(index);
-    } else if (!roleAllowed.some((p) => allowsScope(p, ra.scope))) {
-      violations.push(`roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`);
-      deniedRoles.push(index);
-    }
+    if (roleAllowed.length === 0) decision.roles.set(index, `roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`);
+    else if (!roleAllowed.some((p) => allowsScope(p, ra.scope))) decision.roles.set(index, `roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`);
   });
 
-  return { allowed: violations.length === 0, violations, deniedRoles, policies: names };
+  return { allowed: !decision.mode && !decision.identity && decision.roles.size === 0, ...decision, policies: names };
 }

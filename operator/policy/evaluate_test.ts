@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PodIdentityPolicy, PodIdentityPolicySpec, PodIdentitySpec } from '../../lib/api/types.js';
-import { evaluatePolicy, type PolicyInput } from './evaluate.js';
+import { evaluatePolicy, violations, type PolicyInput } from './evaluate.js';
 import { matchesPathPattern } from './patterns.js';
 
 const SUB = '00000000-0000-4000-8000-000000000001';
@@ -62,11 +62,11 @@ describe('evaluatePolicy', () => {
     assert.equal(evaluatePolicy(input({ identity: { managed: { resourceGroup: 'pods' } } }, [])).allowed, true);
     const withRole = evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('x') }] }, [otherTeam]));
     assert.equal(withRole.allowed, false);
-    assert.deepEqual(withRole.violations, ['roleAssignments[0]: role "Reader" is not allowed in namespace "team-a" by any PodIdentityPolicy']);
+    assert.deepEqual(violations(withRole), ['roleAssignments[0]: role "Reader" is not allowed in namespace "team-a" by any PodIdentityPolicy']);
     const otherRg = evaluatePolicy(input({}, [], { managedResourceGroup: 'elsewhere' }));
-    assert.match(otherRg.violations[0] ?? '', /^identity\.managed\.resourceGroup: "elsewhere"/);
+    assert.match(violations(otherRg)[0] ?? '', /^identity\.managed\.resourceGroup: "elsewhere"/);
     const existing = evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('identities', 'team-a-x') } } }, []));
-    assert.match(existing.violations[0] ?? '', /^identity\.existing\.resourceId: /);
+    assert.match(violations(existing)[0] ?? '', /^identity\.existing\.resourceId: /);
   });
 
   it('names the offending role entry by index', () => {
@@ -74,8 +74,8 @@ describe('evaluatePolicy', () => {
       input({ roleAssignments: [{ role: 'Reader', scope: RG('team-a-data') }, { role: 'Owner', scope: RG('team-a-data') }] }, [teamA], { namespace: 'x' }),
     );
     assert.equal(d.allowed, false);
-    assert.deepEqual(d.deniedRoles, [1]);
-    assert.deepEqual(d.violations, ['roleAssignments[1]: role "Owner" is not allowed in namespace "x" by any PodIdentityPolicy']);
+    assert.deepEqual([...d.roles.keys()], [1]);
+    assert.deepEqual(violations(d), ['roleAssignments[1]: role "Owner" is not allowed in namespace "x" by any PodIdentityPolicy']);
     assert.deepEqual(d.policies, ['team-a']);
   });
 
@@ -92,7 +92,7 @@ describe('evaluatePolicy', () => {
     for (const [scope, allowed] of table) {
       const d = evaluatePolicy(input({ roleAssignments: [{ role: 'reader', scope }] }, [teamA]));
       assert.equal(d.allowed, allowed, scope);
-      if (!allowed) assert.equal(d.violations[0], `roleAssignments[0]: scope "${scope}" is not allowed for role "reader" in namespace "team-a" by any PodIdentityPolicy`);
+      if (!allowed) assert.equal(violations(d)[0], `roleAssignments[0]: scope "${scope}" is not allowed for role "reader" in namespace "team-a" by any PodIdentityPolicy`);
     }
   });
 
@@ -113,18 +113,28 @@ describe('evaluatePolicy', () => {
     assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('prod') }] }, [roles, scopes])).allowed, true);
     const mixed = evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('prod') }] }, [roles, scopes]));
     assert.equal(mixed.allowed, false);
-    assert.match(mixed.violations[0] ?? '', /scope ".*prod" is not allowed for role "Owner"/);
+    assert.match(violations(mixed)[0] ?? '', /scope ".*prod" is not allowed for role "Owner"/);
   });
 
-  it('"*" allows any role; an empty namespaceSelector selects every namespace', () => {
+  it('"*" allows any role; an empty namespaceSelector selects every known namespace', () => {
     const any = policy('any', { allowedRoles: ['*'], allowedScopes: [RG('x')] });
-    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('x') }] }, [any], { namespaceLabels: undefined })).allowed, true);
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('x') }] }, [any], { namespaceLabels: {} })).allowed, true);
+  });
+
+  it('unknown namespaces match no policy: a namespace whose labels are not known yet is denied until they are', () => {
+    const any = policy('any', { allowedRoles: ['*'], allowedScopes: [RG('x')] });
+    for (const spec of [{ roleAssignments: [{ role: 'Owner', scope: RG('x') }] }, {}]) {
+      const d = evaluatePolicy(input(spec, [any, teamA], { namespaceLabels: undefined }));
+      assert.equal(d.allowed, false);
+      assert.match(d.namespaceUnknown ?? '', /namespace "team-a" is not known/);
+      assert.deepEqual(d.policies, [], 'no policy matched');
+    }
   });
 
   it('checks modes; omitted allowedModes allows both', () => {
     assert.equal(evaluatePolicy(input({}, [teamA], { mode: 'Federated' })).allowed, true);
     const denied = evaluatePolicy(input({}, [teamA], { mode: 'Node' }));
-    assert.deepEqual(denied.violations, ['mode: "Node" is not allowed in namespace "team-a" by any PodIdentityPolicy']);
+    assert.deepEqual(violations(denied), ['mode: "Node" is not allowed in namespace "team-a" by any PodIdentityPolicy']);
     assert.equal(evaluatePolicy(input({}, [teamA, policy('modes', { allowedModes: ['Node'] })], { mode: 'Node' })).allowed, true);
     assert.equal(evaluatePolicy(input({}, [policy('nomodes', {})], { mode: 'Node' })).allowed, true);
   });
@@ -134,7 +144,7 @@ describe('evaluatePolicy', () => {
     assert.equal(evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('IDENTITIES', 'TEAM-A-API') } } }, [teamA])).allowed, true);
     const d = evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('identities', 'team-b-api') } } }, [teamA]));
     assert.equal(d.allowed, false);
-    assert.match(d.violations[0] ?? '', /team-b-api" is not allowed in namespace "team-a"/);
+    assert.match(violations(d)[0] ?? '', /team-b-api" is not allowed in namespace "team-a"/);
   });
 
   it('allows a managed identity outside the default resource group only within allowedScopes', () => {
@@ -147,7 +157,8 @@ describe('evaluatePolicy', () => {
     const d = evaluatePolicy(
       input({ roleAssignments: [{ role: 'Owner', scope: RG('x') }, { role: 'Reader', scope: RG('y') }], identity: { existing: { resourceId: IDENTITY('z', 'zz') } } }, [teamA], { mode: 'Node' }),
     );
-    assert.equal(d.violations.length, 4);
-    assert.deepEqual(d.deniedRoles, [0, 1]);
+    assert.equal(violations(d).length, 4);
+    assert.deepEqual([...d.roles.keys()], [0, 1]);
+    assert.ok(d.mode && d.identity, 'mode and identity denials are fields of their own');
   });
 });

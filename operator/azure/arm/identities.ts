@@ -25,24 +25,27 @@ function toIdentity(i: Identity, resourceGroup: string): AzureIdentity {
   };
 }
 
+/** An SDK client bound to one subscription: the identity's, taken from its resource id, never the operator's. */
+export type MsiClientFor = (subscriptionId: string) => ManagedServiceIdentityClient;
+
 export class ArmIdentityClient implements IdentityClient {
-  constructor(private readonly client: ManagedServiceIdentityClient, private readonly call: AzureCall) {}
+  constructor(private readonly clientFor: MsiClientFor, private readonly call: AzureCall) {}
 
   async ensure(resourceId: string, location: string, tags: Record<string, string>): Promise<AzureIdentity> {
     const p = partsOf(resourceId);
-    const result = await this.call('identities.createOrUpdate', () => this.client.userAssignedIdentities.createOrUpdate(p.resourceGroup, p.name, { location, tags }));
+    const result = await this.call('identities.createOrUpdate', () => this.clientFor(p.subscriptionId).userAssignedIdentities.createOrUpdate(p.resourceGroup, p.name, { location, tags }));
     return toIdentity(result, p.resourceGroup);
   }
 
   async get(resourceId: string): Promise<AzureIdentity> {
     const p = partsOf(resourceId);
-    return toIdentity(await this.call('identities.get', () => this.client.userAssignedIdentities.get(p.resourceGroup, p.name)), p.resourceGroup);
+    return toIdentity(await this.call('identities.get', () => this.clientFor(p.subscriptionId).userAssignedIdentities.get(p.resourceGroup, p.name)), p.resourceGroup);
   }
 
   async delete(resourceId: string): Promise<void> {
     const p = partsOf(resourceId);
     try {
-      await this.call('identities.delete', () => this.client.userAssignedIdentities.delete(p.resourceGroup, p.name));
+      await this.call('identities.delete', () => this.clientFor(p.subscriptionId).userAssignedIdentities.delete(p.resourceGroup, p.name));
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
@@ -53,13 +56,13 @@ export class ArmFederatedCredentialClient implements FederatedCredentialClient {
   /** Azure rejects concurrent FIC writes under one identity (409 ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity). */
   private readonly writes = new KeyedMutex();
 
-  constructor(private readonly client: ManagedServiceIdentityClient, private readonly call: AzureCall) {}
+  constructor(private readonly clientFor: MsiClientFor, private readonly call: AzureCall) {}
 
   async list(identityId: string): Promise<FederatedCredential[]> {
     const p = partsOf(identityId);
     return this.call('federatedCredentials.list', async () => {
       const out: FederatedCredential[] = [];
-      for await (const f of this.client.federatedIdentityCredentials.list(p.resourceGroup, p.name)) out.push(toCredential(f));
+      for await (const f of this.clientFor(p.subscriptionId).federatedIdentityCredentials.list(p.resourceGroup, p.name)) out.push(toCredential(f));
       return out;
     });
   }
@@ -68,7 +71,7 @@ export class ArmFederatedCredentialClient implements FederatedCredentialClient {
     const p = partsOf(identityId);
     await this.writes.run(identityId.toLowerCase(), () =>
       this.call('federatedCredentials.createOrUpdate', () =>
-        this.client.federatedIdentityCredentials.createOrUpdate(p.resourceGroup, p.name, credential.name, {
+        this.clientFor(p.subscriptionId).federatedIdentityCredentials.createOrUpdate(p.resourceGroup, p.name, credential.name, {
           issuer: credential.issuer,
           subject: credential.subject,
           audiences: credential.audiences.length ? credential.audiences : [TOKEN_EXCHANGE_AUDIENCE],
@@ -81,7 +84,7 @@ export class ArmFederatedCredentialClient implements FederatedCredentialClient {
     const p = partsOf(identityId);
     await this.writes.run(identityId.toLowerCase(), async () => {
       try {
-        await this.call('federatedCredentials.delete', () => this.client.federatedIdentityCredentials.delete(p.resourceGroup, p.name, name));
+        await this.call('federatedCredentials.delete', () => this.clientFor(p.subscriptionId).federatedIdentityCredentials.delete(p.resourceGroup, p.name, name));
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;
       }

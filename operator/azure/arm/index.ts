@@ -31,6 +31,17 @@ function lazy<T>(load: () => Promise<T>): () => Promise<T> {
   }));
 }
 
+/** One SDK client per subscription, made on first use: a resource is always addressed in its own subscription. */
+function perSubscription<T>(make: (subscriptionId: string) => T): (subscriptionId: string) => T {
+  const clients = new Map<string, T>();
+  return (subscriptionId) => {
+    const key = subscriptionId.toLowerCase();
+    let client = clients.get(key);
+    if (!client) clients.set(key, (client = make(subscriptionId)));
+    return client;
+  };
+}
+
 /**
  * The real Azure adapters, on the Azure SDKs. arm-compute and arm-containerservice are loaded on first use:
  * each holds tens of MB of generated code that a Federated-only operator with --oidc-issuer never runs.
@@ -38,14 +49,15 @@ function lazy<T>(load: () => Promise<T>): () => Promise<T> {
 export function createArmClients(opts: ArmClientsOptions): AzureClients {
   const call = instrumentedCall(opts.metrics);
   const clientOptions = armClientOptions(opts.endpoint);
-  const msi = new ManagedServiceIdentityClient(opts.credential, opts.subscriptionId, clientOptions);
-  const authz = new AuthorizationManagementClient(opts.credential, opts.subscriptionId, clientOptions);
-  const compute = lazy(async (): Promise<ComputeManagementClient> => new (await import('@azure/arm-compute')).ComputeManagementClient(opts.credential, opts.subscriptionId, clientOptions));
+  const msi = perSubscription((sub) => new ManagedServiceIdentityClient(opts.credential, sub, clientOptions));
+  const authz = perSubscription((sub) => new AuthorizationManagementClient(opts.credential, sub, clientOptions));
+  const computeFor = perSubscription((sub) => lazy(async (): Promise<ComputeManagementClient> => new (await import('@azure/arm-compute')).ComputeManagementClient(opts.credential, sub, clientOptions)));
+  const compute = (subscriptionId: string) => computeFor(subscriptionId)();
   const aks = lazy(async (): Promise<ContainerServiceClient> => new (await import('@azure/arm-containerservice')).ContainerServiceClient(opts.credential, opts.subscriptionId, clientOptions));
   return {
     identities: new ArmIdentityClient(msi, call),
     federatedCredentials: new ArmFederatedCredentialClient(msi, call),
-    roles: new ArmRoleClient(authz, opts.subscriptionId, call),
+    roles: new ArmRoleClient(authz(opts.subscriptionId), authz, opts.subscriptionId, call),
     scaleSets: new ArmScaleSetClient(compute, call, opts.pollIntervalMs),
     cluster: new ArmClusterClient(aks, call),
   };

@@ -13,6 +13,8 @@ export class ArmRoleClient implements RoleClient {
 
   constructor(
     private readonly client: AuthorizationManagementClient,
+    /** Lists are per subscription: a client bound to the one asked for. */
+    private readonly clientFor: (subscriptionId: string) => AuthorizationManagementClient,
     private readonly subscriptionId: string,
     private readonly call: AzureCall,
     private readonly cacheTtlMs = 60 * 60_000,
@@ -73,11 +75,11 @@ export class ArmRoleClient implements RoleClient {
     }
   }
 
-  async listForPrincipal(principalId: string): Promise<RoleAssignment[]> {
+  async listForPrincipal(principalId: string, subscriptionId: string): Promise<RoleAssignment[]> {
     return this.call('roleAssignments.list', async () => {
       const out: RoleAssignment[] = [];
       const filter = `principalId eq '${principalId}'`;
-      for await (const ra of this.client.roleAssignments.listForSubscription({ filter })) {
+      for await (const ra of this.clientFor(subscriptionId).roleAssignments.listForSubscription({ filter })) {
         if (ra.principalId && ra.principalId.toLowerCase() !== principalId.toLowerCase()) continue;
         out.push({ id: ra.id ?? '', name: ra.name ?? '', scope: ra.scope ?? '', roleDefinitionId: ra.roleDefinitionId ?? '', principalId });
       }

@@ -17,14 +17,15 @@ const hasSystemAssigned = (type: string): boolean => /SystemAssigned/i.test(type
 
 export class ArmScaleSetClient implements ScaleSetClient {
   constructor(
-    private readonly client: () => Promise<ComputeManagementClient>,
+    /** A client bound to the scale set's own subscription (from its resource id). */
+    private readonly client: (subscriptionId: string) => Promise<ComputeManagementClient>,
     private readonly call: AzureCall,
     private readonly pollIntervalMs = 2000,
   ) {}
 
   async get(scaleSetId: string): Promise<ScaleSetIdentities> {
     const p = partsOf(scaleSetId);
-    const client = await this.client();
+    const client = await this.client(p.subscriptionId);
     return toIdentities(scaleSetId, await this.call('scaleSets.get', () => client.virtualMachineScaleSets.get(p.resourceGroup, p.name)));
   }
 
@@ -40,7 +41,7 @@ export class ArmScaleSetClient implements ScaleSetClient {
     for (const id of add) userAssignedIdentities[id] = {};
     for (const id of remove) userAssignedIdentities[id] = null; // null removes on the wire
     const identity = remaining > 0 ? { type, userAssignedIdentities } : { type };
-    const client = await this.client();
+    const client = await this.client(p.subscriptionId);
     const result = await this.call('scaleSets.update', async () => {
       const poller = client.virtualMachineScaleSets.update(p.resourceGroup, p.name, { identity } as Parameters<ComputeManagementClient['virtualMachineScaleSets']['update']>[2], {
         updateIntervalInMs: this.pollIntervalMs,
