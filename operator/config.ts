@@ -120,7 +120,16 @@ export const USAGE = `pod-identity operator
   --kubeconfig PATH               (default: in-cluster, or KUBECONFIG)
   --watch-namespace NS            only PodIdentities and pods in NS (default: all namespaces)
   --tenant-id, --client-id        with env AZURE_CLIENT_SECRET: a service principal instead of DefaultAzureCredential
+  -h, --help                      this text
+  --version                       the version, Node.js version and commit
 `;
+
+/** `--help`/`-h` and `--version` anywhere on the command line win over every other flag, valid or not. */
+export function requestedAction(argv: string[]): 'help' | 'version' | undefined {
+  if (argv.some((a) => a === '--help' || a === '-h')) return 'help';
+  if (argv.includes('--version')) return 'version';
+  return undefined;
+}
 
 /** Parses and validates flags (then env). Throws ConfigError naming the flag. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorConfig {
