@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# OS tools the tests and `make run` use: iptables (nft and legacy), iproute2 (ip netns), conntrack, openssl, curl,
+# OS tools the tests and `make run` use: iptables (nft and legacy), iproute2 (ip netns), conntrack, openssl, curl, unzip
+# (scripts/ensure-helm.sh),
 # lua5.1 (runs the Argo CD health check as Argo CD's Lua 5.1 would) and prometheus + promtool (rules tests, the
 # full-stack scrape, `make run`).
 set -euo pipefail
@@ -9,6 +10,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v unzip >/dev/null 2>&1 || need+=(unzip)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v lua5.1 >/dev/null 2>&1 || need+=(lua5.1)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
