@@ -10,7 +10,7 @@ import { parse, parseAllDocuments, stringify } from 'yaml';
 import { startProcess, type ManagedProcess } from '../testing/processes.js';
 import { freePort } from '../testing/ports.js';
 import { waitFor } from '../testing/wait.js';
-import { REPO } from './stack.js';
+import { REPO, type Stack } from './stack.js';
 
 export interface ScrapeTarget {
   /** host:port of the /metrics listener. */
@@ -109,4 +109,19 @@ export async function startPrometheus(options: { dir: string; targets: Prometheu
     },
     stop: () => proc.stop(),
   };
+}
+
+/** Prometheus over a running stack: the operator and every agent, scraped every `interval`. */
+export function startStackPrometheus(stack: Stack, interval = '5s'): Promise<RunningPrometheus> {
+  const address = (url: string) => new URL(url).host;
+  return startPrometheus({
+    dir: stack.dir,
+    interval,
+    targets: { operator: [{ address: address(stack.operatorMetricsUrl) }], agent: stack.nodes.map((n) => ({ address: address(n.metricsUrl), node: n.name })) },
+  });
+}
+
+/** A Prometheus UI link that graphs one expression. */
+export function graphUrl(prometheusUrl: string, expr: string): string {
+  return `${prometheusUrl}/graph?${new URLSearchParams({ 'g0.expr': expr, 'g0.tab': '0', 'g0.range_input': '15m' })}`;
 }

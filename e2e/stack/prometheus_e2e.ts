@@ -19,7 +19,7 @@ import { GROUP, PODIDENTITY_PLURAL, VERSION } from '../../lib/api/types.js';
 import { alertQueries, dashboardQueries, EXTERNAL_SERIES, OWN_PREFIXES, type Query } from '../deploy/metrics-contract.js';
 import { netnsAvailable } from '../netns/netns.js';
 import { waitFor } from '../testing/wait.js';
-import { startPrometheus, type RunningPrometheus } from './prometheus.js';
+import { startStackPrometheus, type RunningPrometheus } from './prometheus.js';
 import { REPO, startStack, type PodHandle, type Stack } from './stack.js';
 
 const run = promisify(execFile);
@@ -66,11 +66,7 @@ describe('dashboard and alerts on a real Prometheus over the live stack', { skip
     // the refresh series exists after the first hit.
     stack = await startStack({ netns: true, agentArgs: ['--cache-safety-margin=300', '--cache-refresh-ahead=3300'] });
     custom = stack.kc.makeApiClient(CustomObjectsApi);
-    const address = (url: string) => new URL(url).host;
-    prom = await startPrometheus({
-      dir: stack.dir,
-      targets: { operator: [{ address: address(stack.operatorMetricsUrl) }], agent: stack.nodes.map((n) => ({ address: address(n.metricsUrl), node: n.name })) },
-    });
+    prom = await startStackPrometheus(stack, '1s');
   });
   after(async () => {
     await prom?.stop();
