@@ -6,6 +6,8 @@
  * caused here first: an ARM 429 and an ARM 500 (throttles, reconcile errors, retries), a token request the agent
  * denies, cache hits and misses, and a refresh-ahead (the agents run with a refresh window as long as a token's life).
  *
+ * The same live objects go through the Argo CD health check (lua5.1): Healthy, and Degraded on PolicyDenied.
+ *
  * Out of reach locally: kube-state-metrics' series (kube_daemonset_*), since no kube-state-metrics runs here.
  */
 import { after, before, describe, test } from 'node:test';
@@ -15,7 +17,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { parser } from '@prometheus-io/lezer-promql';
-import { GROUP, PODIDENTITY_PLURAL, VERSION } from '../../lib/api/types.js';
+import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
+import { assess } from '../deploy/argocd-health.js';
 import { alertQueries, dashboardQueries, EXTERNAL_SERIES, OWN_PREFIXES, type Query } from '../deploy/metrics-contract.js';
 import { netnsAvailable } from '../netns/netns.js';
 import { waitFor } from '../testing/wait.js';
@@ -139,6 +142,27 @@ describe('dashboard and alerts on a real Prometheus over the live stack', { skip
     // Healthy stack: nothing that watches our own programs fires.
     const firing = ((await (await fetch(`${prom.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: { alertname: string }; state: string }[] } }).data.alerts;
     assert.deepEqual(firing.filter((a) => a.state === 'firing' && ['PodIdentityAgentDown', 'PodIdentityOperatorDown'].includes(a.labels.alertname)), []);
+  });
+
+  test('Argo CD\'s health check reads the live PodIdentities: Healthy when Ready, Degraded on PolicyDenied', async () => {
+    const list = (await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL })) as { items: PodIdentity[] };
+    assert.ok(list.items.length >= stack.pods.length);
+    for (const pid of list.items) {
+      if (pid.metadata?.name === 'web') continue; // the test above changed its spec; it may be mid-reconcile
+      assert.deepEqual((await assess(pid)).status, 'Healthy', `${pid.metadata?.namespace}/${pid.metadata?.name}`);
+    }
+    // The demo policy allows Reader and Storage Blob Data Reader only.
+    await custom.createNamespacedCustomObject({
+      group: GROUP, version: VERSION, namespace: 'demo', plural: PODIDENTITY_PLURAL,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PodIdentity', metadata: { name: 'too-strong', namespace: 'demo' }, spec: { identity: { managed: {} }, mode: 'Federated', serviceAccounts: ['web'], roleAssignments: [{ role: 'Owner', scope: `/subscriptions/${stack.emu.subscriptionId}/resourceGroups/demo-data` }] } },
+    });
+    const denied = await waitFor('the PolicyDenied status', async () => {
+      const pid = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: 'demo', plural: PODIDENTITY_PLURAL, name: 'too-strong' })) as PodIdentity;
+      return pid.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'PolicyDenied') ? pid : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 500 });
+    const health = await assess(denied);
+    assert.equal(health.status, 'Degraded');
+    assert.match(health.message, /^PolicyDenied: /);
   });
 
   test('the watched expression of an alert is its series without the threshold', () => {
