@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# OS tools the tests and `make run` use: iptables (nft and legacy), iproute2 (ip netns), conntrack, openssl, curl, unzip
-# (scripts/ensure-helm.sh),
-# lua5.1 (runs the Argo CD health check as Argo CD's Lua 5.1 would) and prometheus + promtool (rules tests, the
-# full-stack scrape, `make run`).
+# OS tools the tests and `make run` use: iptables (nft and legacy), iproute2 (ip netns), conntrack, openssl, curl,
+# unzip (scripts/ensure-helm.sh), lua5.1 (runs the Argo CD health check as Argo CD's Lua 5.1 would) and
+# prometheus with promtool (alert unit tests, the full-stack scrape, `make run`).
 set -euo pipefail
 need=()
 command -v iptables-restore >/dev/null 2>&1 || need+=(iptables)
