@@ -220,7 +220,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
 }
 
 export function usage(): string {
-  const lines = ['usage: agent [run|uninstall] [flags]', ''];
+  const lines = ['usage: agent [run|uninstall|version|help] [flags]', '', '  -h, --help                 this text', '  --version                  the version, Node.js version and commit'];
   for (const [name, spec] of Object.entries(FLAGS)) {
     lines.push(`  --${name.padEnd(24)} ${spec.help} (env ${spec.env}${spec.default !== undefined ? `, default ${spec.default}` : ''})`);
   }

@@ -1,3 +1,4 @@
+import { versionText } from '../lib/build-info.js';
 import { createLogger } from '../lib/log.js';
 import { ConfigError, FLAGS, loadConfig, parseFlags, usage } from './config.js';
 import { startAgent } from './agent.js';
@@ -7,13 +8,18 @@ import { uninstall } from './interception/interceptor.js';
 /**
  * agent run [flags]        serve IMDS for this node's pods (the default)
  * agent uninstall [flags]  remove the interception rules; the only command that does
+ * agent version             (or --version) the version, Node.js version and commit
  */
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  const command = first && !first.startsWith('--') ? first : 'run';
+  const command = first && !first.startsWith('-') ? first : 'run';
   const args = command === first ? rest : argv;
-  if (command === 'help' || args.includes('--help')) {
+  if (command === 'help' || args.includes('--help') || args.includes('-h')) {
     process.stdout.write(usage() + '\n');
+    return 0;
+  }
+  if (command === 'version' || args.includes('--version')) {
+    process.stdout.write(versionText('agent'));
     return 0;
   }
   if (command === 'uninstall') {

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../lib/build-info.js';
 
 /** Outcomes of one token request; the `result` label of podidentity_agent_token_requests_total. */
 export type RequestResult =
@@ -32,7 +33,7 @@ export class AgentMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'podidentity_agent_' });
+    if (options.defaultMetrics) registerProcessMetrics(this.registry, 'agent');
     this.tokenRequestDuration = new Histogram({
       name: 'podidentity_agent_token_request_duration_seconds',
       help: 'Time to answer an IMDS token request, by HTTP code, cache hit/miss and mode.',

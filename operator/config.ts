@@ -134,7 +134,16 @@ export const USAGE = `pod-identity operator
   --webhook-hosts H1,H2           more DNS names or IPs for the certificate (a webhook reached by URL)
   --agent-service-account NS:NAME the agent's ServiceAccount, the only identity the webhook constrains
                                   (default <operator namespace>:podidentity-agent)
+  -h, --help                      this text
+  --version                       the version, Node.js version and commit
 `;
+
+/** `--help`/`-h` and `--version` anywhere on the command line win over every other flag, valid or not. */
+export function requestedAction(argv: string[]): 'help' | 'version' | undefined {
+  if (argv.some((a) => a === '--help' || a === '-h')) return 'help';
+  if (argv.includes('--version')) return 'version';
+  return undefined;
+}
 
 /** Parses and validates flags (then env). Throws ConfigError naming the flag. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorConfig {

@@ -4,14 +4,15 @@
  */
 import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
+import { registerProcessMetrics, versionText } from '../lib/build-info.js';
 import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
 import { EventRecorder } from '../lib/k8s/events.js';
 import { patchMetadata, patchStatus, removeFinalizer } from '../lib/k8s/objects.js';
 import { createLogger } from '../lib/log.js';
 import { createArmClients } from './azure/arm/index.js';
 import { operatorCredential } from './azure/arm/credential.js';
-import { ConfigError, loadConfig, USAGE, type OperatorConfig } from './config.js';
+import { ConfigError, loadConfig, requestedAction, USAGE, type OperatorConfig } from './config.js';
 import { registerOperatorMetrics } from './metrics.js';
 import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
@@ -61,7 +62,7 @@ async function main(config: OperatorConfig): Promise<void> {
   else kc.loadFromDefault();
 
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry, 'operator');
   const metrics = registerOperatorMetrics(registry);
   const credential = operatorCredential({ tenantId: config.tenantId, clientId: config.clientId, clientSecret: config.clientSecret, authorityHost: config.authorityHost });
   const azure = createArmClients({ credential, subscriptionId: config.subscriptionId, endpoint: config.armEndpoint, metrics });
@@ -195,6 +196,15 @@ function startWebhook(config: OperatorConfig, kc: KubeConfig, logger: ReturnType
   });
 }
 
+const action = requestedAction(process.argv.slice(2));
+if (action === 'help') {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (action === 'version') {
+  process.stdout.write(versionText('operator'));
+  process.exit(0);
+}
 let config: OperatorConfig;
 try {
   config = loadConfig(process.argv.slice(2));

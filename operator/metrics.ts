@@ -22,7 +22,7 @@ export function registerOperatorMetrics(registry: Registry): OperatorMetrics {
     azureRequestDuration: getOr(registry, 'podidentity_operator_azure_request_duration_seconds', () =>
       new Histogram({
         name: 'podidentity_operator_azure_request_duration_seconds',
-        help: 'Azure (ARM) request duration by operation and HTTP status code ("2xx" for success).',
+        help: 'Azure (ARM) request duration by operation and HTTP status class (2xx, 4xx, 5xx; error when no answer came).',
         labelNames: ['operation', 'code'],
         buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
         registers,

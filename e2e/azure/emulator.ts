@@ -12,6 +12,7 @@ import { authorizationRoutes } from './arm/authorization.js';
 import type { ArmDeps, ArmSettings } from './arm/common.js';
 import { computeRoutes } from './arm/compute.js';
 import { containerServiceRoutes } from './arm/containerservice.js';
+import { metadataRoutes } from './arm/metadata.js';
 import { identityRoutes } from './arm/identities.js';
 import { resourceRoutes } from './arm/resources.js';
 import { FaultInjector, type FaultRule } from './faults.js';
@@ -150,6 +151,7 @@ export async function startAzureEmulator(options: EmulatorOptions = {}): Promise
       ...authorizationRoutes(deps),
       ...computeRoutes(deps),
       ...containerServiceRoutes(deps),
+      ...metadataRoutes(),
     );
     const imds = new Router({ beforeArm, faults, log, stopping: stopping.signal, defaultFamily: 'imds', normalisePath: lenientImdsPath }).add(...imdsRoutes({ state, signer }));
 

@@ -77,6 +77,8 @@ export interface Route {
   method: string;
   pattern: RegExp;
   family: RouteFamily;
+  /** An ARM route real ARM serves without a bearer token (its cloud metadata). */
+  anonymous?: boolean;
   handle(ctx: RequestContext): Promise<Reply> | Reply;
 }
 
@@ -184,7 +186,7 @@ export class Router {
         },
       };
       try {
-        if (route.family === 'arm') await this.hooks.beforeArm(ctx, route);
+        if (route.family === 'arm' && !route.anonymous) await this.hooks.beforeArm(ctx, route);
         reply = await route.handle(ctx);
       } catch (err) {
         if (err instanceof ReplyError) reply = err.reply;

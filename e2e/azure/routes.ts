@@ -24,6 +24,7 @@ export const ROUTE_NAMES = [
   'vmss.patch',
   'compute.operations.get',
   'managedClusters.get',
+  'metadata.endpoints',
   'aad.openidConfiguration',
   'aad.instanceDiscovery',
   'aad.keys',

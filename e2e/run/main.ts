@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startStack, type PodHandle, type Stack } from '../stack/stack.js';
+import { graphUrl, startStackPrometheus, type RunningPrometheus } from '../stack/prometheus.js';
 import { netnsAvailable } from '../netns/netns.js';
 import { runAgainstCluster } from './external.js';
 
@@ -22,11 +23,17 @@ async function runLocal(): Promise<void> {
   const netns = await netnsAvailable();
   if (!netns) step('not root (or no ip netns): agents listen on loopback and pods are loopback source addresses; no real interception');
   const stack = await startStack({ netns, log: step });
+  step('starting Prometheus (scrapes the operator and the agents, evaluates the alerts)');
+  const prometheus: RunningPrometheus | undefined = await startStackPrometheus(stack).catch((err: unknown) => {
+    step(`Prometheus not started: ${(err as Error).message}`);
+    return undefined;
+  });
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     step(`${signal}: stopping processes, removing namespaces, rules and temp files`);
+    await prometheus?.stop();
     await stack.stop();
     step('stopped');
     process.exit(0);
@@ -48,6 +55,10 @@ async function runLocal(): Promise<void> {
   out.write('Metrics:\n');
   out.write(`  operator  ${stack.operatorMetricsUrl}\n`);
   for (const node of stack.nodes) out.write(`  agent     ${node.metricsUrl}   (${node.name})\n`);
+  if (prometheus) {
+    out.write(`  Prometheus ${prometheus.url}   (alerts: ${prometheus.url}/alerts)\n`);
+    out.write(`  token latency p99 by cache hit/miss: ${graphUrl(prometheus.url, 'histogram_quantile(0.99, sum by (le, cache) (rate(podidentity_agent_token_request_duration_seconds_bucket[1m])))')}\n`);
+  }
   out.write(`\nAzure emulator:\n  ARM and Azure AD  ${stack.emu.armEndpoint}   (from pods: ${stack.armEndpointForPods})\n`);
   out.write(`  trust its CA     REQUESTS_CA_BUNDLE=${stack.emu.caCertPath} NODE_EXTRA_CA_CERTS=${stack.emu.caCertPath}\n`);
   out.write(`\nReady in ${((Date.now() - started) / 1000).toFixed(1)} s. Press Ctrl-C to stop.\n`);

@@ -76,6 +76,9 @@ describe('README commands', () => {
     assert.match(output, /"xms_mirid": "\/subscriptions\/.*\/userAssignedIdentities\/rgapi_rgapi"/);
     assert.match(output, /listed resource groups through ARM: .*podid-demo/);
     assert.match(output, /NODE_EXTRA_CA_CERTS=\S+ca\.pem/);
+    const prometheusUrl = /Prometheus (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    assert.ok(prometheusUrl, 'make run prints the URL of its Prometheus');
+    assert.equal((await fetch(`${prometheusUrl}/-/ready`)).status, 200);
     const kubeconfig = /KUBECONFIG=(\S+) kubectl get pid -A/.exec(output)?.[1];
     assert.ok(kubeconfig && existsSync(kubeconfig));
     const { stdout } = await run('kubectl', ['--kubeconfig', kubeconfig, 'get', 'pid', '-A', '--no-headers'], { encoding: 'utf8' });
@@ -87,6 +90,7 @@ describe('README commands', () => {
     assert.equal(await proc.exited, 0);
     assert.match(proc.output(), /stopped/);
     assert.ok(!existsSync(kubeconfig), 'temp files removed');
+    assert.equal(await fetch(`${prometheusUrl}/-/ready`).then(() => 'still up', () => 'gone'), 'gone', 'Prometheus stopped');
     const { stdout: namespaces } = await run('ip', ['netns', 'list'], { encoding: 'utf8' });
     assert.doesNotMatch(namespaces, /podid-rgapi-rgapi|podid-demo-/);
   });

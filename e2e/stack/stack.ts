@@ -29,6 +29,8 @@ export interface StackOptions {
   log?: (message: string) => void;
   /** Operator flags added to the defaults (tests use shorter windows). */
   operatorArgs?: string[];
+  /** Agent flags added to the defaults. */
+  agentArgs?: string[];
 }
 
 export interface NodeHandle {
@@ -149,7 +151,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     log('starting one agent per node');
     const nodes: NodeHandle[] = [];
     for (const [i, name] of NODE_NAMES.entries()) {
-      const node = await startAgent({ cp, emu, name, ip: nodeIps[i]!, topology: topologies[i], dir, childEnv });
+      const node = await startAgent({ cp, emu, name, ip: nodeIps[i]!, topology: topologies[i], dir, childEnv, extraArgs: options.agentArgs ?? [] });
       cleanups.push(async () => {
         await node.agent.stop();
         // Fail closed means the rules outlive the agent; removing them is an explicit uninstall.
@@ -218,12 +220,13 @@ interface AgentStart {
   topology: Topology | undefined;
   dir: string;
   childEnv: () => NodeJS.ProcessEnv;
+  extraArgs: string[];
 }
 
-async function startAgent({ cp, emu, name, ip, topology, dir, childEnv }: AgentStart): Promise<NodeHandle> {
+async function startAgent({ cp, emu, name, ip, topology, dir, childEnv, extraArgs }: AgentStart): Promise<NodeHandle> {
   const armPort = new URL(emu.armEndpoint).port;
   const imdsPort = new URL(emu.imdsEndpoint).port;
-  const common = [`--node-name=${name}`, `--node-ip=${ip}`, `--listen-port=${AGENT_PORT}`, `--metrics-address=${ip}`, `--metrics-port=${AGENT_METRICS_PORT}`];
+  const common = [`--node-name=${name}`, `--node-ip=${ip}`, `--listen-port=${AGENT_PORT}`, `--metrics-address=${ip}`, `--metrics-port=${AGENT_METRICS_PORT}`, ...extraArgs];
   const logFile = join(dir, `agent-${name}.log`);
   if (!topology) {
     const agent = startProcess(

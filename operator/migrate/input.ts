@@ -124,18 +124,32 @@ function readObject(value: unknown, at: { document: number; item?: number }, out
   if (!name) fail('metadata.name is required');
   const namespace = typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : 'default';
   const spec = isObject(value.spec) ? value.spec : fail('spec is required');
-  const optionalString = (field: string): string | undefined => {
-    const v = spec[field];
+  /**
+   * A spec field by its v1.6+ name or any other capitalisation. Before 1.6, aad-pod-identity's docs and examples
+   * wrote `ResourceID`, `ClientID`, `AzureIdentity`, `Selector`, `PodLabels`, and its MIC accepted them because
+   * Go's JSON decoding matches field names case-insensitively. Two spellings with different values are refused:
+   * which one aad-pod-identity used depended on their order.
+   */
+  const field = (name: string): { key: string; value: unknown } => {
+    const keys = Object.keys(spec).filter((k) => k.toLowerCase() === name.toLowerCase() && spec[k] !== undefined && spec[k] !== null);
+    const [first, ...others] = keys;
+    if (first === undefined) return { key: name, value: undefined };
+    const differing = others.find((k) => JSON.stringify(spec[k]) !== JSON.stringify(spec[first]));
+    if (differing) fail(`spec.${first} and spec.${differing} are the same field (${name}) with different values; keep one`);
+    return { key: keys.includes(name) ? name : first, value: spec[first] };
+  };
+  const optionalString = (name: string): string | undefined => {
+    const { key, value: v } = field(name);
     if (v === undefined || v === null || v === '') return undefined;
-    if (typeof v !== 'string') fail(`spec.${field} must be a string`);
+    if (typeof v !== 'string') fail(`spec.${key} must be a string`);
     return v as string;
   };
-  const requiredString = (field: string): string => optionalString(field) ?? fail(`spec.${field} is required`);
+  const requiredString = (name: string): string => optionalString(name) ?? fail(`spec.${name} is required`);
 
   switch (kind) {
     case 'AzureIdentity': {
       // The Go type's zero value: an omitted type is a user-assigned identity.
-      const rawType = spec.type ?? 0;
+      const rawType = field('type').value ?? 0;
       const type = typeof rawType === 'string' && /^[0-2]$/.test(rawType) ? Number(rawType) : rawType;
       if (type !== 0 && type !== 1 && type !== 2) fail(`spec.type ${JSON.stringify(rawType)} is not one of 0 (user-assigned identity), 1 (service principal), 2 (service principal with a certificate)`);
       const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
@@ -160,7 +174,7 @@ function readObject(value: unknown, at: { document: number; item?: number }, out
       return;
     }
     case 'AzurePodIdentityException': {
-      const podLabels = spec.podLabels;
+      const podLabels = field('podLabels').value;
       if (!isObject(podLabels) || Object.keys(podLabels).length === 0) fail('spec.podLabels is required and must not be empty (an exception for every pod would disable interception)');
       const labels: Record<string, string> = {};
       for (const [k, v] of Object.entries(podLabels as Obj)) {

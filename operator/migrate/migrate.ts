@@ -170,8 +170,10 @@ function render(podIdentities: PodIdentity[], exceptions: MigratedException[], m
       ' Migrated AzurePodIdentityExceptions. Maps to: pods in `namespace` whose labels include every `podLabels`',
       " entry are NOT served a pod identity; the node agent passes their IMDS requests through to the node's real",
       " IMDS, so they get the node's own identities (kubelet, add-ons), exactly what an AzurePodIdentityException did.",
-      ' The agent honours this only when this ConfigMap is mounted into it and passed with its exceptions option;',
-      ' otherwise these pods are refused like any pod without a PodIdentity (fail closed). Keep the list short.',
+      ' The agent reads and watches this ConfigMap through the Kubernetes API (no mount, no restart) when started with',
+      ` --exceptions-configmap=${EXCEPTIONS_CONFIGMAP.namespace}/${EXCEPTIONS_CONFIGMAP.name}, as the shipped DaemonSet is; its Role may read this one ConfigMap.`,
+      ' Without the flag, while this ConfigMap is absent, or if any entry is malformed, these pods are refused like any',
+      ' pod without a PodIdentity (fail closed). Keep the list short: each entry hands the node\'s identities to those pods.',
     ].join('\n');
     docs.push(doc);
   }

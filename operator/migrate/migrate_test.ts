@@ -273,3 +273,67 @@ describe('the CLI', () => {
     assert.equal(objectsOf(result.stdout)[0].spec.selector.matchLabels.aadpodidbinding, 'orders');
   });
 });
+
+/**
+ * The shapes aad-pod-identity's own docs and examples used (deploy/demo, examples/ at v1.5.x and v1.6+): the same
+ * objects, written once with the pre-1.6 capitalised field names and once with the later ones. MIC accepted both,
+ * because Go decodes JSON field names case-insensitively.
+ */
+describe('migrate: aad-pod-identity objects from both eras', () => {
+  const demoId = `/subscriptions/${SUB}/resourcegroups/demo/providers/Microsoft.ManagedIdentity/userAssignedIdentities/demo-aad1`;
+  // Before 1.6: one-space indentation, a quoted apiVersion, no namespace (default), capitalised spec fields.
+  const before16 = [
+    'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzureIdentity\nmetadata:\n name: demo-aad1\nspec:\n type: 0\n ResourceID: ' + demoId + '\n ClientID: ' + CLIENT,
+    'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzureIdentityBinding\nmetadata:\n name: demo-azure-id-binding\nspec:\n AzureIdentity: "demo-aad1"\n Selector: "demo"',
+    'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzurePodIdentityException\nmetadata:\n name: test-exception\nspec:\n PodLabels:\n  foo: bar\n  app: custom',
+  ];
+  // 1.6 and later: the same objects with camel-case fields (the exception example kept `PodLabels` throughout).
+  const since16 = [
+    'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzureIdentity\nmetadata:\n  name: demo-aad1\nspec:\n  type: 0\n  resourceID: ' + demoId + '\n  clientID: ' + CLIENT,
+    'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzureIdentityBinding\nmetadata:\n  name: demo-azure-id-binding\nspec:\n  azureIdentity: "demo-aad1"\n  selector: "demo"',
+    'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzurePodIdentityException\nmetadata:\n  name: test-exception\nspec:\n  podLabels:\n    foo: bar\n    app: custom',
+  ];
+
+  test('pre-1.6 capitalised fields (ResourceID, ClientID, AzureIdentity, Selector, PodLabels) migrate', () => {
+    const { output, podIdentities } = migrate(docs(...before16));
+    assert.equal(podIdentities.length, 1);
+    const [pid] = podIdentities;
+    assert.equal(pid?.metadata.namespace, 'default');
+    assert.deepEqual(pid?.spec.identity, { existing: { resourceId: demoId } });
+    assert.deepEqual(pid?.spec.selector, { matchLabels: { aadpodidbinding: 'demo' } });
+    assert.equal(pid?.metadata.annotations?.[MIGRATED_CLIENT_ID_ANNOTATION], CLIENT);
+    const cm = objectsOf(output).find((o) => o.kind === 'ConfigMap');
+    assert.deepEqual(parse(cm.data[EXCEPTIONS_CONFIGMAP.key]).exceptions[0].podLabels, { foo: 'bar', app: 'custom' });
+  });
+
+  test('both eras give the same output, and so does a mix of them', () => {
+    const old = migrate(docs(...before16)).output;
+    assert.equal(migrate(docs(...since16)).output, old);
+    assert.equal(migrate(docs(since16[0]!, before16[1]!, before16[2]!)).output, old);
+  });
+
+  test('the pre-1.6 service-principal example (type 1, TenantID, ClientID, ClientPassword) is skipped with a warning', () => {
+    const sp = 'apiVersion: "aadpodidentity.k8s.io/v1"\nkind: AzureIdentity\nmetadata:\n  name: demo-aad1\nspec:\n  type: 1\n  TenantID: ' + CLIENT + '\n  ClientID: ' + CLIENT + '\n  ClientPassword: {"Name":"demo-aad1-sp","Namespace":"default"}';
+    const { podIdentities, warnings } = migrate(docs(sp, before16[1]!));
+    assert.equal(podIdentities.length, 0);
+    assert.ok(warnings.some((w) => /service principal/.test(w)), warnings.join('\n'));
+  });
+
+  test('two spellings of one field with different values are refused, naming both', () => {
+    const both = 'apiVersion: aadpodidentity.k8s.io/v1\nkind: AzureIdentityBinding\nmetadata:\n  name: b\nspec:\n  azureIdentity: demo-aad1\n  Selector: one\n  selector: two';
+    assert.match(errorOf(both), /spec\.Selector and spec\.selector are the same field \(selector\) with different values/);
+    const same = 'apiVersion: aadpodidentity.k8s.io/v1\nkind: AzureIdentityBinding\nmetadata:\n  name: demo-azure-id-binding\nspec:\n  azureIdentity: demo-aad1\n  Selector: demo\n  selector: demo';
+    assert.deepEqual(migrate(docs(since16[0]!, same)).podIdentities[0]?.spec.selector, { matchLabels: { aadpodidbinding: 'demo' } });
+  });
+
+  test('a missing field is named by its current spelling', () => {
+    assert.match(errorOf('apiVersion: aadpodidentity.k8s.io/v1\nkind: AzureIdentity\nmetadata:\n  name: x\nspec:\n  type: 0\n  ClientID: ' + CLIENT), /spec\.resourceID is required/);
+  });
+});
+
+test('the exceptions ConfigMap says the agent watches it through the API, not that it must be mounted', () => {
+  const { output } = migrate(exception);
+  assert.doesNotMatch(output, /mounted/);
+  assert.match(output, /reads and watches this ConfigMap through the Kubernetes API/);
+  assert.match(output, new RegExp(`--exceptions-configmap=${EXCEPTIONS_CONFIGMAP.namespace}/${EXCEPTIONS_CONFIGMAP.name}`));
+});
