@@ -93,6 +93,7 @@ describe('effective container commands', () => {
         const inImage = script.startsWith('/') ? script : join(image.workdir, script);
         const copied = image.copies.find((c) => inImage.startsWith(`${c.dest}/`));
         assert.ok(copied?.src.startsWith('/src/dist/'), `${where}: ${inImage} is copied from the build's dist/ (${dockerfile})`);
+        if (!copied) continue;
         const built = `${copied.src}${inImage.slice(copied.dest.length)}`; // /src/dist/operator/main.js
         const source = built.replace(/^\/src\/dist\//, '').replace(/\.js$/, '.ts');
         assert.ok(existsSync(join(repoRoot, source)), `${where}: ${built} is compiled from ${source}, which exists`);
