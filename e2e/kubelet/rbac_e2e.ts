@@ -33,7 +33,8 @@ function withoutVerb(kind: string, name: string, resource: string, verb: string)
     assert.ok(rule, `${kind}/${name} grants ${verb} on ${resource}`);
     const others = rule.resources!.filter((r) => r !== resource);
     // Only this resource loses the verb; the rule's other resources keep it.
-    rules.splice(rules.indexOf(rule), 1, { ...rule, resources: [resource], verbs: rule.verbs.filter((v) => v !== verb) }, ...(others.length > 0 ? [{ ...rule, resources: others }] : []));
+    const verbs = rule.verbs.filter((v) => v !== verb);
+    rules.splice(rules.indexOf(rule), 1, ...(verbs.length > 0 ? [{ ...rule, resources: [resource], verbs }] : []), ...(others.length > 0 ? [{ ...rule, resources: others }] : []));
   };
 }
 
@@ -50,7 +51,8 @@ describe('the shipped RBAC, one verb short', { skip, timeout: 600_000 }, () => {
   });
 
   test('the agent without create on serviceaccounts/token issues no Federated token', async () => {
-    const stack = await startStack({ netns: true, netnsPrefix: `podid-${randomBytes(2).toString('hex')}-`, mutate: withoutVerb('ClusterRole', 'podidentity-agent', 'serviceaccounts/token', 'create') });
+    // config/default as shipped (two operator replicas, leader election), not the dev overlay.
+    const stack = await startStack({ netns: true, overlay: 'config/default', netnsPrefix: `podid-${randomBytes(2).toString('hex')}-`, mutate: withoutVerb('ClusterRole', 'podidentity-agent', 'serviceaccounts/token', 'create') });
     try {
       await run('kubectl', ['--kubeconfig', stack.kubeconfigPath, 'wait', '--for=condition=Ready', 'pid', '--all', '-A', '--timeout=120s']);
       const pod = stack.pods.find((p) => p.name === 'rgapi')!;
