@@ -15,6 +15,7 @@ import { kustomize, repoRoot } from '../deploy/render.js';
 import { composeCommand, expandReferences, resolveEntrypointScript } from './command.js';
 import { dockerfileFor, imageConfig, readImageConfig } from './image.js';
 import { workloadContainers } from './manifests.js';
+import { fieldValue, KUBELET_BACKOFF, restartDelay } from './kubelet.js';
 
 const run = promisify(execFile);
 
@@ -108,4 +109,21 @@ describe('effective container commands', () => {
       }
     });
   }
+});
+
+describe('the kubelet model', () => {
+  test("restart back-off is kubelet's: 10 s doubling, capped at 5 min", () => {
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 20].map((n) => restartDelay(KUBELET_BACKOFF, n) / 1000), [10, 20, 40, 80, 160, 300, 300, 300]);
+    assert.equal(KUBELET_BACKOFF.resetAfterMs, 10 * 60_000);
+  });
+
+  test('the downward API fields the manifests use resolve from the Pod; others are refused by name', async () => {
+    const pod = { metadata: { name: 'p', namespace: 'ns', uid: 'u', labels: { app: 'a' } }, spec: { nodeName: 'n1', containers: [] }, status: { hostIP: '10.0.0.4', podIP: '10.1.0.9' } };
+    assert.deepEqual(['metadata.name', 'metadata.namespace', 'spec.nodeName', 'status.hostIP', 'status.podIP', "metadata.labels['app']"].map((f) => fieldValue(pod, f)), ['p', 'ns', 'n1', '10.0.0.4', '10.1.0.9', 'a']);
+    assert.throws(() => fieldValue(pod, 'status.phase'), /fieldRef status\.phase is not supported/);
+    const used = new Set(
+      workloadContainers((await kustomize('config/default')).objects).flatMap(({ container }) => (container.env ?? []).flatMap((e) => (e.valueFrom?.fieldRef ? [e.valueFrom.fieldRef.fieldPath] : []))),
+    );
+    for (const field of used) assert.doesNotThrow(() => fieldValue(pod, field), field);
+  });
 });
