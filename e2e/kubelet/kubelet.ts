@@ -421,6 +421,25 @@ export class Kubelet {
     );
   }
 
+  /**
+   * What the endpoints controller would publish for a Service: the ready pods its selector matches, at the
+   * port its targetPort names. Pod IPs are routable from this machine's network namespace, so the API server
+   * can reach a webhook behind a Service here: point the webhook's clientConfig at `https://<ip>:<port>`, or
+   * at a loopback forwarder to it (e2e/netns tcpForward) when its serving certificate names 127.0.0.1.
+   */
+  serviceEndpoints(service: K8sObject, portName?: string): { ip: string; port: number; pod: RunningPod }[] {
+    const selector = (service['spec']?.selector ?? {}) as Record<string, string>;
+    const ports = (service['spec']?.ports ?? []) as { name?: string; port: number; targetPort?: number | string }[];
+    const servicePort = portName === undefined ? ports[0] : ports.find((p) => p.name === portName);
+    if (!servicePort) throw new Error(`Service ${service.metadata.name} has no port ${portName ?? ''}`);
+    const target = servicePort.targetPort ?? servicePort.port;
+    return this.pods
+      .filter((pod) => pod.namespace === (service.metadata.namespace ?? 'default'))
+      .filter((pod) => Object.entries(selector).every(([k, v]) => pod.plan.workload.spec.template.metadata?.labels?.[k] === v))
+      .filter((pod) => [...pod.containers.values()].every((c) => c.ready))
+      .map((pod) => ({ ip: pod.ip, port: Number(new URL(pod.url(typeof target === 'number' ? target : /^\d+$/.test(target) ? Number(target) : target)).port), pod }));
+  }
+
   /** Stops every container (SIGTERM, then SIGKILL after the pod's grace period) and deletes the Pods. */
   async stop(graceMsCap = 30_000): Promise<void> {
     await Promise.all(

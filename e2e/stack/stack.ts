@@ -69,6 +69,8 @@ export interface Stack {
   kc: KubeConfig;
   kubeconfigPath: string;
   kubelet: Kubelet;
+  /** The rendered overlay, as applied (after `mutate`). */
+  objects: K8sObject[];
   /** The operator's pods (the Deployment's replicas), as the kubelet harness runs them. */
   operators: RunningPod[];
   /** The metrics URL of the operator replica that holds the leader Lease (the one that reconciles). */
@@ -232,6 +234,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       kc,
       kubeconfigPath: cp.kubeconfigPath,
       kubelet,
+      objects,
       operators,
       operatorMetricsUrl: () => leaderMetricsUrl(kc, operators),
       nodes: nodeHandles,

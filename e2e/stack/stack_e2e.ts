@@ -85,6 +85,20 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
     }
   });
 
+  test("each metrics Service selects its workload's pods, at a port that serves /metrics", async () => {
+    const services = stack.objects.filter((o) => o.kind === 'Service' && /metrics/.test(o.metadata.name));
+    assert.equal(services.length, 2);
+    for (const service of services) {
+      const endpoints = stack.kubelet.serviceEndpoints(service, 'metrics');
+      assert.ok(endpoints.length > 0, `${service.metadata.name} has endpoints`);
+      for (const { ip, port } of endpoints) {
+        const res = await fetch(`http://${ip}:${port}/metrics`);
+        assert.equal(res.status, 200, `${service.metadata.name} → ${ip}:${port}`);
+        assert.match(await res.text(), /podidentity_(operator|agent)_/);
+      }
+    }
+  });
+
   test('an agent killed on its node comes back, as restartPolicy Always brings it back', async () => {
     const node = stack.nodes[1]!;
     const agent = node.agent.container();
