@@ -20,9 +20,11 @@ help:
 	@echo "make migrate < old.yaml > new.yaml   aad-pod-identity objects to PodIdentities (ARGS=\"--mode Federated\")"
 	@echo "make lint | typecheck | test-unit | test-e2e | build | deps | system-deps | clean"
 
-# npm's output goes to stderr so targets that write to stdout (make migrate) stay clean.
+# npm's output goes to stderr so targets that write to stdout (make migrate) stay clean. npm ci empties
+# node_modules first, through a symlink too: a node_modules that links to a shared install is left alone.
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund >&2
+	@if [ -L node_modules ]; then echo "node_modules links to a shared install ($$(readlink node_modules)): not running npm ci through it" >&2; \
+	else npm ci --no-audit --no-fund >&2; fi
 
 .PHONY: deps
 deps: node_modules/.package-lock.json

@@ -1,6 +1,7 @@
 /**
  * Docker can't build here, so the Dockerfiles are checked by reading them: stages, base images, the user the
  * runtime stage runs as, the agent's tools, and that each entry point is a file the TypeScript build emits.
+ * What each container runs once the manifests' command and args are applied: e2e/kubelet/command_e2e.ts.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,10 +72,13 @@ describe('Dockerfiles', () => {
     const runtime = last(stages);
     assert.equal(runtime.base, 'gcr.io/distroless/nodejs24-debian12:nonroot');
     assert.deepEqual(instructions(runtime, 'USER'), ['65532:65532']);
-    const cmd = JSON.parse(last(instructions(runtime, 'CMD'))) as string[];
-    // distroless nodejs runs `node <CMD>`: node's own flags, then the entry point.
-    assert.ok(cmd.slice(0, -1).every((arg) => arg.startsWith('--')), 'only node flags before the entry point');
-    const source = sourceOf(last(cmd));
+    // The program is the ENTRYPOINT and there is no CMD, so the Deployment's `args:` are the operator's flags
+    // (e2e/kubelet/command_e2e.ts composes the Deployment with the image as Kubernetes does).
+    assert.deepEqual(instructions(runtime, 'CMD'), [], 'no CMD: `args:` would replace it');
+    const entry = JSON.parse(last(instructions(runtime, 'ENTRYPOINT'))) as string[];
+    assert.equal(entry[0], '/nodejs/bin/node', "the distroless image's node");
+    assert.ok(entry.slice(1, -1).every((arg) => arg.startsWith('--')), 'only node flags before the entry point');
+    const source = sourceOf(last(entry));
     assert.ok(existsSync(join(repoRoot, source)), `the operator entry point ${source} exists`);
     // The operator Deployment runs as the same user the image declares.
     const deployment = readFileSync(join(repoRoot, 'config/manager/deployment.yaml'), 'utf8');

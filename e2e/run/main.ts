@@ -21,7 +21,10 @@ if (process.env['KUBECONFIG']) {
 
 async function runLocal(): Promise<void> {
   const netns = await netnsAvailable();
-  if (!netns) step('not root (or no ip netns): agents listen on loopback and pods are loopback source addresses; no real interception');
+  if (!netns) {
+    step('make run needs root (and iproute2): the operator and agents run as a kubelet runs them, in network and mount namespaces');
+    process.exit(1);
+  }
   const stack = await startStack({ netns, log: step });
   step('starting Prometheus (scrapes the operator and the agents, evaluates the alerts)');
   const prometheus: RunningPrometheus | undefined = await startStackPrometheus(stack).catch((err: unknown) => {
@@ -53,7 +56,7 @@ async function runLocal(): Promise<void> {
   out.write(`  decoded claims: ${JSON.stringify(token.claims, null, 2).replace(/\n/g, '\n  ')}\n\n`);
   if (token.resourceGroups) out.write(`With that token the pod listed resource groups through ARM: ${token.resourceGroups.join(', ')}\n\n`);
   out.write('Metrics:\n');
-  out.write(`  operator  ${stack.operatorMetricsUrl}\n`);
+  out.write(`  operator  ${await stack.operatorMetricsUrl()}   (leader)\n`);
   for (const node of stack.nodes) out.write(`  agent     ${node.metricsUrl}   (${node.name})\n`);
   if (prometheus) {
     out.write(`  Prometheus ${prometheus.url}   (alerts: ${prometheus.url}/alerts)\n`);
@@ -66,9 +69,7 @@ async function runLocal(): Promise<void> {
 
 function curlCommand(pod: PodHandle): string {
   const url = `${pod.node.imdsBase}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/`;
-  return pod.netns
-    ? `ip netns exec ${pod.netns} curl -s -H Metadata:true '${url}'`
-    : `curl -s --interface ${pod.ip} -H Metadata:true '${url}'`;
+  return `ip netns exec ${pod.netns} curl -s -H Metadata:true '${url}'`;
 }
 
 interface DemoToken {
@@ -78,16 +79,15 @@ interface DemoToken {
 
 /** Does what the origin-story program does: a token from IMDS, then a resource-group list from ARM. */
 async function demoToken(stack: Stack, pod: PodHandle): Promise<DemoToken> {
-  const inPod = (cmd: string, args: string[]) =>
-    pod.netns ? run('ip', ['netns', 'exec', pod.netns, cmd, ...args], { encoding: 'utf8' }) : run(cmd, args, { encoding: 'utf8' });
+  const inPod = (cmd: string, args: string[]) => run('ip', ['netns', 'exec', pod.netns, cmd, ...args], { encoding: 'utf8' });
   const url = `${pod.node.imdsBase}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/`;
-  const { stdout } = await inPod('curl', ['-s', '-m', '10', ...(pod.netns ? [] : ['--interface', pod.ip]), '-H', 'Metadata: true', url]);
+  const { stdout } = await inPod('curl', ['-s', '-m', '10', '-H', 'Metadata: true', url]);
   const body = JSON.parse(stdout) as { access_token?: string; error_description?: string };
   if (!body.access_token) throw new Error(`the demo pod got no token: ${stdout}`);
   const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
   const list = `${stack.armEndpointForPods}/subscriptions/${stack.emu.subscriptionId}/resourcegroups?api-version=2021-04-01`;
   try {
-    const arm = await inPod('curl', ['-s', '-m', '10', '--cacert', stack.emu.caCertPath, ...(pod.netns ? [] : ['--interface', pod.ip]), '-H', `Authorization: Bearer ${body.access_token}`, list]);
+    const arm = await inPod('curl', ['-s', '-m', '10', '--cacert', stack.emu.caCertPath, '-H', `Authorization: Bearer ${body.access_token}`, list]);
     const groups = (JSON.parse(arm.stdout) as { value?: { name: string }[] }).value?.map((g) => g.name);
     return groups ? { claims, resourceGroups: groups } : { claims };
   } catch {

@@ -111,13 +111,13 @@ export async function startPrometheus(options: { dir: string; targets: Prometheu
   };
 }
 
-/** Prometheus over a running stack: the operator and every agent, scraped every `interval`. */
+/** Prometheus over a running stack: every operator replica and every agent (as the ServiceMonitors select them), scraped every `interval`. */
 export function startStackPrometheus(stack: Stack, interval = '5s'): Promise<RunningPrometheus> {
   const address = (url: string) => new URL(url).host;
   return startPrometheus({
     dir: stack.dir,
     interval,
-    targets: { operator: [{ address: address(stack.operatorMetricsUrl) }], agent: stack.nodes.map((n) => ({ address: address(n.metricsUrl), node: n.name })) },
+    targets: { operator: stack.operators.map((p) => ({ address: address(p.url('metrics', '/metrics')) })), agent: stack.nodes.map((n) => ({ address: address(n.metricsUrl), node: n.name })) },
   });
 }
 

@@ -2,53 +2,69 @@
  * The whole product on embedded local defaults: a real control plane, the Azure emulator, the operator, one
  * agent per simulated node and demo pods. `make run` and the full-stack e2e test both start it from here.
  *
- * With network namespaces (root): each node is a netns with the agent and its real interception rules, and
- * each demo pod is a netns named `podid-<namespace>-<pod>` whose traffic to 169.254.169.254 the agent
- * intercepts. Without them: agents listen on loopback addresses and pods are loopback source addresses.
+ * The operator and the agents are the rendered overlay's Deployment and DaemonSet, run by the kubelet
+ * harness (e2e/kubelet): from the compiled dist/ with production modules, with the manifests' command lines,
+ * environment and ServiceAccounts, so under the shipped RBAC. Each node is a netns (the agent, hostNetwork,
+ * with its real interception rules); each pod, operator replicas and demo pods alike, is a netns named
+ * `podid-<namespace>-<pod>` behind its node. Needs root.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { kubeconfigYaml, startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
+import { CoordinationV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
 import { installCrds } from '../controlplane/crds.js';
 import { startAzureEmulator, type AzureEmulator } from '../azure/emulator.js';
 import { createTopology, tcpForward, type Topology } from '../netns/netns.js';
-import { startProcess, type ManagedProcess } from '../testing/processes.js';
-import { freePort } from '../testing/ports.js';
+import { startProcess } from '../testing/processes.js';
 import { waitFor } from '../testing/wait.js';
+import { kustomize, type K8sObject } from '../deploy/render.js';
+import { Kubelet, planPods, type KubeletNode, type RunningPod } from '../kubelet/kubelet.js';
+import { dockerfileFor } from '../kubelet/image.js';
+import { workloadContainers } from '../kubelet/manifests.js';
+import { stageImage } from '../kubelet/program.js';
 import { DEMO_PODS, DEMO_SUBSCRIPTION, demoManifests, type DemoPod } from './demo.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface StackOptions {
-  /** Real interception in network namespaces (needs root). */
+  /** Real interception in network namespaces (needs root); the shipped workloads need it too. */
   netns: boolean;
   log?: (message: string) => void;
-  /** Operator flags added to the defaults (tests use shorter windows). */
+  /** Flags added to the operator container's args (tests use shorter windows). */
   operatorArgs?: string[];
-  /** Agent flags added to the defaults. */
+  /** Flags added to the agent container's args. */
   agentArgs?: string[];
+  /** The kustomization whose Deployments and DaemonSets run (default config/overlays/dev). */
+  overlay?: string;
+  /** Changes the rendered objects before they are applied (tests: take a verb out of a ClusterRole). */
+  mutate?: (objects: K8sObject[]) => void;
+  /** Pod network namespaces are named `<prefix><namespace>-<pod>` (default `podid-`; must start with it). */
+  netnsPrefix?: string;
+  /** How long the operator and agents get to become ready (default 90 s). */
+  readyTimeoutMs?: number;
 }
 
 export interface NodeHandle {
   name: string;
-  /** The agent's address: the node's IP (netns) or a loopback address. */
+  /** The agent's address: the node's IP. */
   ip: string;
-  agent: ManagedProcess;
+  /** The agent pod the kubelet harness runs on this node (restarted when it exits). */
+  agent: RunningPod;
   metricsUrl: string;
-  /** The IMDS URL apps use: 169.254.169.254 inside pod namespaces, the agent's address on loopback. */
+  /** The IMDS URL apps use: 169.254.169.254 inside pod namespaces. */
   imdsBase: string;
-  topology?: Topology;
+  topology: Topology;
 }
 
 export interface PodHandle extends DemoPod {
   ip: string;
   node: NodeHandle;
-  /** The pod's network namespace, when running with namespaces. */
-  netns?: string;
+  /** The pod's network namespace. */
+  netns: string;
 }
 
 export interface Stack {
@@ -56,8 +72,13 @@ export interface Stack {
   emu: AzureEmulator;
   kc: KubeConfig;
   kubeconfigPath: string;
-  operator: ManagedProcess;
-  operatorMetricsUrl: string;
+  kubelet: Kubelet;
+  /** The rendered overlay, as applied (after `mutate`). */
+  objects: K8sObject[];
+  /** The operator's pods (the Deployment's replicas), as the kubelet harness runs them. */
+  operators: RunningPod[];
+  /** The metrics URL of the operator replica that holds the leader Lease (the one that reconciles). */
+  operatorMetricsUrl(): Promise<string>;
   nodes: NodeHandle[];
   pods: PodHandle[];
   /** Where pods reach ARM (the emulator), and the CA file apps must trust. */
@@ -68,13 +89,20 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-const AGENT_PORT = 8775;
-const AGENT_METRICS_PORT = 8776;
 const SCALE_SET = { resourceGroup: 'mc_podid_local', name: 'aks-pool-vmss' };
 const NODE_NAMES = ['aks-pool-vmss000000', 'aks-pool-vmss000001'];
+/** The `kubernetes` Service's ClusterIP (first address of the control plane's service range) and port. */
+const KUBERNETES_SERVICE = { host: '10.96.0.1', port: 443 };
+const OPERATOR = 'podidentity-operator';
+const AGENT = 'podidentity-agent';
+const OPERATOR_SECRET = 'podidentity-operator-azure';
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const log = options.log ?? (() => {});
+  if (!options.netns) {
+    throw new Error('the operator and agents run as a kubelet runs them, in network and mount namespaces: run as root (with iproute2)');
+  }
+  netnsPrefix = options.netnsPrefix ?? 'podid-';
   const dir = mkdtempSync(join(tmpdir(), 'podid-stack-'));
   const cleanups: (() => Promise<void>)[] = [];
   const stop = async () => {
@@ -82,22 +110,34 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    const overlay = options.overlay ?? 'config/overlays/dev';
+    log(`rendering ${overlay}; staging the images' files (compiled dist/, production node_modules)`);
+    const { objects } = await kustomize(overlay);
+    appendContainerArgs(objects, OPERATOR, options.operatorArgs ?? []);
+    appendContainerArgs(objects, AGENT, options.agentArgs ?? []);
+    options.mutate?.(objects);
+    const planned = planPods(objects, NODE_NAMES);
+    // Compiling and installing (cached across runs) overlaps with starting the control plane.
+    const staging = stageImages(objects);
+    staging.catch(() => {});
+
     log('starting the control plane (etcd + kube-apiserver)');
     const cp = await startControlPlane();
     cleanups.push(() => cp.stop());
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
     await installCrds(kc);
+    log(`applying ${overlay} (namespace, RBAC, ServiceAccounts, Services, workloads)`);
+    await applyRendered(kc, objects);
 
+    log('creating node and pod network namespaces');
     const topologies: Topology[] = [];
-    if (options.netns) {
-      log('creating node and pod network namespaces');
-      for (const [i] of NODE_NAMES.entries()) {
-        const podsHere = DEMO_PODS.filter((p) => p.nodeIndex === i).map((p) => `podid-${p.namespace}-${p.name}`);
-        const topology = await createTopology({ podNames: podsHere, podEgress: true });
-        cleanups.push(() => topology.destroy());
-        topologies.push(topology);
-      }
+    for (const [i, nodeName] of NODE_NAMES.entries()) {
+      const demoPods = DEMO_PODS.filter((p) => p.nodeIndex === i).map((p) => podNetnsName(p.namespace, p.name));
+      const workloadPods = planned.filter((p) => p.nodeName === nodeName && !p.hostNetwork).map((p) => podNetnsName(p.namespace, p.name));
+      const topology = await createTopology({ podNames: [...demoPods, ...workloadPods], podEgress: true });
+      cleanups.push(() => topology.destroy());
+      topologies.push(topology);
     }
 
     log('starting the Azure emulator (ARM, Azure AD, IMDS)');
@@ -107,14 +147,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       caDir: join(dir, 'ca'),
     });
     cleanups.push(() => emu.stop());
-    const nodeIps = options.netns ? topologies.map((t) => t.nodeIp) : NODE_NAMES.map((_, i) => `127.0.1.${i + 1}`);
+    const nodeIps = topologies.map((t) => t.nodeIp);
     seedAzure(emu, cp, nodeIps);
     const operatorSecret = randomUUID();
     const operatorSp = emu.seed.servicePrincipal({ clientId: randomUUID(), clientSecret: operatorSecret, role: 'Owner' });
 
     const core = kc.makeApiClient(CoreV1Api);
     await createNodes(core, emu, nodeIps);
-    await core.createNamespace({ body: { metadata: { name: 'podidentity-system' } } });
+    // The operator's Azure credential where a cluster without workload identity keeps it: a Secret its
+    // Deployment's env refers to (read by the kubelet, not by the operator, whose RBAC has no Secrets).
+    await core.createNamespacedSecret({ namespace: 'podidentity-system', body: { metadata: { name: OPERATOR_SECRET }, stringData: { 'client-secret': operatorSecret } } });
 
     const childEnv = (): NodeJS.ProcessEnv => {
       const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu.caCertPath };
@@ -122,66 +164,88 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       return env;
     };
 
-    log('starting the operator');
-    const operatorMetricsPort = await freePort();
-    const operator = startProcess(
-      'operator',
-      process.execPath,
-      [
-        '--import', 'tsx', join(REPO, 'operator/main.ts'),
-        `--kubeconfig=${cp.kubeconfigPath}`,
-        `--subscription-id=${emu.subscriptionId}`,
-        '--resource-group=podid-demo',
-        '--location=westeurope',
-        '--default-mode=Federated',
-        `--aks-cluster-id=/subscriptions/${emu.subscriptionId}/resourceGroups/podid-demo/providers/Microsoft.ContainerService/managedClusters/local`,
-        `--arm-endpoint=${emu.armEndpoint}`,
-        `--authority-host=${emu.authorityHost}`,
-        `--tenant-id=${emu.tenantId}`,
-        `--client-id=${operatorSp.clientId}`,
-        `--metrics-port=${operatorMetricsPort}`,
-        '--leader-elect',
-        ...(options.operatorArgs ?? []),
-      ],
-      { env: { ...childEnv(), AZURE_CLIENT_SECRET: operatorSecret }, cwd: REPO, logFile: join(dir, 'operator.log') },
-    );
-    cleanups.push(() => operator.stop());
-    const operatorMetricsUrl = `http://127.0.0.1:${operatorMetricsPort}/metrics`;
-
-    log('starting one agent per node');
-    const nodes: NodeHandle[] = [];
-    for (const [i, name] of NODE_NAMES.entries()) {
-      const node = await startAgent({ cp, emu, name, ip: nodeIps[i]!, topology: topologies[i], dir, childEnv, extraArgs: options.agentArgs ?? [] });
-      cleanups.push(async () => {
-        await node.agent.stop();
-        // Fail closed means the rules outlive the agent; removing them is an explicit uninstall.
-        if (node.topology) await node.topology.exec(node.topology.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall'], { env: childEnv() });
-      });
-      nodes.push(node);
+    const nodes: KubeletNode[] = [];
+    for (const [i, t] of topologies.entries()) {
+      await kubeProxy(t, cp, cleanups);
+      nodes.push({ name: NODE_NAMES[i]!, hostIP: t.nodeIp, netns: t.nodeNs, apiServer: KUBERNETES_SERVICE });
     }
-    await Promise.all([
-      waitReady('operator', operator, `http://127.0.0.1:${operatorMetricsPort}/readyz`),
-      ...nodes.map((n) => waitReady(`agent ${n.name}`, n.agent, n.metricsUrl.replace(/metrics$/, 'readyz'))),
-    ]);
+    const armPort = new URL(emu.armEndpoint).port;
+    const imdsPort = new URL(emu.imdsEndpoint).port;
+    const rootIpOf = (node: KubeletNode) => topologies[nodes.indexOf(node)]!.rootIp;
+    const kubelet = new Kubelet({
+      repo: REPO,
+      kc,
+      caPem: cp.caPem,
+      nodes,
+      dir,
+      log,
+      // Cluster-local settings, as an overlay would set them on a real cluster: the emulator stands in for
+      // Azure (ARM, Azure AD, the nodes' IMDS) at the node's side of its link, with its own CA.
+      env: (pod, node) => {
+        const azure = `https://${rootIpOf(node)}:${armPort}`;
+        const common = [{ name: 'NODE_EXTRA_CA_CERTS', value: emu.caCertPath }, { name: 'AZURE_AUTHORITY_HOST', value: azure }];
+        if (pod.workload.metadata.name === OPERATOR) {
+          return [
+            ...common,
+            { name: 'AZURE_SUBSCRIPTION_ID', value: emu.subscriptionId },
+            { name: 'POD_IDENTITY_RESOURCE_GROUP', value: 'podid-demo' },
+            { name: 'POD_IDENTITY_LOCATION', value: 'westeurope' },
+            { name: 'POD_IDENTITY_DEFAULT_MODE', value: 'Federated' },
+            { name: 'POD_IDENTITY_AKS_CLUSTER_ID', value: `/subscriptions/${emu.subscriptionId}/resourceGroups/podid-demo/providers/Microsoft.ContainerService/managedClusters/local` },
+            { name: 'AZURE_ARM_ENDPOINT', value: azure },
+            { name: 'AZURE_TENANT_ID', value: emu.tenantId },
+            { name: 'AZURE_CLIENT_ID', value: operatorSp.clientId },
+            { name: 'AZURE_CLIENT_SECRET', valueFrom: { secretKeyRef: { name: OPERATOR_SECRET, key: 'client-secret' } } },
+          ];
+        }
+        if (pod.workload.metadata.name === AGENT) return [...common, { name: 'UPSTREAM_IMDS', value: `http://${rootIpOf(node)}:${imdsPort}` }];
+        return common;
+      },
+    });
+    await staging;
+    await kubelet.prepare(objects);
+    cleanups.push(async () => {
+      await kubelet.stop(10_000);
+      // Fail closed means the rules outlive the agent; removing them is an explicit uninstall.
+      const agentImage = await kubelet.stagedImage('Dockerfile.agent');
+      for (const t of topologies) await t.exec(t.nodeNs, process.execPath, [join(agentImage.root, 'dist/agent/main.js'), 'uninstall'], { env: childEnv() });
+    });
+
+    log('starting the operator and one agent per node, as the kubelet would');
+    const started = await Promise.all(
+      planned.map((plan) => {
+        const topology = topologies[NODE_NAMES.indexOf(plan.nodeName)]!;
+        const network = plan.hostNetwork ? undefined : topology.pods.find((p) => p.ns === podNetnsName(plan.namespace, plan.name));
+        return kubelet.run(plan, network ? { netns: network.ns, ip: network.ip } : undefined);
+      }),
+    );
+    await Promise.all(started.map((pod) => waitPodReady(pod, options.readyTimeoutMs ?? 90_000)));
+    const operators = started.filter((p) => p.plan.workload.metadata.name === OPERATOR);
+    const nodeHandles: NodeHandle[] = NODE_NAMES.map((name, i) => {
+      const agent = started.find((p) => p.plan.workload.metadata.name === AGENT && p.plan.nodeName === name);
+      if (!agent) throw new Error(`no agent pod on ${name}`);
+      return { name, ip: nodeIps[i]!, agent, metricsUrl: agent.url('metrics', '/metrics'), imdsBase: 'http://169.254.169.254', topology: topologies[i]! };
+    });
 
     log('applying the default policy, config/samples and the demo pods');
     const kubectlApply = startProcess('kubectl', 'kubectl', ['--kubeconfig', cp.kubeconfigPath, 'apply', '-f', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
     kubectlApply.child.stdin?.end(demoManifests(emu.subscriptionId));
     const applied = await kubectlApply.exited;
     if (applied !== 0) throw new Error(`kubectl apply failed: ${kubectlApply.output()}`);
-    const pods = await createDemoPods(core, nodes);
+    const pods = await createDemoPods(core, nodeHandles);
 
-    const armPort = new URL(emu.armEndpoint).port;
     return {
       cp,
       emu,
       kc,
       kubeconfigPath: cp.kubeconfigPath,
-      operator,
-      operatorMetricsUrl,
-      nodes,
+      kubelet,
+      objects,
+      operators,
+      operatorMetricsUrl: () => leaderMetricsUrl(kc, operators),
+      nodes: nodeHandles,
       pods,
-      armEndpointForPods: options.netns ? `https://${topologies[0]!.rootIp}:${armPort}` : emu.armEndpoint,
+      armEndpointForPods: `https://${topologies[0]!.rootIp}:${armPort}`,
       dir,
       childEnv,
       stop,
@@ -190,6 +254,84 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await stop();
     throw err;
   }
+}
+
+/** `podid-<namespace>-<pod>` for `make run` (its printed curl line names it); tests add a run id, so runs never collide. */
+let netnsPrefix = 'podid-';
+function podNetnsName(namespace: string, name: string): string {
+  return `${netnsPrefix}${namespace}-${name}`;
+}
+
+async function stageImages(objects: K8sObject[]): Promise<void> {
+  const dockerfiles = new Set(workloadContainers(objects).map((c) => dockerfileFor(c.container.image)));
+  await Promise.all([...dockerfiles].map((d) => stageImage(REPO, d)));
+}
+
+/**
+ * What `kubectl apply` of the rendered overlay creates, minus what this control plane can't take or that
+ * the harness installs itself: CRDs (installCrds) and policy/v1 PodDisruptionBudgets (Kubernetes 1.20).
+ */
+async function applyRendered(kc: KubeConfig, objects: K8sObject[]): Promise<void> {
+  const client = KubernetesObjectApi.makeApiClient(kc);
+  const order = ['Namespace', 'PriorityClass', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ConfigMap', 'Service', 'Deployment', 'DaemonSet'];
+  const skipped = new Set(['CustomResourceDefinition', 'PodDisruptionBudget']);
+  const unknown = objects.filter((o) => !order.includes(o.kind) && !skipped.has(o.kind)).map((o) => `${o.kind}/${o.metadata.name}`);
+  if (unknown.length > 0) throw new Error(`the stack does not know how to apply ${unknown.join(', ')}`);
+  for (const kind of order) {
+    await Promise.all(objects.filter((o) => o.kind === kind).map((o) => client.create(o as KubernetesObject)));
+  }
+}
+
+/**
+ * kube-proxy's part for the `kubernetes` Service: in the node's namespace, traffic to the ClusterIP (from
+ * its pods and from the node itself) is DNATed to the API server, through a forwarder on the root end of
+ * the node's link. The API server's certificate names the ClusterIP, as on a real cluster.
+ */
+async function kubeProxy(t: Topology, cp: ControlPlane, cleanups: (() => Promise<void>)[]): Promise<void> {
+  const server = new URL(cp.server);
+  const proxy = await tcpForward(t.rootIp, server.hostname, Number(server.port));
+  cleanups.push(() => proxy.close());
+  const to = `${t.rootIp}:${proxy.port}`;
+  // A node has a default route; without one the node's own connections to the ClusterIP fail before OUTPUT's DNAT.
+  const gw = await t.exec(t.nodeNs, 'ip', ['route', 'replace', 'default', 'via', t.rootIp]);
+  if (gw.code !== 0) throw new Error(`default route in ${t.nodeNs}: ${gw.stderr}`);
+  const { host, port } = KUBERNETES_SERVICE;
+  for (const chain of ['PREROUTING', 'OUTPUT']) {
+    const res = await t.exec(t.nodeNs, 'iptables-nft', ['-w', '5', '-t', 'nat', '-A', chain, '-d', `${host}/32`, '-p', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', to]);
+    if (res.code !== 0) throw new Error(`kube-proxy rule in ${t.nodeNs}: ${res.stderr}`);
+  }
+  // The root namespace (the tests, the API server's probes) reaches pod IPs through the node.
+  const podNet = t.gatewayIp.replace(/\.\d+$/, '.0/24');
+  const route = await new Promise<number>((resolve) => execFile('ip', ['route', 'replace', podNet, 'via', t.nodeIp], (err) => resolve(err ? 1 : 0)));
+  if (route !== 0) throw new Error(`ip route replace ${podNet} via ${t.nodeIp} failed`);
+}
+
+async function waitPodReady(pod: RunningPod, timeoutMs: number): Promise<void> {
+  const what = `${pod.namespace}/${pod.name} ready`;
+  await waitFor(
+    what,
+    () => {
+      const containers = [...pod.containers.values()];
+      return containers.length > 0 && containers.every((c) => c.ready);
+    },
+    { timeoutMs, intervalMs: 200 },
+  ).catch((err: Error) => {
+    const detail = [...pod.containers.values()].map((c) => `--- ${c.container.name} (restarts ${c.restartCount}, exits ${c.exits.join(',') || 'none'}):\n${c.output().slice(-3000)}`).join('\n');
+    throw new Error(`${err.message}\n${detail}`);
+  });
+}
+
+/** The replica whose hostname (its pod name) starts the holder identity of the operator's Lease. */
+async function leaderMetricsUrl(kc: KubeConfig, operators: RunningPod[]): Promise<string> {
+  if (operators.length === 1) return operators[0]!.url('metrics', '/metrics');
+  const leases = kc.makeApiClient(CoordinationV1Api);
+  const holder = await waitFor('an operator leader', async () => {
+    const lease = await leases.readNamespacedLease({ namespace: 'podidentity-system', name: OPERATOR }).catch(() => undefined);
+    return lease?.spec?.holderIdentity || undefined;
+  }, { timeoutMs: 60_000 });
+  const leader = operators.find((p) => holder.startsWith(`${p.name}_`));
+  if (!leader) throw new Error(`the Lease holder ${holder} is none of ${operators.map((p) => p.name).join(', ')}`);
+  return leader.url('metrics', '/metrics');
 }
 
 function seedAzure(emu: AzureEmulator, cp: ControlPlane, nodeIps: string[]): void {
@@ -212,85 +354,13 @@ async function createNodes(core: CoreV1Api, emu: AzureEmulator, nodeIps: string[
   }
 }
 
-interface AgentStart {
-  cp: ControlPlane;
-  emu: AzureEmulator;
-  name: string;
-  ip: string;
-  topology: Topology | undefined;
-  dir: string;
-  childEnv: () => NodeJS.ProcessEnv;
-  extraArgs: string[];
-}
-
-async function startAgent({ cp, emu, name, ip, topology, dir, childEnv, extraArgs }: AgentStart): Promise<NodeHandle> {
-  const armPort = new URL(emu.armEndpoint).port;
-  const imdsPort = new URL(emu.imdsEndpoint).port;
-  const common = [`--node-name=${name}`, `--node-ip=${ip}`, `--listen-port=${AGENT_PORT}`, `--metrics-address=${ip}`, `--metrics-port=${AGENT_METRICS_PORT}`, ...extraArgs];
-  const logFile = join(dir, `agent-${name}.log`);
-  if (!topology) {
-    const agent = startProcess(
-      `agent ${name}`,
-      process.execPath,
-      ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'run', ...common, `--kubeconfig=${cp.kubeconfigPath}`, `--authority-host=${emu.authorityHost}`, `--upstream-imds=${emu.imdsEndpoint}`, '--manage-iptables=false'],
-      { env: childEnv(), cwd: REPO, logFile },
-    );
-    return { name, ip, agent, metricsUrl: `http://${ip}:${AGENT_METRICS_PORT}/metrics`, imdsBase: `http://${ip}:${AGENT_PORT}` };
-  }
-  // The node reaches the API server through a forwarder on the root end of its link.
-  const server = new URL(cp.server);
-  const proxy = await tcpForward(topology.rootIp, server.hostname, Number(server.port));
-  const kubeconfig = join(dir, `kubeconfig-${name}`);
-  writeFileSync(
-    kubeconfig,
-    kubeconfigYaml({ server: `https://${topology.rootIp}:${proxy.port}`, caPem: cp.caPem, token: cp.token, tlsServerName: 'kubernetes' }),
-    { mode: 0o600 },
-  );
-  const agent = topology.spawn(
-    `agent ${name}`,
-    topology.nodeNs,
-    process.execPath,
-    [
-      '--import', 'tsx', join(REPO, 'agent/main.ts'), 'run', ...common,
-      `--kubeconfig=${kubeconfig}`,
-      `--authority-host=https://${topology.rootIp}:${armPort}`,
-      `--upstream-imds=http://${topology.rootIp}:${imdsPort}`,
-    ],
-    { env: childEnv(), cwd: REPO, logFile },
-  );
-  const stopAgent = agent.stop.bind(agent);
-  // The forwarder lives as long as the agent that uses it.
-  const wrapped: ManagedProcess = Object.assign(Object.create(Object.getPrototypeOf(agent) as object) as ManagedProcess, agent, {
-    stop: async (graceMs?: number) => {
-      await stopAgent(graceMs);
-      await proxy.close();
-    },
-  });
-  return { name, ip, agent: wrapped, metricsUrl: `http://${ip}:${AGENT_METRICS_PORT}/metrics`, imdsBase: 'http://169.254.169.254', topology };
-}
-
-async function waitReady(what: string, proc: ManagedProcess, url: string): Promise<void> {
-  await waitFor(
-    `${what} ready`,
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error(`${what} exited (${proc.child.exitCode}):\n${proc.output().slice(-3000)}`);
-      const res = await fetch(url).catch(() => undefined);
-      return res?.status === 200;
-    },
-    { timeoutMs: 90_000, intervalMs: 200 },
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}\n${proc.output().slice(-3000)}`);
-  });
-}
-
 async function createDemoPods(core: CoreV1Api, nodes: NodeHandle[]): Promise<PodHandle[]> {
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   const pods: PodHandle[] = [];
-  let loopbackIp = 10;
   for (const demo of DEMO_PODS) {
     const node = nodes[demo.nodeIndex]!;
-    const netns = node.topology ? `podid-${demo.namespace}-${demo.name}` : undefined;
-    const ip = node.topology ? node.topology.pods.find((p) => p.ns === netns)!.ip : `127.0.2.${loopbackIp++}`;
+    const netns = podNetnsName(demo.namespace, demo.name);
+    const ip = node.topology.pods.find((p) => p.ns === netns)!.ip;
     await core.createNamespacedServiceAccount({ namespace: demo.namespace, body: { metadata: { name: demo.serviceAccount } } }).catch((err: { code?: number }) => {
       if (err.code !== 409) throw err;
     });
@@ -302,7 +372,17 @@ async function createDemoPods(core: CoreV1Api, nodes: NodeHandle[]): Promise<Pod
       },
     });
     await core.patchNamespacedPodStatus({ namespace: demo.namespace, name: demo.name, body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, merge);
-    pods.push({ ...demo, ip, node, ...(netns ? { netns } : {}) });
+    pods.push({ ...demo, ip, node, netns });
   }
   return pods;
+}
+
+/** Extra flags go where a user would put them: the workload's container args in the rendered manifest. */
+function appendContainerArgs(objects: K8sObject[], workload: string, extra: string[]): void {
+  if (extra.length === 0) return;
+  const target = objects.find((o) => (o.kind === 'Deployment' || o.kind === 'DaemonSet') && o.metadata?.name === workload);
+  const containers = (target as { spec?: { template?: { spec?: { containers?: { args?: string[] }[] } } } } | undefined)?.spec?.template?.spec?.containers;
+  const container = containers?.[0];
+  if (!container) throw new Error(`no ${workload} container in the rendered overlay to add ${extra.join(' ')} to`);
+  container.args = [...(container.args ?? []), ...extra];
 }

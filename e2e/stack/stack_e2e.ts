@@ -1,9 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { checkMetricsReferenced } from '../deploy/metrics-contract.js';
 import { netnsAvailable } from '../netns/netns.js';
@@ -20,7 +22,7 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
   let custom: CustomObjectsApi;
 
   before(async () => {
-    stack = await startStack({ netns: true });
+    stack = await startStack({ netns: true, netnsPrefix: `podid-${randomBytes(2).toString('hex')}-` });
     custom = stack.kc.makeApiClient(CustomObjectsApi);
   });
   after(async () => {
@@ -66,6 +68,50 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
     assert.ok(names.includes('podid-demo'), stdout);
   });
 
+  test('the operator and agents run the shipped command from dist/, under their own bound ServiceAccount tokens', () => {
+    const workloads = [...stack.operators.map((p) => ({ pod: p, sa: 'podidentity-operator', script: 'dist/operator/main.js' })), ...stack.nodes.map((n) => ({ pod: n.agent, sa: 'podidentity-agent', script: 'dist/agent/main.js' }))];
+    for (const { pod, sa, script } of workloads) {
+      const pid = pod.container().process!.pid;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      assert.equal(argv[0], process.execPath, `${pod.name} runs node itself`);
+      assert.ok(argv.some((a) => a.endsWith(script)), `${pod.name} runs ${script}: ${argv.join(' ')}`);
+      assert.ok(!argv.some((a) => /tsx/.test(a)), `${pod.name} runs no tsx: ${argv.join(' ')}`);
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      assert.ok(!environ.some((e) => e.startsWith('KUBECONFIG=')), `${pod.name} has no kubeconfig: in-cluster config`);
+      const token = readFileSync(join(stack.dir, 'pods', `${pod.namespace}_${pod.name}`, 'serviceaccount', 'token'), 'utf8');
+      const claims = claimsOf(token) as unknown as { sub: string; 'kubernetes.io': { pod: { name: string } } };
+      assert.equal(claims.sub, `system:serviceaccount:podidentity-system:${sa}`);
+      assert.equal(claims['kubernetes.io'].pod.name, pod.name, 'the token is bound to its pod');
+    }
+  });
+
+  test("each metrics Service selects its workload's pods, at a port that serves /metrics", async () => {
+    const services = stack.objects.filter((o) => o.kind === 'Service' && /metrics/.test(o.metadata.name));
+    assert.equal(services.length, 2);
+    for (const service of services) {
+      const endpoints = stack.kubelet.serviceEndpoints(service, 'metrics');
+      assert.ok(endpoints.length > 0, `${service.metadata.name} has endpoints`);
+      for (const { ip, port } of endpoints) {
+        const res = await fetch(`http://${ip}:${port}/metrics`);
+        assert.equal(res.status, 200, `${service.metadata.name} → ${ip}:${port}`);
+        assert.match(await res.text(), /podidentity_(operator|agent)_/);
+      }
+    }
+  });
+
+  test('an agent killed on its node comes back, as restartPolicy Always brings it back', async () => {
+    const node = stack.nodes[1]!;
+    const agent = node.agent.container();
+    const before = agent.restartCount;
+    agent.process!.kill('SIGKILL');
+    await waitFor('the agent to be restarted and ready', () => agent.restartCount === before + 1 && agent.ready, { timeoutMs: 40_000, intervalMs: 200 });
+    const p = stack.pods.find((x) => x.node === node)!;
+    const res = await curl(p);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const pod = await stack.kc.makeApiClient(CoreV1Api).readNamespacedPod({ namespace: node.agent.namespace, name: node.agent.name });
+    assert.equal(pod.status?.containerStatuses?.[0]?.restartCount, before + 1, 'the Pod status counts the restart');
+  });
+
   test('every metric the dashboard and the alerts use is exposed, with its labels', async () => {
     // A series shows its labels only once it has a sample, so exercise the throttle path first: one ARM 429
     // on the identity write that a spec change triggers.
@@ -74,7 +120,8 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
       { group: GROUP, version: VERSION, namespace: 'demo', plural: PODIDENTITY_PLURAL, name: 'web', body: { spec: { identity: { managed: { tags: { team: 'storefront', touched: 'yes' } } } } } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    const scrape = () => Promise.all([stack.operatorMetricsUrl, ...stack.nodes.map((n) => n.metricsUrl)].map(async (url) => (await fetch(url)).text()));
+    const operatorMetricsUrl = await stack.operatorMetricsUrl();
+    const scrape = () => Promise.all([operatorMetricsUrl, ...stack.nodes.map((n) => n.metricsUrl)].map(async (url) => (await fetch(url)).text()));
     const scrapes = await waitFor('throttle and Ready series', async () => {
       const texts = await scrape();
       return /podidentity_operator_azure_throttled_total\{/.test(texts[0]!) && /podidentity_operator_podidentities\{/.test(texts[0]!) ? texts : undefined;
