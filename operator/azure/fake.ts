@@ -16,6 +16,12 @@ import type {
   ScaleSetIdentities,
 } from './types.js';
 
+/**
+ * What ARM ends up acting on: the SDKs send the scope unencoded and their URL handling (WHATWG) resolves dot
+ * segments, percent-escaped dots and backslashes, and drops tabs, so Azure creates and reports the resolved scope.
+ */
+const resolvedLikeTheSdk = (scope: string): string => new URL(`https://management.azure.com/${scope.replace(/^\/+/, '')}`).pathname.replace(/\/+$/, '');
+
 export const BUILT_IN_ROLES: Record<string, string> = {
   Reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7',
   Contributor: 'b24988ac-6180-42a0-ab88-20f7382dd24c',
@@ -152,8 +158,9 @@ export class FakeAzure implements AzureClients {
       if (!guid || !name) throw new NotFoundError(`role "${role}" does not exist`, 'roleDefinitions.resolve', 404);
       return { id: `/subscriptions/${this.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${guid}`, roleName: name };
     },
-    ensure: async (name, scope, roleDefinitionId, principalId) => {
+    ensure: async (name, requestedScope, roleDefinitionId, principalId) => {
       await this.enter('roleAssignments.create');
+      const scope = resolvedLikeTheSdk(requestedScope);
       if (this.principalNotFoundTimes > 0) {
         this.principalNotFoundTimes--;
         throw new PrincipalNotFoundError('principal not found', 'roleAssignments.create', 400, 'PrincipalNotFound');

@@ -192,7 +192,8 @@ export class PodIdentityReconciler {
   /** Policy first; resolve role names/ids (reads only) just when a name-vs-id comparison could change the answer. */
   private async decide(pid: PodIdentity): Promise<PolicyDecision> {
     const first = this.evaluate(pid);
-    if (first.deniedRoles.length === 0) return first;
+    // A spec with a non-canonical id gets no Azure call at all, not even a read.
+    if (first.deniedRoles.length === 0 || first.reason === 'InvalidSpec') return first;
     const info = new Map<string, RoleInfo>();
     for (const i of first.deniedRoles) {
       const ra = pid.spec.roleAssignments?.[i];
@@ -272,7 +273,7 @@ export class PodIdentityReconciler {
     if (!decision.allowed) {
       const message = decision.violations.join('; ');
       await this.revokeDenied(key, pid, decision);
-      const policyCond = bad('PolicyDenied', message);
+      const policyCond = bad(decision.reason, message);
       const identityDenied = decision.violations.some((v) => v.startsWith('identity') || v.startsWith('mode'));
       const previousIdentity = pid.status?.conditions?.find((c) => c.type === CONDITION_IDENTITY_READY);
       conds.set(CONDITION_IDENTITY_READY, !identityDenied && previousIdentity ? previousIdentity : policyCond);
@@ -283,10 +284,10 @@ export class PodIdentityReconciler {
           : { ...(pid.status?.roleAssignments?.find((s) => s.role === ra.role && s.scope === ra.scope) ?? { role: ra.role, scope: ra.scope }), state: 'Pending', message: 'not applied while the PodIdentity violates policy' },
       );
       conds.set(mode === 'Node' ? CONDITION_NODES_ASSIGNED : CONDITION_CREDENTIALS_READY, policyCond);
-      const wasDenied = pid.status?.conditions?.some((c) => c.type === CONDITION_READY && c.reason === 'PolicyDenied' && c.message === message);
+      const wasDenied = pid.status?.conditions?.some((c) => c.type === CONDITION_READY && c.reason === decision.reason && c.message === message);
       if (!wasDenied) {
-        log?.warn('PodIdentity denied by policy', { namespace: ns, name, violations: decision.violations, policies: decision.policies });
-        await this.deps.writer.event(pid, 'Warning', 'PolicyDenied', message);
+        log?.warn(decision.reason === 'InvalidSpec' ? 'PodIdentity has invalid ARM ids' : 'PodIdentity denied by policy', { namespace: ns, name, violations: decision.violations, policies: decision.policies });
+        await this.deps.writer.event(pid, 'Warning', decision.reason, message);
       }
       this.lastFullSync.delete(key);
       await this.writeStatus(pid, status, conds, mode, policyCond);
@@ -691,7 +692,7 @@ export class PodIdentityReconciler {
     if (wasReady?.status !== ready.status || wasReady?.reason !== ready.reason) {
       this.deps.logger?.info('PodIdentity Ready changed', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: status.clientId, ready: ready.status, reason: ready.reason });
       if (ready.status === 'True') await this.deps.writer.event(pid, 'Normal', 'Ready', ready.message);
-      else if (ready.reason !== 'PolicyDenied' && ready.reason !== 'Pending') await this.deps.writer.event(pid, 'Warning', ready.reason, ready.message);
+      else if (ready.reason !== 'PolicyDenied' && ready.reason !== 'InvalidSpec' && ready.reason !== 'Pending') await this.deps.writer.event(pid, 'Warning', ready.reason, ready.message);
     }
   }
 

@@ -1,6 +1,8 @@
 import { matchesSelector } from '../../lib/api/selector.js';
 import type { Mode, PodIdentityPolicy, PodIdentitySpec } from '../../lib/api/types.js';
+import { parseRole } from '../azure/arm-id.js';
 import { matchesPathPattern } from './patterns.js';
+import { invalidPolicyEntries, invalidSpecIds } from './spec-ids.js';
 
 /** What the reconciler knows about a role named in spec (its definition, once resolved). */
 export interface RoleInfo {
@@ -27,6 +29,11 @@ export interface PolicyInput {
 
 export interface PolicyDecision {
   allowed: boolean;
+  /**
+   * Why it is not allowed: `InvalidSpec` when an ARM id in the spec is not canonical (nothing is sent to Azure
+   * for it, not even a read), else `PolicyDenied`.
+   */
+  reason: 'PolicyDenied' | 'InvalidSpec';
   /** One message per offending entry, each naming it. */
   violations: string[];
   /** Indexes into spec.roleAssignments that no policy allows. */
@@ -35,12 +42,10 @@ export interface PolicyDecision {
   policies: string[];
 }
 
-const GUID_AT_END = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
-
-/** The definition GUID when `role` is a roleDefinitionId or a bare GUID; undefined for a role name. */
+/** The definition GUID when `role` is a canonical roleDefinitionId or a bare GUID; undefined for a role name. */
 function definitionGuid(role: string): string | undefined {
-  const guid = GUID_AT_END.exec(role)?.[1];
-  return guid && (guid === role || /\/roleDefinitions\//i.test(role)) ? guid.toLowerCase() : undefined;
+  const p = parseRole(role);
+  return p.ok ? p.value.guid : undefined;
 }
 
 function roleKeys(role: string, info: RoleInfo | undefined): { names: Set<string>; guids: Set<string> } {
@@ -58,8 +63,9 @@ function allowsRole(policy: PodIdentityPolicy, role: string, info: RoleInfo | un
   const { names, guids } = roleKeys(role, info);
   return (policy.spec.allowedRoles ?? []).some((allowed) => {
     if (allowed === '*') return true;
-    const guid = definitionGuid(allowed);
-    if (guid) return guids.has(guid);
+    const p = parseRole(allowed);
+    if (!p.ok) return false; // a malformed entry allows nothing
+    if (p.value.guid) return guids.has(p.value.guid);
     return names.has(allowed.toLowerCase());
   });
 }
@@ -78,6 +84,16 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   const violations: string[] = [];
   const deniedRoles: number[] = [];
   const byAny = `in namespace "${ns}" by any PodIdentityPolicy`;
+  // Canonical ids first: nothing below (nor the caller) may act on an id that is not canonical.
+  const invalid = invalidSpecIds(input.spec);
+  for (const f of invalid) violations.push(`${f.field}: ${f.message}`);
+  const invalidRoles = new Set(invalid.flatMap((f) => (f.roleIndex === undefined ? [] : [f.roleIndex])));
+  const identityInvalid = invalid.some((f) => f.field.startsWith('identity.'));
+  const ignored = matching.flatMap(invalidPolicyEntries);
+  const withIgnored = (message: string, list: string): string => {
+    const notes = ignored.filter((n) => n.includes(` ${list}[`));
+    return notes.length ? `${message} (ignored: ${notes.join('; ')})` : message;
+  };
 
   // Mode: omitted allowedModes allows both; no matching policy allows both.
   if (matching.length > 0 && !matching.some((p) => !p.spec.allowedModes || p.spec.allowedModes.includes(input.mode))) {
@@ -85,31 +101,37 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   }
 
   const existing = input.spec.identity.existing;
-  if (existing) {
+  if (identityInvalid) {
+    // already reported; no policy question to ask about an id that is not canonical
+  } else if (existing) {
     if (!matching.some((p) => (p.spec.allowedExistingIdentities ?? []).some((pattern) => matchesPathPattern(pattern, existing.resourceId)))) {
-      violations.push(`identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`);
+      violations.push(withIgnored(`identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`, 'allowedExistingIdentities'));
     }
   } else {
     const rg = input.managedResourceGroup ?? input.defaultResourceGroup;
     if (rg.toLowerCase() !== input.defaultResourceGroup.toLowerCase()) {
       const rgScope = `/subscriptions/${input.subscriptionId}/resourceGroups/${rg}`;
       if (!matching.some((p) => allowsScope(p, rgScope))) {
-        violations.push(`identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`);
+        violations.push(withIgnored(`identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`, 'allowedScopes'));
       }
     }
   }
 
   (input.spec.roleAssignments ?? []).forEach((ra, index) => {
+    if (invalidRoles.has(index)) {
+      deniedRoles.push(index);
+      return;
+    }
     const info = input.roleInfo?.get(ra.role);
     const roleAllowed = matching.filter((p) => allowsRole(p, ra.role, info));
     if (roleAllowed.length === 0) {
-      violations.push(`roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`);
+      violations.push(withIgnored(`roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`, 'allowedRoles'));
       deniedRoles.push(index);
     } else if (!roleAllowed.some((p) => allowsScope(p, ra.scope))) {
-      violations.push(`roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`);
+      violations.push(withIgnored(`roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`, 'allowedScopes'));
       deniedRoles.push(index);
     }
   });
 
-  return { allowed: violations.length === 0, violations, deniedRoles, policies: names };
+  return { allowed: violations.length === 0, reason: invalid.length ? 'InvalidSpec' : 'PolicyDenied', violations, deniedRoles, policies: names };
 }
