@@ -58,6 +58,8 @@ export interface ServicePrincipalSeed {
   scope?: string;
   /** Default: a new GUID. */
   principalId?: string;
+  /** ABAC condition on that role assignment (conditionVersion 2.0). */
+  condition?: string;
 }
 
 export interface ScaleSetSeed {
@@ -93,6 +95,8 @@ export interface RoleAssignmentSeed {
   scope: string;
   /** GUID; default random. */
   name?: string;
+  /** ABAC condition (conditionVersion 2.0). */
+  condition?: string;
 }
 
 export interface Seeder {
@@ -166,6 +170,7 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
         roleDefinitionId: `/subscriptions/${state.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${role.guid}`,
         principalId: seed.principalId,
         createdBy: 'seed',
+        ...(seed.condition !== undefined ? { condition: seed.condition } : {}),
       });
       return roleAssignmentView(roleAssignmentJson(assignment));
     } catch (err) {
@@ -185,7 +190,7 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
       const clientId = sp.clientId.toLowerCase();
       const principalId = (sp.principalId ?? randomUUID()).toLowerCase();
       state.servicePrincipals.set(clientId, { clientId, clientSecret: sp.clientSecret, principalId, createdAt: 0 });
-      seedRoleAssignment({ principalId, role: sp.role ?? 'Owner', scope: sp.scope ?? state.subscriptionScope });
+      seedRoleAssignment({ principalId, role: sp.role ?? 'Owner', scope: sp.scope ?? state.subscriptionScope, ...(sp.condition !== undefined ? { condition: sp.condition } : {}) });
       return { clientId, principalId };
     },
     scaleSet(seed) {
