@@ -8,6 +8,7 @@
  *   the scopes where it holds the role, even if the operator itself tried something else.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { AuthorizationManagementClient } from '@azure/arm-authorization';
@@ -23,16 +24,17 @@ const OWNER = '8e3af657-a8ff-443c-a75c-2fe8c4bcb635';
 const CONTRIBUTOR = 'b24988ac-6180-42a0-ab88-20f7382dd24c';
 const BLOB_READER = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1';
 
-/** The condition config/azure/grant-operator-rights.sh puts on the operator's RBAC Administrator assignments. */
-function constrainRoles(guids: string[]): string {
-  const set = `{${guids.join(', ')}}`;
-  return [
-    "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'}))",
-    ` OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals ${set}`,
-    "  AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}))",
-    "AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'}))",
-    ` OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals ${set}))`,
-  ].join('\n');
+/**
+ * The condition config/azure/grant-operator-rights.sh puts on the operator's RBAC Administrator assignments,
+ * taken from the script itself (--dry-run prints its az commands), so the test enforces what ships.
+ */
+function scriptCondition(guids: string[]): string {
+  const args = ['config/azure/grant-operator-rights.sh', '--dry-run', '--assignee-object-id', randomUUID(), '--subscription', '00000000-0000-4000-8000-000000000001', '--identity-resource-group', 'pods', '--role-scope', '/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/team-a'];
+  for (const g of guids) args.push('--allowed-role', g);
+  const out = execFileSync('bash', args, { encoding: 'utf8' });
+  const quoted = /--condition \$'((?:[^'\\]|\\.)*)'/.exec(out)?.[1];
+  assert.ok(quoted, `no --condition in the script's output:\n${out}`);
+  return quoted.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
 }
 
 function operatorClients(emu: AzureEmulator, clientId: string, clientSecret: string): AzureClients {
@@ -93,12 +95,15 @@ describe('the Azure boundary of role assignments', () => {
   describe("the operator's own Azure rights as the last line", () => {
     let azure: AzureClients;
     let operatorPrincipal: string;
+    let condition: string;
     before(() => {
+      condition = scriptCondition([READER, BLOB_READER]);
+      assert.match(condition, /ForAnyOfAnyValues:GuidEquals \{acdd72a7-3385-48ef-bd42-f606fba81ae7, 2a2b9908-6ea1-4ae2-8e65-a410df84e7d1\}/);
       const secret = `s-${randomUUID()}`;
       // Reader at the subscription stands in for the documented custom "role assignment reader" role (list).
       const sp = emu.seed.servicePrincipal({ clientId: randomUUID(), clientSecret: secret, role: 'Reader' });
       operatorPrincipal = sp.principalId;
-      emu.seed.roleAssignment({ principalId: sp.principalId, role: 'Role Based Access Control Administrator', scope: rg('team-a'), condition: constrainRoles([READER, BLOB_READER]) });
+      emu.seed.roleAssignment({ principalId: sp.principalId, role: 'Role Based Access Control Administrator', scope: rg('team-a'), condition });
       azure = operatorClients(emu, sp.clientId, secret);
     });
 
@@ -156,7 +161,7 @@ describe('the Azure boundary of role assignments', () => {
         credentialScopes: ['https://management.azure.com/.default'],
       });
       const got = await authz.roleAssignments.get(rg('team-a').slice(1), mine.name);
-      assert.equal(got.condition, constrainRoles([READER, BLOB_READER]));
+      assert.equal(got.condition, condition);
       assert.equal(got.conditionVersion, '2.0');
       const identity = emu.seed.identity({ resourceGroup: 'team-a', name: `cond-${randomUUID().slice(0, 8)}` });
       await assert.rejects(
