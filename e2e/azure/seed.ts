@@ -79,6 +79,10 @@ export interface ManagedClusterSeed {
   workloadIdentity?: boolean;
   /** The kubelet identity, created in `resourceGroup` (default: the node resource group) when it does not exist; name default `${name}-agentpool`. */
   kubeletIdentity?: { name?: string; resourceGroup?: string };
+  /** networkProfile.networkPlugin; default `azure`. */
+  networkPlugin?: 'azure' | 'kubenet' | 'none';
+  /** networkProfile.networkPluginMode (`overlay`); default none. */
+  networkPluginMode?: string;
 }
 
 export interface IdentitySeed {
@@ -228,6 +232,8 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
         oidcIssuerUrl: seed.oidcIssuerUrl,
         workloadIdentity: seed.workloadIdentity ?? true,
         kubeletIdentity: { resourceId: kubelet.id, clientId: kubelet.clientId, objectId: kubelet.principalId },
+        networkPlugin: seed.networkPlugin ?? 'azure',
+        ...(seed.networkPluginMode ? { networkPluginMode: seed.networkPluginMode } : {}),
       });
       return { id, kubeletIdentity: identityView(kubelet, state.tenantId) };
     },

@@ -103,6 +103,10 @@ export interface ManagedCluster {
   oidcIssuerUrl: string;
   workloadIdentity: boolean;
   kubeletIdentity: { resourceId: string; clientId: string; objectId: string };
+  /** networkProfile.networkPlugin: `azure`, `kubenet` or `none`. */
+  networkPlugin: string;
+  /** networkProfile.networkPluginMode, e.g. `overlay` (Azure CNI Overlay). */
+  networkPluginMode?: string;
 }
 
 export interface AsyncOperation {

@@ -6,6 +6,7 @@ import type {
   AzureClients,
   AzureIdentity,
   ClusterClient,
+  ClusterNetwork,
   FederatedCredential,
   FederatedCredentialClient,
   IdentityClient,
@@ -42,6 +43,7 @@ export class FakeAzure implements AzureClients {
   readonly scaleSetState = new Map<string, ScaleSetIdentities>();
   readonly calls: string[] = [];
   oidcIssuer = 'https://oidc.example/issuer';
+  clusterNetwork: ClusterNetwork = { networkPlugin: 'azure' };
   /** Role assignment PUTs for principals created within this many calls fail with PrincipalNotFound. */
   principalNotFoundTimes = 0;
   private readonly failures: { operation: string; error: Error }[] = [];
@@ -208,6 +210,10 @@ export class FakeAzure implements AzureClients {
     getOidcIssuer: async () => {
       await this.enter('managedClusters.get');
       return this.oidcIssuer;
+    },
+    getNetwork: async () => {
+      await this.enter('managedClusters.get');
+      return { ...this.clusterNetwork };
     },
   };
 }
