@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { MODES, type Mode } from '../lib/api/types.js';
+import { parseTyped } from './azure/arm-id.js';
 
 export interface OperatorConfig {
   subscriptionId: string;
@@ -8,6 +9,8 @@ export interface OperatorConfig {
   defaultMode: Mode;
   oidcIssuer?: string;
   aksClusterId?: string;
+  /** Run even though the AKS cluster uses kubenet (pods with NET_RAW can spoof each other's IPs). */
+  allowNetworkPluginKubenet: boolean;
   workers: number;
   leaderElect: boolean;
   leaderElectionNamespace: string;
@@ -48,6 +51,7 @@ const ENV: Record<string, string> = {
   'default-mode': 'POD_IDENTITY_DEFAULT_MODE',
   'oidc-issuer': 'POD_IDENTITY_OIDC_ISSUER',
   'aks-cluster-id': 'POD_IDENTITY_AKS_CLUSTER_ID',
+  'allow-network-plugin-kubenet': 'POD_IDENTITY_ALLOW_NETWORK_PLUGIN_KUBENET',
   workers: 'POD_IDENTITY_WORKERS',
   'leader-elect': 'POD_IDENTITY_LEADER_ELECT',
   'leader-election-namespace': 'POD_NAMESPACE',
@@ -70,7 +74,9 @@ const ENV: Record<string, string> = {
   'agent-service-account': 'POD_IDENTITY_AGENT_SERVICE_ACCOUNT',
 };
 
-const STRING_FLAGS = Object.keys(ENV).filter((f) => f !== 'leader-elect');
+/** Flags that may stand alone (meaning true) or take =true/=false. */
+const BOOL_FLAGS = ['leader-elect', 'allow-network-plugin-kubenet'];
+const STRING_FLAGS = Object.keys(ENV).filter((f) => !BOOL_FLAGS.includes(f));
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
 
@@ -113,6 +119,9 @@ export const USAGE = `pod-identity operator
   --default-mode Federated|Node   mode of PodIdentities that set none (default Federated)
   --oidc-issuer URL               the cluster's service-account issuer, or
   --aks-cluster-id ID             an AKS cluster whose oidcIssuerProfile gives it            one required for Federated
+                                  (also read at startup: its network plugin; kubenet is refused)
+  --allow-network-plugin-kubenet[=true|false]  run on kubenet anyway (default false): pods with NET_RAW
+                                  can take over other pods' IPs there; drop NET_RAW first
   --workers N                     concurrent reconciles (default 4)
   --leader-elect[=true|false]     Lease-based leader election (default false)
   --leader-election-namespace NS  (env POD_NAMESPACE; default podidentity-system)
@@ -149,11 +158,11 @@ export function requestedAction(argv: string[]): 'help' | 'version' | undefined 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorConfig {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const f of STRING_FLAGS) options[f] = { type: 'string' };
-  options['leader-elect'] = { type: 'string' };
+  for (const f of BOOL_FLAGS) options[f] = { type: 'string' };
   let values: Record<string, string | boolean | undefined>;
   try {
-    // `--leader-elect` alone means true: rewrite it before parsing so it can also take a value.
-    const args = argv.map((a) => (a === '--leader-elect' ? '--leader-elect=true' : a));
+    // A boolean flag alone means true: rewrite it before parsing so it can also take a value.
+    const args = argv.map((a) => (BOOL_FLAGS.some((f) => a === `--${f}`) ? `${a}=true` : a));
     values = parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
   } catch (err) {
     const flag = /'(--[\w-]+)/.exec(String((err as Error).message))?.[1]?.slice(2) ?? 'args';
@@ -181,10 +190,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (!(MODES as readonly string[]).includes(mode)) throw new ConfigError('default-mode', `"${mode}" must be one of ${MODES.join(', ')}`);
   const oidcIssuer = get('oidc-issuer') ? httpsUrl('oidc-issuer', get('oidc-issuer')!) : undefined;
   const aksClusterId = get('aks-cluster-id');
-  if (aksClusterId && !/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ContainerService\/managedClusters\/[^/]+$/i.test(aksClusterId)) {
-    throw new ConfigError('aks-cluster-id', `"${aksClusterId}" is not a managedClusters resource id`);
+  if (aksClusterId) {
+    const p = parseTyped(aksClusterId, 'Microsoft.ContainerService', 'managedClusters', 'a managedClusters resource id');
+    if (!p.ok) throw new ConfigError('aks-cluster-id', `"${aksClusterId}" ${p.problem}`);
   }
-  if (oidcIssuer && aksClusterId) throw new ConfigError('oidc-issuer', 'set either --oidc-issuer or --aks-cluster-id, not both');
+  // Both may be set: the issuer flag then wins, and the cluster is still read for its network plugin.
   if (!oidcIssuer && !aksClusterId && mode === 'Federated') throw new ConfigError('oidc-issuer', 'Federated mode needs --oidc-issuer or --aks-cluster-id');
   const logLevel = get('log-level') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('log-level', `"${logLevel}" must be one of ${LOG_LEVELS.join(', ')}`);
@@ -217,6 +227,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     defaultMode: mode as Mode,
     oidcIssuer,
     aksClusterId,
+    allowNetworkPluginKubenet: parseBool('allow-network-plugin-kubenet', get('allow-network-plugin-kubenet') ?? 'false'),
     workers: parseIntFlag('workers', get('workers') ?? '4', 1, 64),
     leaderElect: parseBool('leader-elect', get('leader-elect') ?? 'false'),
     leaderElectionNamespace,

@@ -64,6 +64,20 @@ describe('operator config', () => {
     assert.equal(loadConfig([...base.slice(0, 6), '--default-mode', 'Node'], {}).oidcIssuer, undefined);
   });
 
+  it('kubenet is refused unless --allow-network-plugin-kubenet (alone, =true, or env); the cluster id must be canonical', () => {
+    const aks = `/subscriptions/${SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks`;
+    assert.equal(loadConfig(base, {}).allowNetworkPluginKubenet, false);
+    assert.equal(loadConfig([...base, '--allow-network-plugin-kubenet'], {}).allowNetworkPluginKubenet, true);
+    assert.equal(loadConfig([...base, '--allow-network-plugin-kubenet=false'], {}).allowNetworkPluginKubenet, false);
+    assert.equal(loadConfig(base, { POD_IDENTITY_ALLOW_NETWORK_PLUGIN_KUBENET: 'true' }).allowNetworkPluginKubenet, true);
+    fails([...base, '--allow-network-plugin-kubenet=perhaps'], 'allow-network-plugin-kubenet');
+    // With both, the issuer flag gives the issuer and the cluster is still read for its network plugin.
+    const both = loadConfig([...base, '--aks-cluster-id', aks], {});
+    assert.equal(both.oidcIssuer, 'https://issuer.example');
+    assert.equal(both.aksClusterId, aks);
+    fails([...base.slice(0, 6), '--aks-cluster-id', `/subscriptions/${SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/../../x`], 'aks-cluster-id');
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('x', '2s'), 2000);
     assert.equal(parseDuration('x', '1m'), 60000);

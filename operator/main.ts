@@ -14,6 +14,7 @@ import { createArmClients } from './azure/arm/index.js';
 import { operatorCredential } from './azure/arm/credential.js';
 import { ConfigError, loadConfig, requestedAction, USAGE, type OperatorConfig } from './config.js';
 import { registerOperatorMetrics } from './metrics.js';
+import { checkNetworkPlugin } from './network-plugin.js';
 import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
 import { recordedDemands } from './podidentity/scalesets.js';
@@ -66,6 +67,8 @@ async function main(config: OperatorConfig): Promise<void> {
   const metrics = registerOperatorMetrics(registry);
   const credential = operatorCredential({ tenantId: config.tenantId, clientId: config.clientId, clientSecret: config.clientSecret, authorityHost: config.authorityHost });
   const azure = createArmClients({ credential, subscriptionId: config.subscriptionId, endpoint: config.armEndpoint, metrics });
+  // Before anything is served or reconciled: on kubenet, source-IP attribution can be spoofed (ARP).
+  await checkNetworkPlugin(azure.cluster, { aksClusterId: config.aksClusterId, allowKubenet: config.allowNetworkPluginKubenet }, logger);
 
   const op = new Operator({
     kubeConfig: kc,

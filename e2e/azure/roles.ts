@@ -21,6 +21,13 @@ export const BUILT_IN_ROLES: BuiltInRole[] = [
   { guid: 'acdd72a7-3385-48ef-bd42-f606fba81ae7', roleName: 'Reader', description: 'View all resources, but does not allow you to make any changes.', actions: ['*/read'], notActions: [] },
   { guid: '18d7d88d-d35e-4fb5-a5c3-7773c20a72d9', roleName: 'User Access Administrator', description: 'Lets you manage user access to Azure resources.', actions: ['*/read', 'Microsoft.Authorization/*', 'Microsoft.Support/*'], notActions: [] },
   {
+    guid: 'f58310d9-a9f6-439a-9e8d-f62e7b41a168',
+    roleName: 'Role Based Access Control Administrator',
+    description: 'Manage access to Azure resources by assigning roles using Azure RBAC. This role does not allow you to manage access using other ways, such as Azure Policy.',
+    actions: ['Microsoft.Authorization/roleAssignments/write', 'Microsoft.Authorization/roleAssignments/delete', '*/read', 'Microsoft.Support/*'],
+    notActions: [],
+  },
+  {
     guid: 'f1a07417-d97a-45cb-824c-7a7467783830',
     roleName: 'Managed Identity Operator',
     description: 'Read and Assign User Assigned Identity',

@@ -58,6 +58,8 @@ export interface ServicePrincipalSeed {
   scope?: string;
   /** Default: a new GUID. */
   principalId?: string;
+  /** ABAC condition on that role assignment (conditionVersion 2.0). */
+  condition?: string;
 }
 
 export interface ScaleSetSeed {
@@ -77,6 +79,10 @@ export interface ManagedClusterSeed {
   workloadIdentity?: boolean;
   /** The kubelet identity, created in `resourceGroup` (default: the node resource group) when it does not exist; name default `${name}-agentpool`. */
   kubeletIdentity?: { name?: string; resourceGroup?: string };
+  /** networkProfile.networkPlugin; default `azure`. */
+  networkPlugin?: 'azure' | 'kubenet' | 'none';
+  /** networkProfile.networkPluginMode (`overlay`); default none. */
+  networkPluginMode?: string;
 }
 
 export interface IdentitySeed {
@@ -93,6 +99,8 @@ export interface RoleAssignmentSeed {
   scope: string;
   /** GUID; default random. */
   name?: string;
+  /** ABAC condition (conditionVersion 2.0). */
+  condition?: string;
 }
 
 export interface Seeder {
@@ -166,6 +174,7 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
         roleDefinitionId: `/subscriptions/${state.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${role.guid}`,
         principalId: seed.principalId,
         createdBy: 'seed',
+        ...(seed.condition !== undefined ? { condition: seed.condition } : {}),
       });
       return roleAssignmentView(roleAssignmentJson(assignment));
     } catch (err) {
@@ -185,7 +194,7 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
       const clientId = sp.clientId.toLowerCase();
       const principalId = (sp.principalId ?? randomUUID()).toLowerCase();
       state.servicePrincipals.set(clientId, { clientId, clientSecret: sp.clientSecret, principalId, createdAt: 0 });
-      seedRoleAssignment({ principalId, role: sp.role ?? 'Owner', scope: sp.scope ?? state.subscriptionScope });
+      seedRoleAssignment({ principalId, role: sp.role ?? 'Owner', scope: sp.scope ?? state.subscriptionScope, ...(sp.condition !== undefined ? { condition: sp.condition } : {}) });
       return { clientId, principalId };
     },
     scaleSet(seed) {
@@ -223,6 +232,8 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
         oidcIssuerUrl: seed.oidcIssuerUrl,
         workloadIdentity: seed.workloadIdentity ?? true,
         kubeletIdentity: { resourceId: kubelet.id, clientId: kubelet.clientId, objectId: kubelet.principalId },
+        networkPlugin: seed.networkPlugin ?? 'azure',
+        ...(seed.networkPluginMode ? { networkPluginMode: seed.networkPluginMode } : {}),
       });
       return { id, kubeletIdentity: identityView(kubelet, state.tenantId) };
     },

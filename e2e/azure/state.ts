@@ -1,5 +1,6 @@
 /** The emulator's in-memory Azure: one subscription, its resource groups and the resources the project touches. */
 import { randomUUID } from 'node:crypto';
+import { parseCondition, type Condition, type ConditionRequest } from './conditions.js';
 import { roleAllows, roleByGuid } from './roles.js';
 
 export interface ResourceGroup {
@@ -47,6 +48,24 @@ export interface RoleAssignment {
   principalType: string;
   createdOn: string;
   createdBy: string;
+  /** ABAC condition (conditionVersion 2.0): the assignment grants only requests for which it holds. */
+  condition?: string;
+  conditionVersion?: string;
+}
+
+/** Request and resource attributes an ABAC condition can test (see conditions.ts). */
+export type AuthzAttributes = Omit<ConditionRequest, 'action'>;
+
+/** Why a request was refused: no role grants the action, or only roles whose condition does not hold. */
+export type AuthzDecision = 'allowed' | 'denied' | 'conditionNotMet';
+
+const compiledConditions = new WeakMap<RoleAssignment, Condition>();
+
+function conditionOf(ra: RoleAssignment): Condition | undefined {
+  if (!ra.condition) return undefined;
+  let c = compiledConditions.get(ra);
+  if (!c) compiledConditions.set(ra, (c = parseCondition(ra.condition)));
+  return c;
 }
 
 export interface ScaleSetInstance {
@@ -84,6 +103,10 @@ export interface ManagedCluster {
   oidcIssuerUrl: string;
   workloadIdentity: boolean;
   kubeletIdentity: { resourceId: string; clientId: string; objectId: string };
+  /** networkProfile.networkPlugin: `azure`, `kubenet` or `none`. */
+  networkPlugin: string;
+  /** networkProfile.networkPluginMode, e.g. `overlay` (Azure CNI Overlay). */
+  networkPluginMode?: string;
 }
 
 export interface AsyncOperation {
@@ -237,14 +260,26 @@ export class AzureState {
   }
 
   /** ARM authorization: does any role assigned to `principalId` at `scope` or above grant `action`? */
-  can(principalId: string, action: string, scope: string): boolean {
+  can(principalId: string, action: string, scope: string, attributes: AuthzAttributes = {}): boolean {
+    return this.authorize(principalId, action, scope, attributes) === 'allowed';
+  }
+
+  /**
+   * ARM authorization with ABAC: an assignment whose role grants `action` allows the request when it has no
+   * condition or its condition holds for the request's attributes.
+   */
+  authorize(principalId: string, action: string, scope: string, attributes: AuthzAttributes = {}): AuthzDecision {
     const p = lower(principalId);
+    let conditionNotMet = false;
     for (const ra of this.roleAssignmentsById.values()) {
       if (ra.principalId !== p || !isAtOrAbove(ra.scope, scope)) continue;
       const role = roleByGuid(ra.roleGuid);
-      if (role && roleAllows(role, action)) return true;
+      if (!role || !roleAllows(role, action)) continue;
+      const condition = conditionOf(ra);
+      if (!condition || condition({ action, ...attributes })) return 'allowed';
+      conditionNotMet = true;
     }
-    return false;
+    return conditionNotMet ? 'conditionNotMet' : 'denied';
   }
 }
 

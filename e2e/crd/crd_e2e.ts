@@ -84,6 +84,18 @@ describe('CRDs on a real API server', () => {
     },
     { what: 'malformed roleDefinitionId', spec: { identity: { managed: {} }, roleAssignments: [{ role: '/providers/Microsoft.Authorization/roleDefinitions/xyz', scope: `/subscriptions/${SUB}` }] }, expect: /spec\.roleAssignments(\[0\])?\.role in body should match/ },
     { what: 'invalid managed identity name', spec: { identity: { managed: { name: 'a' } } }, expect: /spec\.identity\.managed\.name in body should match/ },
+    // Issue 11 item 1: ids the ARM SDK's URL handling would resolve to another scope (the operator re-checks).
+    ...[
+      `/subscriptions/${SUB}/resourceGroups/team-a/providers/../../..`,
+      `/subscriptions/${SUB}/resourceGroups/team-a/providers/../../../resourceGroups/prod`,
+      `/subscriptions/${SUB}/resourceGroups/team-a/providers/Microsoft.Storage/storageAccounts/%2e%2e`,
+      `/subscriptions/${SUB}/resourceGroups/team-a/providers/Microsoft.Storage/storageAccounts/a b`,
+      `/subscriptions/${SUB}/resourceGroups/team-a/providers/Microsoft.Storage/storageAccounts/x/`,
+      `/subscriptions/${SUB}/resourceGroups/team-a//providers/Microsoft.Storage/storageAccounts/x`,
+      `/subscriptions/${SUB}/resourceGroups/..`,
+    ].map((scope) => ({ what: `the escaping scope ${JSON.stringify(scope)}`, spec: { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope }] }, expect: /spec\.roleAssignments(\[0\])?\.scope in body should match/ })),
+    { what: 'a dot-segment existing identity id', spec: { identity: { existing: { resourceId: `/subscriptions/${SUB}/resourceGroups/../providers/Microsoft.ManagedIdentity/userAssignedIdentities/app` } } }, expect: /spec\.identity\.existing\.resourceId in body should match/ },
+    { what: 'managed resource group ".."', spec: { identity: { managed: { resourceGroup: '..' } } }, expect: /spec\.identity\.managed\.resourceGroup in body should match/ },
     { what: 'invalid service account name', spec: { identity: { managed: {} }, serviceAccounts: ['Not_Valid'] }, expect: /spec\.serviceAccounts(\[0\])? in body should match/ },
   ];
 
@@ -95,7 +107,7 @@ describe('CRDs on a real API server', () => {
     });
   }
 
-  for (const glob of ['subscriptions/no-leading-slash', `/subscriptions/${SUB}/**/resourceGroups`, '/subscriptions//x']) {
+  for (const glob of ['subscriptions/no-leading-slash', `/subscriptions/${SUB}/**/resourceGroups`, '/subscriptions//x', `/subscriptions/${SUB}/resourceGroups/team-a/..`, `/subscriptions/${SUB}/resourceGroups/./**`]) {
     test(`rejects a PodIdentityPolicy with the malformed scope glob ${glob}`, async () => {
       const body = { apiVersion: `${GROUP}/${VERSION}`, kind: 'PodIdentityPolicy', metadata: { name: `bad-${Date.now()}` }, spec: { allowedScopes: [glob] } };
       assert.match(await createError(body), /spec\.allowedScopes(\[0\])? in body should match/);

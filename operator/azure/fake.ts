@@ -6,6 +6,7 @@ import type {
   AzureClients,
   AzureIdentity,
   ClusterClient,
+  ClusterNetwork,
   FederatedCredential,
   FederatedCredentialClient,
   IdentityClient,
@@ -15,6 +16,12 @@ import type {
   ScaleSetClient,
   ScaleSetIdentities,
 } from './types.js';
+
+/**
+ * What ARM ends up acting on: the SDKs send the scope unencoded and their URL handling (WHATWG) resolves dot
+ * segments, percent-escaped dots and backslashes, and drops tabs, so Azure creates and reports the resolved scope.
+ */
+const resolvedLikeTheSdk = (scope: string): string => new URL(`https://management.azure.com/${scope.replace(/^\/+/, '')}`).pathname.replace(/\/+$/, '');
 
 export const BUILT_IN_ROLES: Record<string, string> = {
   Reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7',
@@ -36,6 +43,7 @@ export class FakeAzure implements AzureClients {
   readonly scaleSetState = new Map<string, ScaleSetIdentities>();
   readonly calls: string[] = [];
   oidcIssuer = 'https://oidc.example/issuer';
+  clusterNetwork: ClusterNetwork = { networkPlugin: 'azure' };
   /** Role assignment PUTs for principals created within this many calls fail with PrincipalNotFound. */
   principalNotFoundTimes = 0;
   private readonly failures: { operation: string; error: Error }[] = [];
@@ -152,8 +160,9 @@ export class FakeAzure implements AzureClients {
       if (!guid || !name) throw new NotFoundError(`role "${role}" does not exist`, 'roleDefinitions.resolve', 404);
       return { id: `/subscriptions/${this.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${guid}`, roleName: name };
     },
-    ensure: async (name, scope, roleDefinitionId, principalId) => {
+    ensure: async (name, requestedScope, roleDefinitionId, principalId) => {
       await this.enter('roleAssignments.create');
+      const scope = resolvedLikeTheSdk(requestedScope);
       if (this.principalNotFoundTimes > 0) {
         this.principalNotFoundTimes--;
         throw new PrincipalNotFoundError('principal not found', 'roleAssignments.create', 400, 'PrincipalNotFound');
@@ -203,6 +212,10 @@ export class FakeAzure implements AzureClients {
     getOidcIssuer: async () => {
       await this.enter('managedClusters.get');
       return this.oidcIssuer;
+    },
+    getNetwork: async () => {
+      await this.enter('managedClusters.get');
+      return { ...this.clusterNetwork };
     },
   };
 }

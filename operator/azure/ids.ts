@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
+import { parseArmId } from './arm-id.js';
 
 /** Parts of an ARM resource id `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}`. */
 export interface ResourceIdParts {
@@ -10,13 +11,15 @@ export interface ResourceIdParts {
   name: string;
 }
 
-const RESOURCE_ID = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/([^/]+)\/([^/]+)\/([^/]+)$/i;
-
-/** Parses a top-level ARM resource id; undefined when it is not one. */
+/**
+ * Parses a top-level ARM resource id in canonical form (see arm-id.ts); undefined when it is not one. The
+ * adapters parse every id through here, so a non-canonical id never reaches an Azure SDK call.
+ */
 export function parseResourceId(id: string): ResourceIdParts | undefined {
-  const m = RESOURCE_ID.exec(id.replace(/\/+$/, ''));
-  if (!m) return undefined;
-  return { subscriptionId: m[1]!, resourceGroup: m[2]!, provider: m[3]!, type: m[4]!, name: m[5]! };
+  const p = parseArmId(id);
+  if (!p.ok || p.value.kind !== 'resource' || !p.value.resourceGroup || p.value.type?.includes('/')) return undefined;
+  const v = p.value;
+  return { subscriptionId: v.subscriptionId!, resourceGroup: v.resourceGroup!, provider: v.provider!, type: v.type!, name: v.name! };
 }
 
 export function identityResourceId(subscriptionId: string, resourceGroup: string, name: string): string {

@@ -85,9 +85,21 @@ export interface ScaleSetClient {
   patch(scaleSetId: string, add: string[], remove: string[], onAccepted?: () => void): Promise<ScaleSetIdentities>;
 }
 
+/** An AKS cluster's pod networking, as `managedClusters.get` reports it in `networkProfile`. */
+export interface ClusterNetwork {
+  /** `azure`, `kubenet` or `none` (bring your own CNI); undefined when Azure did not say. */
+  networkPlugin?: string;
+  /** `overlay` for Azure CNI Overlay. */
+  networkPluginMode?: string;
+  networkPolicy?: string;
+  networkDataplane?: string;
+}
+
 export interface ClusterClient {
   /** The AKS cluster's OIDC issuer URL (managedClusters.get → oidcIssuerProfile.issuerURL). */
   getOidcIssuer(clusterResourceId: string): Promise<string>;
+  /** The AKS cluster's network profile (managedClusters.get → networkProfile). */
+  getNetwork(clusterResourceId: string): Promise<ClusterNetwork>;
 }
 
 export interface AzureClients {

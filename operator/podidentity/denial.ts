@@ -1,6 +1,6 @@
 /**
  * What a policy violation does: no Azure writes except taking away what policy no longer allows, then a
- * PolicyDenied status. An unknown namespace is a gap in what the operator knows, not a verdict: nothing is
+ * PolicyDenied (or InvalidSpec) status. An unknown namespace is a gap in what the operator knows, not a verdict: nothing is
  * granted and nothing revoked until its labels are known.
  */
 import { CONDITION_IDENTITY_READY, CONDITION_READY, CONDITION_ROLES_ASSIGNED, type Mode, type PodIdentity } from '../../lib/api/types.js';
@@ -15,7 +15,7 @@ import { bad, conditionOf, modeCondition, type Cond, type StatusWriter } from '.
 export async function applyDenial(d: StepDeps, status: StatusWriter, pid: PodIdentity, mode: Mode, decision: PolicyDecision): Promise<void> {
   const message = violations(decision).join('; ');
   if (!decision.namespaceUnknown) await revoke(d, pid, decision);
-  const policyCond = bad('PolicyDenied', message);
+  const policyCond = bad(decision.reason, message);
   const identityDenied = !!(decision.identity || decision.mode || decision.namespaceUnknown);
   const conds = new Map<string, Cond>();
   conds.set(CONDITION_IDENTITY_READY, (!identityDenied && conditionOf(pid, CONDITION_IDENTITY_READY)) || policyCond);
@@ -28,9 +28,9 @@ export async function applyDenial(d: StepDeps, status: StatusWriter, pid: PodIde
     return { ...previous, state: 'Pending' as const, message: 'not applied while the PodIdentity violates policy' };
   });
   const ready = conditionOf(pid, CONDITION_READY);
-  if (ready?.reason !== 'PolicyDenied' || ready.message !== message) {
-    d.logger?.warn('PodIdentity denied by policy', { namespace: pid.metadata.namespace, name: pid.metadata.name, violations: violations(decision), policies: decision.policies });
-    await d.writer.event(pid, 'Warning', 'PolicyDenied', message);
+  if (ready?.reason !== decision.reason || ready.message !== message) {
+    d.logger?.warn(decision.reason === 'InvalidSpec' ? 'PodIdentity has invalid ARM ids' : 'PodIdentity denied by policy', { namespace: pid.metadata.namespace, name: pid.metadata.name, violations: violations(decision), policies: decision.policies });
+    await d.writer.event(pid, 'Warning', decision.reason, message);
   }
   await status.write(pid, { ...(pid.status ?? {}), mode, roleAssignments }, conds, mode, policyCond);
 }

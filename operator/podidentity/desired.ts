@@ -86,7 +86,8 @@ function evaluate(view: ClusterView, settings: ReconcilerSettings, pid: PodIdent
 /** Policy first; resolve role names/ids (reads only) just when a name-vs-id comparison could change the answer. */
 export async function decide(view: ClusterView, settings: ReconcilerSettings, azure: AzureClients, pid: PodIdentity): Promise<PolicyDecision> {
   const first = evaluate(view, settings, pid);
-  if (first.roles.size === 0 || first.namespaceUnknown) return first;
+  // A spec with a non-canonical id gets no Azure call at all, not even a read.
+  if (first.roles.size === 0 || first.namespaceUnknown || first.reason === 'InvalidSpec') return first;
   const info = new Map<string, RoleInfo>();
   for (const i of first.roles.keys()) {
     const ra = pid.spec.roleAssignments?.[i];

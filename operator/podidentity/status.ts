@@ -86,7 +86,7 @@ export class StatusWriter {
     if (wasReady?.status !== ready.status || wasReady?.reason !== ready.reason) {
       this.deps.logger?.info('PodIdentity Ready changed', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: status.clientId, ready: ready.status, reason: ready.reason });
       if (ready.status === 'True') await this.deps.writer.event(pid, 'Normal', 'Ready', ready.message);
-      else if (ready.reason !== 'PolicyDenied' && ready.reason !== 'Pending') await this.deps.writer.event(pid, 'Warning', ready.reason, ready.message);
+      else if (ready.reason !== 'PolicyDenied' && ready.reason !== 'InvalidSpec' && ready.reason !== 'Pending') await this.deps.writer.event(pid, 'Warning', ready.reason, ready.message);
     }
   }
 }

@@ -1,6 +1,8 @@
 import { matchesSelector } from '../../lib/api/selector.js';
 import type { Mode, PodIdentityPolicy, PodIdentitySpec } from '../../lib/api/types.js';
+import { parseRole } from '../azure/arm-id.js';
 import { matchesPathPattern } from './patterns.js';
+import { invalidPolicyEntries, invalidSpecIds } from './spec-ids.js';
 
 /** What the reconciler knows about a role named in spec (its definition, once resolved). */
 export interface RoleInfo {
@@ -31,6 +33,11 @@ export interface PolicyInput {
  */
 export interface PolicyDecision {
   allowed: boolean;
+  /**
+   * Why it is not allowed: `InvalidSpec` when an ARM id in the spec is not canonical (its field then carries the
+   * message, and nothing is sent to Azure for the spec, not even a read), else `PolicyDenied`.
+   */
+  reason: 'PolicyDenied' | 'InvalidSpec';
   /** The namespace's labels are not known yet: it matches no policy and nothing is allowed until they are. */
   namespaceUnknown?: string;
   /** The effective mode is not allowed. */
@@ -48,12 +55,10 @@ export function violations(d: PolicyDecision): string[] {
   return [d.namespaceUnknown, d.mode, d.identity, ...[...d.roles.entries()].sort(([a], [b]) => a - b).map(([, m]) => m)].filter((m): m is string => !!m);
 }
 
-const GUID_AT_END = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
-
-/** The definition GUID when `role` is a roleDefinitionId or a bare GUID; undefined for a role name. */
+/** The definition GUID when `role` is a canonical roleDefinitionId or a bare GUID; undefined for a role name. */
 function definitionGuid(role: string): string | undefined {
-  const guid = GUID_AT_END.exec(role)?.[1];
-  return guid && (guid === role || /\/roleDefinitions\//i.test(role)) ? guid.toLowerCase() : undefined;
+  const p = parseRole(role);
+  return p.ok ? p.value.guid : undefined;
 }
 
 function roleKeys(role: string, info: RoleInfo | undefined): { names: Set<string>; guids: Set<string> } {
@@ -89,13 +94,27 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   if (input.namespaceLabels === undefined) {
     // A selector cannot be tested against labels nobody has seen: fail closed until the namespace is in the cache.
     const namespaceUnknown = `namespace "${ns}" is not known to the operator yet: no PodIdentityPolicy can match it until its labels are`;
-    return { allowed: false, namespaceUnknown, roles: new Map(), policies: [] };
+    return { allowed: false, reason: 'PolicyDenied', namespaceUnknown, roles: new Map(), policies: [] };
   }
   const labels = input.namespaceLabels;
   const matching = input.policies.filter((p) => matchesSelector(p.spec.namespaceSelector ?? {}, labels));
   const names = matching.map((p) => p.metadata.name ?? '');
   const decision: { mode?: string; identity?: string; roles: Map<number, string> } = { roles: new Map() };
   const byAny = `in namespace "${ns}" by any PodIdentityPolicy`;
+  // Canonical ids first: nothing below (nor the caller) may act on an id that is not canonical.
+  const invalid = invalidSpecIds(input.spec);
+  const identityInvalid = invalid.filter((f) => f.field.startsWith('identity.')).map((f) => `${f.field}: ${f.message}`);
+  if (identityInvalid.length) decision.identity = identityInvalid.join('; ');
+  for (const f of invalid) {
+    if (f.roleIndex === undefined) continue;
+    const earlier = decision.roles.get(f.roleIndex);
+    decision.roles.set(f.roleIndex, earlier ? `${earlier}; ${f.field}: ${f.message}` : `${f.field}: ${f.message}`);
+  }
+  const ignored = matching.flatMap(invalidPolicyEntries);
+  const withIgnored = (message: string, list: string): string => {
+    const notes = ignored.filter((n) => n.includes(` ${list}[`));
+    return notes.length ? `${message} (ignored: ${notes.join('; ')})` : message;
+  };
 
   // Mode: omitted allowedModes allows both; no matching policy allows both.
   if (matching.length > 0 && !matching.some((p) => !p.spec.allowedModes || p.spec.allowedModes.includes(input.mode))) {
@@ -103,26 +122,30 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   }
 
   const existing = input.spec.identity.existing;
-  if (existing) {
+  if (identityInvalid.length) {
+    // already reported; no policy question to ask about an id that is not canonical
+  } else if (existing) {
     if (!matching.some((p) => (p.spec.allowedExistingIdentities ?? []).some((pattern) => matchesPathPattern(pattern, existing.resourceId)))) {
-      decision.identity = `identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`;
+      decision.identity = withIgnored(`identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`, 'allowedExistingIdentities');
     }
   } else {
     const rg = input.managedResourceGroup ?? input.defaultResourceGroup;
     if (rg.toLowerCase() !== input.defaultResourceGroup.toLowerCase()) {
       const rgScope = `/subscriptions/${input.subscriptionId}/resourceGroups/${rg}`;
       if (!matching.some((p) => allowsScope(p, rgScope))) {
-        decision.identity = `identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`;
+        decision.identity = withIgnored(`identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`, 'allowedScopes');
       }
     }
   }
 
   (input.spec.roleAssignments ?? []).forEach((ra, index) => {
+    if (decision.roles.has(index)) return; // not canonical: already reported
     const info = input.roleInfo?.get(ra.role);
     const roleAllowed = matching.filter((p) => allowsRole(p, ra.role, info));
-    if (roleAllowed.length === 0) decision.roles.set(index, `roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`);
-    else if (!roleAllowed.some((p) => allowsScope(p, ra.scope))) decision.roles.set(index, `roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`);
+    if (roleAllowed.length === 0) decision.roles.set(index, withIgnored(`roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`, 'allowedRoles'));
+    else if (!roleAllowed.some((p) => allowsScope(p, ra.scope))) decision.roles.set(index, withIgnored(`roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`, 'allowedScopes'));
   });
 
-  return { allowed: !decision.mode && !decision.identity && decision.roles.size === 0, ...decision, policies: names };
+  const reason = invalid.length ? 'InvalidSpec' : 'PolicyDenied';
+  return { allowed: !decision.mode && !decision.identity && decision.roles.size === 0, reason, ...decision, policies: names };
 }

@@ -41,10 +41,17 @@ describe('matchesPathPattern', () => {
     [RG('data'), `${RG('data')}/providers/Microsoft.Storage/storageAccounts/x`, true],
     [RG('data'), RG('data2'), false], // prefix by segments, not characters
     [RG('DATA'), RG('data'), true], // case-insensitive like ARM
-    [RG('data') + '/', RG('data'), true],
+    [RG('data') + '/', RG('data'), false], // a non-canonical pattern (trailing "/") allows nothing
+    // Dot segments never match the prefix they start with: ARM would resolve them to somewhere else.
+    [RG('team-a'), `${RG('team-a')}/providers/../../..`, false],
+    [RG('team-a'), `${RG('team-a')}/providers/../../../resourceGroups/prod`, false],
+    [`${RG('team-a')}/**`, `${RG('team-a')}/providers/%2e%2e/%2e%2e/%2e%2e`, false],
+    [`/subscriptions/${SUB}/resourceGroups/*/**`, `${RG('x')}/providers/Microsoft.Storage/storageAccounts/..`, false],
+    ['/**', `${RG('x')}/./providers/Microsoft.Storage/storageAccounts/a`, false],
+    [`${RG('team-a')}/../prod`, RG('prod'), false],
     [`/subscriptions/${SUB}/resourceGroups/team-*`, RG('team-x'), true],
-    [`/subscriptions/${SUB}/resourceGroups/team-*`, `${RG('team-x')}/providers/a/b/c`, false], // * is one segment
-    [`/subscriptions/${SUB}/resourceGroups/team-*/**`, `${RG('team-x')}/providers/a/b/c`, true],
+    [`/subscriptions/${SUB}/resourceGroups/team-*`, `${RG('team-x')}/providers/Microsoft.Storage/storageAccounts/c`, false], // * is one segment
+    [`/subscriptions/${SUB}/resourceGroups/team-*/**`, `${RG('team-x')}/providers/Microsoft.Storage/storageAccounts/c`, true],
     [`/subscriptions/${SUB}/resourceGroups/team-*/**`, RG('team-x'), true],
     [`/subscriptions/${SUB}/resourceGroups/team-*/**`, RG('other'), false],
     [`/subscriptions/*/resourceGroups/x`, RG('x'), true],
@@ -160,5 +167,31 @@ describe('evaluatePolicy', () => {
     assert.equal(violations(d).length, 4);
     assert.deepEqual([...d.roles.keys()], [0, 1]);
     assert.ok(d.mode && d.identity, 'mode and identity denials are fields of their own');
+  });
+
+  it('rejects a role-assignment scope that escapes an allowed prefix through dot segments, as InvalidSpec naming the field', () => {
+    const policyA = policy('team-a', { namespaceSelector: {}, allowedRoles: ['Reader'], allowedScopes: [RG('team-a')] });
+    for (const scope of [`${RG('team-a')}/providers/../../..`, `${RG('team-a')}/providers/../../../resourceGroups/prod`]) {
+      const d = evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope }] }, [policyA]));
+      assert.equal(d.allowed, false, scope);
+      assert.equal(d.reason, 'InvalidSpec');
+      assert.deepEqual([...d.roles.keys()], [0]);
+      assert.equal(violations(d).length, 1);
+      assert.match(violations(d)[0] ?? '', /^roleAssignments\[0\]\.scope: ".*" is not a canonical ARM scope: it has a "\.\." path segment$/);
+    }
+  });
+
+  it('a policy entry that is not canonical allows nothing, and the denial says so', () => {
+    const sloppy = policy('sloppy', { namespaceSelector: {}, allowedRoles: ['Reader'], allowedScopes: [`${RG('team-a')}/../prod`] });
+    const d = evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('prod') }] }, [sloppy]));
+    assert.equal(d.allowed, false);
+    assert.equal(d.reason, 'PolicyDenied');
+    assert.match(violations(d)[0] ?? '', /ignored: PodIdentityPolicy "sloppy" allowedScopes\[0\] .* has a "\.\." path segment; it allows nothing/);
+  });
+
+  it('compares canonical ids case-insensitively, like ARM', () => {
+    const policyA = policy('team-a', { namespaceSelector: {}, allowedRoles: ['reader'], allowedScopes: [RG('Team-A')] });
+    const scope = `/SUBSCRIPTIONS/${SUB.toUpperCase()}/resourcegroups/team-a/providers/microsoft.storage/storageaccounts/x`;
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope }] }, [policyA])).allowed, true);
   });
 });

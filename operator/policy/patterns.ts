@@ -1,13 +1,14 @@
+import { parseArmId, parsePathPattern } from '../azure/arm-id.js';
+
 /**
  * ARM path patterns used by PodIdentityPolicy.allowedScopes and allowedExistingIdentities. ARM ids are
- * case-insensitive, so matching is too.
+ * case-insensitive, so matching compares lower-case forms.
  * - No `*`: a prefix, by whole segments: it allows itself and everything beneath it.
  * - With `*`: a glob where `*` matches within exactly one segment (`team-*` matches `team-a`), and a trailing
  *   `/**` matches the path itself and anything beneath it.
+ * Both sides must be canonical (operator/azure/arm-id.ts): a non-canonical pattern allows nothing, and a
+ * non-canonical path is allowed by nothing, so `…/team-a/providers/../../..` can never match `…/team-a`.
  */
-export function normalizePath(path: string): string {
-  return path.trim().replace(/\/{2,}/g, '/').replace(/\/+$/, '').toLowerCase();
-}
 
 function segmentRegex(segment: string): string {
   return segment
@@ -23,13 +24,12 @@ function globRegex(pattern: string): RegExp {
   if (re) return re;
   let body = pattern;
   let anySuffix = false;
-  if (body === '/**') return /^\/.*$/;
   if (body.endsWith('/**')) {
     anySuffix = true;
     body = body.slice(0, -3);
   }
   const segments = body.split('/').slice(1); // leading ''
-  const source = '^' + segments.map((s) => '/' + (s === '**' ? '.*' : segmentRegex(s))).join('') + (anySuffix ? '(/.*)?' : '') + '$';
+  const source = '^' + segments.map((s) => '/' + segmentRegex(s)).join('') + (anySuffix ? '(/.*)?' : '') + '$';
   re = new RegExp(source);
   if (compiled.size > 1000) compiled.clear();
   compiled.set(pattern, re);
@@ -37,9 +37,11 @@ function globRegex(pattern: string): RegExp {
 }
 
 export function matchesPathPattern(pattern: string, path: string): boolean {
-  const p = normalizePath(pattern);
-  const s = normalizePath(path);
-  if (!p || !s) return false;
-  if (!p.includes('*')) return s === p || s.startsWith(p + '/');
-  return globRegex(p).test(s);
+  const p = parsePathPattern(pattern);
+  const s = parseArmId(path);
+  if (!p.ok || !s.ok) return false;
+  const key = s.value.key;
+  if (p.value === '/**') return true;
+  if (!p.value.includes('*')) return key === p.value || key.startsWith(p.value + '/');
+  return globRegex(p.value).test(key);
 }

@@ -1,7 +1,8 @@
 /** Microsoft.Authorization: built-in role definitions and role assignments at any scope. */
 import { armError, type Route, type RequestContext } from '../router.js';
 import { BUILT_IN_ROLES, roleByGuid, type BuiltInRole } from '../roles.js';
-import { isAtOrAbove, type RoleAssignment } from '../state.js';
+import { ConditionSyntaxError, parseCondition, RA_ATTR } from '../conditions.js';
+import { isAtOrAbove, type AuthzAttributes, type RoleAssignment } from '../state.js';
 import { asRecord, authorize, callerOf, GUID, page, type ArmDeps } from './common.js';
 
 const RA_TYPE = 'Microsoft.Authorization/roleAssignments';
@@ -47,8 +48,8 @@ export function roleAssignmentJson(ra: RoleAssignment): Record<string, unknown> 
       principalId: ra.principalId,
       principalType: ra.principalType,
       scope: ra.scope,
-      condition: null,
-      conditionVersion: null,
+      condition: ra.condition ?? null,
+      conditionVersion: ra.condition ? (ra.conditionVersion ?? '2.0') : null,
       createdOn: ra.createdOn,
       updatedOn: ra.createdOn,
       createdBy: ra.createdBy,
@@ -76,7 +77,7 @@ function parseAssignmentFilter(filter: string | null): { principalId?: string; a
 
 export function createRoleAssignment(
   deps: ArmDeps,
-  input: { scope: string; name: string; roleDefinitionId: string; principalId: string; principalType?: string; createdBy: string },
+  input: { scope: string; name: string; roleDefinitionId: string; principalId: string; principalType?: string; createdBy: string; condition?: string; conditionVersion?: string },
 ): { status: number; assignment: RoleAssignment } {
   const { state } = deps;
   const { scope, name } = input;
@@ -96,6 +97,17 @@ export function createRoleAssignment(
       'PrincipalNotFound',
       `Principal ${principalId.replace(/-/g, '')} does not exist in the directory ${state.tenantId}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype`,
     );
+  }
+  if (input.condition !== undefined) {
+    if (input.conditionVersion !== undefined && input.conditionVersion !== '2.0') {
+      throw armError(400, 'InvalidConditionVersion', `The condition version '${input.conditionVersion}' is not supported. Supported version is '2.0'.`);
+    }
+    try {
+      parseCondition(input.condition);
+    } catch (err) {
+      if (!(err instanceof ConditionSyntaxError)) throw err;
+      throw armError(400, 'InvalidRoleAssignmentCondition', `The given role assignment condition is invalid: ${err.message}`);
+    }
   }
   const principalType = input.principalType ?? 'ServicePrincipal';
   if (!PRINCIPAL_TYPES.includes(principalType)) {
@@ -128,6 +140,7 @@ export function createRoleAssignment(
     principalType,
     createdOn: new Date().toISOString(),
     createdBy: input.createdBy,
+    ...(input.condition !== undefined ? { condition: input.condition, conditionVersion: input.conditionVersion ?? '2.0' } : {}),
   };
   state.roleAssignmentsById.set(id.toLowerCase(), assignment);
   return { status: 201, assignment };
@@ -209,21 +222,34 @@ export function authorizationRoutes(deps: ArmDeps): Route[] {
       pattern: new RegExp(`^(.*)${RA}/([^/]+)$`, 'i'),
       handle(ctx) {
         const scope = scopeOf(ctx);
-        authorize(deps, ctx, `${RA_TYPE}/write`, scope);
+        callerOf(ctx);
         const props = asRecord(asRecord(ctx.json())['properties'] ?? null);
-        const { roleDefinitionId, principalId, principalType } = props;
+        const { roleDefinitionId, principalId, principalType, condition, conditionVersion } = props;
         if (typeof roleDefinitionId !== 'string' || typeof principalId !== 'string') {
           throw armError(400, 'InvalidRequestContent', "The properties 'roleDefinitionId' and 'principalId' are required.");
         }
         if (principalType !== undefined && principalType !== null && typeof principalType !== 'string') {
           throw armError(400, 'InvalidRequestContent', "The property 'principalType' must be a string.");
         }
+        if ((condition !== undefined && condition !== null && typeof condition !== 'string') || (conditionVersion !== undefined && conditionVersion !== null && typeof conditionVersion !== 'string')) {
+          throw armError(400, 'InvalidRequestContent', "The properties 'condition' and 'conditionVersion' must be strings.");
+        }
+        // ABAC: a conditioned "Role Based Access Control Administrator" may write only the assignments its
+        // condition allows (by role definition, principal and principal type of the new assignment).
+        const request: AuthzAttributes['request'] = {
+          [RA_ATTR.roleDefinitionId]: [roleDefinitionId.split('/').pop() ?? ''],
+          [RA_ATTR.principalId]: [principalId],
+          ...(typeof principalType === 'string' ? { [RA_ATTR.principalType]: [principalType] } : {}),
+        };
+        authorize(deps, ctx, `${RA_TYPE}/write`, scope, { request }, `${scope}/providers/${RA_TYPE}/${ctx.params[1] ?? ''}`);
         const { status, assignment } = createRoleAssignment(deps, {
           scope,
           name: ctx.params[1] ?? '',
           roleDefinitionId,
           principalId,
           ...(typeof principalType === 'string' ? { principalType } : {}),
+          ...(typeof condition === 'string' ? { condition } : {}),
+          ...(typeof conditionVersion === 'string' ? { conditionVersion } : {}),
           createdBy: callerOf(ctx),
         });
         return { status, body: roleAssignmentJson(assignment) };
@@ -236,10 +262,17 @@ export function authorizationRoutes(deps: ArmDeps): Route[] {
       pattern: new RegExp(`^(.*)${RA}/([^/]+)$`, 'i'),
       handle(ctx) {
         const scope = scopeOf(ctx);
-        authorize(deps, ctx, `${RA_TYPE}/delete`, scope);
-        const key = `${scope}/providers/${RA_TYPE}/${ctx.params[1]}`.toLowerCase();
-        const ra = state.roleAssignmentsById.get(key);
-        if (!ra) return { status: 204 };
+        const id = `${scope}/providers/${RA_TYPE}/${ctx.params[1]}`;
+        const ra = state.roleAssignmentsById.get(id.toLowerCase());
+        if (!ra) {
+          // Nothing to delete: only a caller with no delete right at all is refused.
+          if (state.authorize(callerOf(ctx), `${RA_TYPE}/delete`, scope) === 'denied') authorize(deps, ctx, `${RA_TYPE}/delete`, scope);
+          return { status: 204 };
+        }
+        // ABAC: the condition sees the existing assignment's attributes.
+        const resource: AuthzAttributes['resource'] = { [RA_ATTR.roleDefinitionId]: [ra.roleGuid], [RA_ATTR.principalId]: [ra.principalId], [RA_ATTR.principalType]: [ra.principalType] };
+        authorize(deps, ctx, `${RA_TYPE}/delete`, scope, { resource }, ra.id);
+        const key = id.toLowerCase();
         state.roleAssignmentsById.delete(key);
         return { status: 200, body: roleAssignmentJson(ra) };
       },

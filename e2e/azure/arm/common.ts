@@ -1,5 +1,5 @@
 /** Helpers shared by the ARM resource providers: lookups with ARM's 404s, authorization, paging. */
-import type { AzureState, ResourceGroup } from '../state.js';
+import type { AuthzAttributes, AzureState, ResourceGroup } from '../state.js';
 import { armError, type RequestContext, type Reply } from '../router.js';
 
 export interface ArmSettings {
@@ -43,10 +43,22 @@ export function callerOf(ctx: RequestContext): string {
   return ctx.caller.principalId;
 }
 
-/** 403 AuthorizationFailed unless the caller holds a role at `scope` or above that grants `action`. */
-export function authorize(deps: ArmDeps, ctx: RequestContext, action: string, scope: string): void {
+/**
+ * 403 AuthorizationFailed unless the caller holds a role at `scope` or above that grants `action` (and, for a
+ * conditioned assignment, whose ABAC condition holds for `attributes`). `reportedScope` is the scope Azure
+ * names in the message (for role assignments: the assignment's id).
+ */
+export function authorize(deps: ArmDeps, ctx: RequestContext, action: string, scope: string, attributes?: AuthzAttributes, reportedScope = scope): void {
   const principalId = callerOf(ctx);
-  if (!deps.state.can(principalId, action, scope)) {
+  const decision = deps.state.authorize(principalId, action, scope, attributes);
+  if (decision === 'conditionNotMet') {
+    throw armError(
+      403,
+      'AuthorizationFailed',
+      `The client '${ctx.caller?.clientId}' with object id '${principalId}' has an authorization with ABAC condition that is not fulfilled to perform action '${action}' over scope '${reportedScope}' or the scope is invalid. If access was recently granted, please refresh your credentials.`,
+    );
+  }
+  if (decision !== 'allowed') {
     throw armError(
       403,
       'AuthorizationFailed',

@@ -24,6 +24,15 @@ export function managedClusterJson(c: ManagedCluster): Record<string, unknown> {
       securityProfile: { workloadIdentity: { enabled: c.workloadIdentity } },
       identityProfile: { kubeletidentity: { ...c.kubeletIdentity } },
       podIdentityProfile: { enabled: false },
+      networkProfile: {
+        networkPlugin: c.networkPlugin,
+        ...(c.networkPluginMode ? { networkPluginMode: c.networkPluginMode } : {}),
+        ...(c.networkPlugin === 'kubenet' || c.networkPluginMode === 'overlay' ? { podCidr: '10.244.0.0/16' } : {}),
+        serviceCidr: '10.0.0.0/16',
+        dnsServiceIP: '10.0.0.10',
+        outboundType: 'loadBalancer',
+        loadBalancerSku: 'standard',
+      },
       agentPoolProfiles: [{ name: 'nodepool1', count: 1, vmSize: 'Standard_D2s_v3', type: 'VirtualMachineScaleSets', mode: 'System', osType: 'Linux' }],
     },
   };

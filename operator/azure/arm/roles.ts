@@ -1,11 +1,20 @@
 import type { AuthorizationManagementClient } from '@azure/arm-authorization';
 import { ConflictError, NotFoundError } from '../errors.js';
+import { parseRole, parseScope } from '../arm-id.js';
 import { isGuid, isRoleDefinitionId, roleDefinitionGuid } from '../ids.js';
 import type { AzureCall } from '../instrument.js';
 import type { RoleAssignment, RoleClient, RoleDefinition } from '../types.js';
 
-/** arm-authorization does not encode the scope: a leading '/' becomes '//subscriptions/…' (reference §3). */
-const sdkScope = (scope: string): string => scope.replace(/^\/+/, '');
+/**
+ * arm-authorization does not encode the scope: a leading '/' becomes '//subscriptions/…' (reference §3), and
+ * URL handling would resolve dot segments in it. So only a canonical scope is ever sent (a caller's bug must not
+ * turn `…/team-a/providers/../../..` into the subscription), without its leading '/'.
+ */
+function sdkScope(scope: string): string {
+  const p = parseScope(scope);
+  if (!p.ok) throw new Error(`refusing to send a non-canonical role assignment scope to Azure: ${JSON.stringify(scope)} ${p.problem}`);
+  return scope.slice(1);
+}
 
 export class ArmRoleClient implements RoleClient {
   /** Role names and ids → definitions. Built-in definitions never change; custom ones rarely. */
@@ -21,6 +30,9 @@ export class ArmRoleClient implements RoleClient {
   ) {}
 
   async resolveRole(role: string, scope: string): Promise<RoleDefinition> {
+    const atScope = sdkScope(scope);
+    const parsed = parseRole(role);
+    if (!parsed.ok) throw new NotFoundError(`role ${JSON.stringify(role)} ${parsed.problem}`, 'roleDefinitions.get');
     const cacheKey = isRoleDefinitionId(role) ? roleDefinitionGuid(role) : `name:${role.toLowerCase()}`;
     const cached = this.definitions.get(cacheKey);
     if (cached && Date.now() - cached.at < this.cacheTtlMs) return cached.def;
@@ -28,13 +40,13 @@ export class ArmRoleClient implements RoleClient {
     if (isRoleDefinitionId(role)) {
       const guid = roleDefinitionGuid(role);
       if (!isGuid(guid)) throw new NotFoundError(`role definition "${role}" is not a valid id`, 'roleDefinitions.get');
-      const found = await this.call('roleDefinitions.get', () => this.client.roleDefinitions.get(sdkScope(scope), guid));
+      const found = await this.call('roleDefinitions.get', () => this.client.roleDefinitions.get(atScope, guid));
       def = { id: found.id ?? this.definitionId(guid), roleName: found.roleName ?? role };
     } else {
       const escaped = role.replace(/'/g, "''");
       const found = await this.call('roleDefinitions.list', async () => {
         const out = [];
-        for await (const d of this.client.roleDefinitions.list(sdkScope(scope), { filter: `roleName eq '${escaped}'` })) out.push(d);
+        for await (const d of this.client.roleDefinitions.list(atScope, { filter: `roleName eq '${escaped}'` })) out.push(d);
         return out;
       });
       const match = found.find((d) => d.roleName?.toLowerCase() === role.toLowerCase());
@@ -48,6 +60,7 @@ export class ArmRoleClient implements RoleClient {
   }
 
   async ensure(name: string, scope: string, roleDefinitionId: string, principalId: string): Promise<RoleAssignment> {
+    const atScope = sdkScope(scope);
     const fallback: RoleAssignment = {
       id: `${scope.replace(/\/+$/, '')}/providers/Microsoft.Authorization/roleAssignments/${name}`,
       name,
@@ -57,7 +70,7 @@ export class ArmRoleClient implements RoleClient {
     };
     try {
       const ra = await this.call('roleAssignments.create', () =>
-        this.client.roleAssignments.create(sdkScope(scope), name, { roleDefinitionId, principalId, principalType: 'ServicePrincipal' }),
+        this.client.roleAssignments.create(atScope, name, { roleDefinitionId, principalId, principalType: 'ServicePrincipal' }),
       );
       return { id: ra.id ?? fallback.id, name: ra.name ?? name, scope: ra.scope ?? scope, roleDefinitionId: ra.roleDefinitionId ?? roleDefinitionId, principalId };
     } catch (err) {
@@ -68,8 +81,9 @@ export class ArmRoleClient implements RoleClient {
   }
 
   async delete(scope: string, name: string): Promise<void> {
+    const atScope = sdkScope(scope);
     try {
-      await this.call('roleAssignments.delete', () => this.client.roleAssignments.delete(sdkScope(scope), name));
+      await this.call('roleAssignments.delete', () => this.client.roleAssignments.delete(atScope, name));
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
