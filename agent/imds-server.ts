@@ -68,7 +68,8 @@ export function createImdsServer(handler: (req: IncomingMessage, res: ServerResp
     if (status === 408) hooks.onRejected?.('request_timeout');
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
     const body = JSON.stringify({ error: 'invalid_request', error_description: status === 408 ? 'Request timed out' : status === 431 ? 'Request headers too large' : 'Malformed HTTP request' });
-    socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    // Then closed outright: a client that never reads must not keep a half-closed socket here.
+    socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, () => socket.destroy());
   });
   return server;
 }
