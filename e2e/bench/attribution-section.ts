@@ -11,6 +11,7 @@ import { mapLimit, TOKEN_PATH } from './fixture.js';
 import type { LoadResult, LoadSpec } from './loadgen.js';
 import type { BenchOptions } from './options.js';
 import { cpuSeconds, runLoadgen } from './processes.js';
+import { waitFor } from '../testing/wait.js';
 import { round, section, type GoalBook, type Section } from './report.js';
 
 type Log = (msg: string) => void;
@@ -125,6 +126,19 @@ async function createCrowd(stage: AgentStage, count: number, log: Log): Promise<
   return { namespace, seconds: round((performance.now() - t0) / 1000, 1) };
 }
 
+/**
+ * Deletes the crowd so later sections see the cluster as before. The pods are on no real node, so they go at
+ * once; a deletecollection of thousands can outlive the API server's request timeout (504) while it keeps
+ * deleting, so it is repeated until a list comes back empty.
+ */
+async function removeCrowd(stage: AgentStage, namespace: string, log: Log): Promise<void> {
+  const remaining = async () => (await getJson<KubernetesListObject<V1Pod>>(stage.env.kc, `/api/v1/namespaces/${namespace}/pods`, { limit: 1 })).items.length;
+  await waitFor('the crowd of pods removed', async () => {
+    await stage.env.core.deleteCollectionNamespacedPod({ namespace, gracePeriodSeconds: 0 }).catch((err: Error) => log(`P6: removing the crowd: ${err.message.split('\n')[0]}; again`));
+    return (await remaining()) === 0;
+  }, { timeoutMs: 600_000, intervalMs: 1000 });
+}
+
 export async function runP6(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
   const s = section('P6', P6_TITLE);
   const empty = await measure(stage, opts, 0, log);
@@ -134,8 +148,7 @@ export async function runP6(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   try {
     crowded = await measure(stage, opts, opts.crowdPods, log);
   } finally {
-    // One request: the pods are on no real node, so they go at once; later sections see the cluster as before.
-    await stage.env.core.deleteCollectionNamespacedPod({ namespace: crowd.namespace, gracePeriodSeconds: 0 }).catch((err: Error) => log(`P6: removing the crowd: ${err.message}`));
+    await removeCrowd(stage, crowd.namespace, log);
   }
   const points = [empty, crowded];
   const l = (p: Point) => p.latency.latency;
