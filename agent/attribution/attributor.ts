@@ -40,6 +40,8 @@ export const DEFAULT_ATTRIBUTOR_OPTIONS: AttributorOptions = {
   readBudget: { perSource: 100, total: 500, windowMs: 1000 },
 };
 
+const DONE_WAITING = Symbol('attribution decided');
+
 /** More live pods than this claiming one address is a reuse race gone wrong: refuse without reading each. */
 const MAX_CANDIDATES = 4;
 /** Pods found gone or finished are remembered (a UID never comes back), so their address costs no more reads. */
@@ -163,7 +165,8 @@ export class Attributor {
         }
         await Promise.race([change, new Promise<void>((r) => setTimeout(r, remaining).unref())]);
       } finally {
-        waiting.abort();
+        // A reason of our own: abort() without one builds a DOMException (and its stack) per connection.
+        waiting.abort(DONE_WAITING);
       }
     }
   }

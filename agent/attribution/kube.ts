@@ -87,12 +87,18 @@ export class KubePodDirectory implements PodDirectory {
    * ten pods or fifty thousand (a LIST with a field selector reads every pod in the cluster).
    */
   async readPod(namespace: string, name: string): Promise<PodInfo | undefined> {
+    // Not AbortSignal.timeout: its timer outlives the read and aborts a request that already finished, which
+    // costs an exception per read (and can take the pooled keep-alive connection with it).
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`reading pod ${namespace}/${name} took longer than ${this.readTimeoutMs} ms`)), this.readTimeoutMs);
     try {
-      const pod = await getJson<PodJson>(this.kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, {}, AbortSignal.timeout(this.readTimeoutMs));
+      const pod = await getJson<PodJson>(this.kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, {}, controller.signal);
       return podInfo(pod);
     } catch (err) {
       if (err instanceof RawApiError && err.code === 404) return undefined;
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
