@@ -77,12 +77,14 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
   let port: number;
   let metricsPort: number;
   let ns: string;
+  let core: CoreV1Api;
+  let nodeName: string;
 
   before(async () => {
     cluster = await testCluster();
-    const core = cluster.kc.makeApiClient(CoreV1Api);
+    core = cluster.kc.makeApiClient(CoreV1Api);
     ns = await cluster.namespace('exhaust');
-    const nodeName = `exhaust-node-${ns.slice(-6)}`;
+    nodeName = `exhaust-node-${ns.slice(-6)}`;
     // No controller-manager runs: the service account admission needs the account to exist.
     await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
     await core.createNamespacedPod({
@@ -123,9 +125,9 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
   });
 
   /** One request from the legit pod: 400 naming the pod proves it was attributed and answered. */
-  function legitRequest(): Promise<{ status: number; body: string }> {
+  function legitRequest(from = LEGIT_POD_IP): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: LEGIT_POD_IP, headers: { Metadata: 'true' }, timeout: 5000, agent: false }, (res) => {
+      const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: from, headers: { Metadata: 'true' }, timeout: 5000, agent: false }, (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -141,6 +143,33 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
     const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
     return line ? Number(line.split(' ').pop()) : 0;
   }
+
+  test('IP reuse at once, even by a pod of the same name: a new connection is never attributed to the deleted pod', async () => {
+    const reusedIp = '127.0.6.1';
+    const other = await cluster.namespace('exhaust-next');
+    await core.createNamespacedServiceAccount({ namespace: other, body: { metadata: { name: 'default' } } });
+    const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    const runningAt = async (namespace: string) => {
+      await core.createNamespacedPod({ namespace, body: { metadata: { name: 'reused' }, spec: { nodeName, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } } });
+      await core.patchNamespacedPodStatus({ namespace, name: 'reused', body: { status: { phase: 'Running', podIP: reusedIp, podIPs: [{ ip: reusedIp }] } } }, mergePatch);
+    };
+    // Alternate the owner of one address between two namespaces, with the same pod name, as fast as the API
+    // server allows; every answer must name the current owner's namespace, or nobody.
+    let owner = ns;
+    await runningAt(owner);
+    for (let round = 0; round < 6; round++) {
+      const first = await legitRequest(reusedIp);
+      assert.equal(first.status, 400, first.body);
+      assert.ok(first.body.includes(`namespace ${owner} selects pod reused`) || first.body.includes('no pod on node'), `round ${round}: ${first.body}`);
+      const previous = owner;
+      owner = owner === ns ? other : ns;
+      await core.deleteNamespacedPod({ namespace: previous, name: 'reused', gracePeriodSeconds: 0 });
+      await runningAt(owner);
+      const at = await legitRequest(reusedIp);
+      assert.ok(!at.body.includes(`namespace ${previous} `), `round ${round}: the deleted pod of ${previous} was served: ${at.body}`);
+    }
+    await core.deleteNamespacedPod({ namespace: owner, name: 'reused', gracePeriodSeconds: 0 });
+  });
 
   test('slowloris from one pod: connections past the per-source cap are closed at once, the rest at the header deadline; other pods are served', async () => {
     const slow = new SlowClients(port);
