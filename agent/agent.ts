@@ -6,6 +6,8 @@ import { AuditLog } from './audit.js';
 import { KubeExceptionDirectory } from './attribution/exceptions-kube.js';
 import { KubeIdentityDirectory, KubePodDirectory } from './attribution/kube.js';
 import { TokenCache } from './cache/token-cache.js';
+import { IssuanceLimits } from './issuance/limits.js';
+import { createImdsServer } from './imds-server.js';
 import type { AgentConfig } from './config.js';
 import { createImdsHandler } from './handler.js';
 import { selectIptables } from './interception/iptables.js';
@@ -77,6 +79,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     maxEntries: config.cacheMaxEntries,
     safetyMarginSeconds: config.cacheSafetyMarginSeconds,
     refreshAheadSeconds: config.cacheRefreshAheadSeconds,
+    // A principal cannot hold more tokens than it may ask for distinct resources, so it evicts only its own.
+    maxEntriesPerPrincipal: Math.min(config.cacheMaxEntries, config.maxResourcesPerIdentity),
     bypassMinIntervalMs: config.bypassMinIntervalMs,
     onRefresh: (outcome) => metrics.cacheRefreshes.inc({ outcome }),
     onEvict: () => metrics.cacheEvictions.inc(),
@@ -85,7 +89,19 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     onRefreshError: (_key, err) => logger.warn('background token refresh failed', { err }),
   });
   const audit = new AuditLog(logger);
-  const attributor = new Attributor(config.nodeName, pods, identities, (found) => metrics.readThroughs.inc({ found: String(found) }));
+  const attributor = new Attributor(config.nodeName, pods, identities, {
+    catchUpMs: config.verifyWaitMs,
+    readTimeoutMs: config.readThroughTimeoutMs,
+    readBudget: { perSource: config.verifyReadsPerSource, total: config.verifyReadsTotal, windowMs: config.verifyReadWindowMs },
+    onRead: (result) => metrics.verifyReads.inc({ result }),
+    onRefused: (reason) => metrics.rejections.inc({ reason }),
+  });
+  const issuanceLimits = new IssuanceLimits({
+    maxResources: config.maxResourcesPerIdentity,
+    maxExchanges: config.maxExchangesPerIdentity,
+    windowMs: config.issuanceWindowMs,
+    onRefused: (reason) => metrics.rejections.inc({ reason }),
+  });
   const handler = createImdsHandler({
     nodeName: config.nodeName,
     defaultMode: config.defaultMode,
@@ -105,13 +121,24 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger,
     audit,
     exceptions,
+    issuanceLimits,
   });
 
-  const imds = createServer(handler);
-  imds.on('connection', (socket) => attributor.connectionOpened(socket));
-  // Connections from pods are short; don't let one idle client hold a socket for long.
-  imds.keepAliveTimeout = 5_000;
-  imds.requestTimeout = 30_000;
+  const imds = createImdsServer(
+    handler,
+    {
+      maxConnections: config.maxConnections,
+      maxConnectionsPerSource: config.maxConnectionsPerSource,
+      headersTimeoutMs: config.headersTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    },
+    {
+      onConnection: (socket) => attributor.connectionOpened(socket),
+      onRejected: (reason) => metrics.rejections.inc({ reason }),
+      onOpenConnections: (n) => metrics.openConnections.set(n),
+    },
+  );
   const health = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return void res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');

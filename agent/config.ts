@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { MODES, type Mode } from '../lib/api/types.js';
+import { parseDuration } from '../lib/duration.js';
 import { parseConfigMapRef } from './attribution/exceptions.js';
 
 /** How the agent runs. Every field comes from a flag (or its env variable) and is validated at start. */
@@ -20,8 +21,25 @@ export interface AgentConfig {
   upstreamImds: string;
   /** How long a request waits for a matching PodIdentity that is not Ready yet, before a 503. */
   notReadyWaitMs: number;
-  /** Bounded read-through to the API server for an IP the pod cache does not know yet. */
+  /** Bound on one verification read (a GET of one pod) to the API server. */
   readThroughTimeoutMs: number;
+  /** How long a new connection may wait for the pod cache to catch up (or for a read budget) before 400/503. */
+  verifyWaitMs: number;
+  /** Verification reads (API server GETs) one source address, and the whole agent, may start per window. */
+  verifyReadsPerSource: number;
+  verifyReadsTotal: number;
+  verifyReadWindowMs: number;
+  /** Open connections to the IMDS listener, in total and from one source address. */
+  maxConnections: number;
+  maxConnectionsPerSource: number;
+  /** Node http server timeouts: the whole header block, the whole request, and an idle keep-alive connection. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Per identity (and service account, for Federated): distinct resources and upstream token calls per window. */
+  maxResourcesPerIdentity: number;
+  maxExchangesPerIdentity: number;
+  issuanceWindowMs: number;
   upstreamTimeoutMs: number;
   cacheMaxEntries: number;
   /** A cached token is served until this long before it expires. */
@@ -80,7 +98,19 @@ export const FLAGS: Record<string, FlagSpec> = {
   'authority-host': { env: 'AZURE_AUTHORITY_HOST', default: 'https://login.microsoftonline.com', help: 'Azure AD authority host (https)' },
   'upstream-imds': { env: 'UPSTREAM_IMDS', default: 'http://169.254.169.254', help: 'the real IMDS' },
   'not-ready-wait': { env: 'NOT_READY_WAIT_MS', default: '3000', help: 'ms to wait for a PodIdentity to become Ready before 503' },
-  'read-through-timeout': { env: 'READ_THROUGH_TIMEOUT_MS', default: '1000', help: 'ms for the API read of an IP not yet cached' },
+  'read-through-timeout': { env: 'READ_THROUGH_TIMEOUT_MS', default: '1000', help: 'ms for one verification read (GET of one pod) before 503' },
+  'verify-wait': { env: 'VERIFY_WAIT', default: '1s', help: 'how long a new connection waits for the pod cache to catch up or for a read budget' },
+  'verify-reads-per-source': { env: 'VERIFY_READS_PER_SOURCE', default: '100', help: 'verification reads one source address may cause per --verify-read-window' },
+  'verify-reads-total': { env: 'VERIFY_READS_TOTAL', default: '500', help: 'verification reads the agent may make per --verify-read-window' },
+  'verify-read-window': { env: 'VERIFY_READ_WINDOW', default: '1s', help: 'window of the verification read budgets' },
+  'max-connections': { env: 'MAX_CONNECTIONS', default: '1000', help: 'open IMDS connections in total; more are closed at once' },
+  'max-connections-per-source': { env: 'MAX_CONNECTIONS_PER_SOURCE', default: '100', help: 'open IMDS connections from one source address' },
+  'headers-timeout': { env: 'HEADERS_TIMEOUT', default: '5s', help: 'time a client has to send its request headers' },
+  'request-timeout': { env: 'REQUEST_TIMEOUT', default: '10s', help: 'time a client has to send its whole request' },
+  'keep-alive-timeout': { env: 'KEEP_ALIVE_TIMEOUT', default: '5s', help: 'idle time before a keep-alive connection is closed' },
+  'max-resources-per-identity': { env: 'MAX_RESOURCES_PER_IDENTITY', default: '20', help: 'distinct resources one identity may be issued tokens for per --issuance-window (then 429)' },
+  'max-exchanges-per-identity': { env: 'MAX_EXCHANGES_PER_IDENTITY', default: '60', help: 'upstream token requests (Azure AD / node IMDS) per identity per --issuance-window (then 429)' },
+  'issuance-window': { env: 'ISSUANCE_WINDOW', default: '10m', help: 'window of the per-identity issuance caps' },
   'upstream-timeout': { env: 'UPSTREAM_TIMEOUT_MS', default: '10000', help: 'ms for one Azure AD / IMDS call' },
   'cache-max-entries': { env: 'CACHE_MAX_ENTRIES', default: '2000', help: 'tokens kept (LRU beyond that)' },
   'cache-safety-margin': { env: 'CACHE_SAFETY_MARGIN_SECONDS', default: '300', help: 's before expiry a token stops being served' },
@@ -155,6 +185,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (isIP(v) !== 4) throw new ConfigError(name, `must be an IPv4 address, got "${v}"`);
     return v;
   };
+  const duration = (name: string, minMs: number, maxMs: number): number => {
+    const v = required(name);
+    const ms = parseDuration(v);
+    if (ms === undefined) throw new ConfigError(name, `must be a duration such as 500ms, 15s or 10m, got "${v}"`);
+    if (ms < minMs || ms > maxMs) throw new ConfigError(name, `must be between ${minMs}ms and ${maxMs}ms, got "${v}"`);
+    return ms;
+  };
   const url = (name: string, protocols: string[]): string => {
     const v = required(name);
     let parsed: URL;
@@ -192,6 +229,18 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     upstreamImds: url('upstream-imds', ['http:', 'https:']),
     notReadyWaitMs: int('not-ready-wait', 0, 60_000),
     readThroughTimeoutMs: int('read-through-timeout', 50, 10_000),
+    verifyWaitMs: duration('verify-wait', 0, 30_000),
+    verifyReadsPerSource: int('verify-reads-per-source', 1, 1_000_000),
+    verifyReadsTotal: int('verify-reads-total', 1, 1_000_000),
+    verifyReadWindowMs: duration('verify-read-window', 10, 3_600_000),
+    maxConnections: int('max-connections', 1, 1_000_000),
+    maxConnectionsPerSource: int('max-connections-per-source', 1, 1_000_000),
+    headersTimeoutMs: duration('headers-timeout', 100, 300_000),
+    requestTimeoutMs: duration('request-timeout', 100, 300_000),
+    keepAliveTimeoutMs: duration('keep-alive-timeout', 100, 300_000),
+    maxResourcesPerIdentity: int('max-resources-per-identity', 1, 1_000_000),
+    maxExchangesPerIdentity: int('max-exchanges-per-identity', 1, 1_000_000),
+    issuanceWindowMs: duration('issuance-window', 1000, 86_400_000),
     upstreamTimeoutMs: int('upstream-timeout', 100, 120_000),
     cacheMaxEntries: int('cache-max-entries', 1, 1_000_000),
     cacheSafetyMarginSeconds: int('cache-safety-margin', 0, 3600),
@@ -213,6 +262,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (config.listenPort === config.metricsPort && overlap) {
     throw new ConfigError('metrics-port', 'must differ from --listen-port');
   }
+  if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('headers-timeout', 'must not be longer than --request-timeout');
   if (config.interceptHostNetwork && config.excludeUid === undefined && config.excludeGid === undefined) {
     throw new ConfigError('intercept-host-network', 'needs --exclude-uid or --exclude-gid, so the agent\'s own calls to the real IMDS are not redirected to itself');
   }

@@ -54,6 +54,27 @@ describe('config', () => {
     fails([...base, '--intercept-host-network'], 'intercept-host-network');
     fails([...base, '--metrics-port=8775'], 'metrics-port');
   });
+  test('flooding limits: defaults, durations as 15s-style strings, and invalid values named', () => {
+    const c = loadConfig(base, {});
+    assert.equal(c.verifyWaitMs, 1000);
+    assert.equal(c.verifyReadsPerSource, 100);
+    assert.equal(c.verifyReadsTotal, 500);
+    assert.equal(c.maxConnections, 1000);
+    assert.equal(c.maxConnectionsPerSource, 100);
+    assert.equal(c.headersTimeoutMs, 5000);
+    assert.equal(c.requestTimeoutMs, 10_000);
+    assert.equal(c.issuanceWindowMs, 600_000);
+    const d = loadConfig([...base, '--verify-wait=250ms', '--headers-timeout=2s', '--issuance-window=1h'], { MAX_CONNECTIONS_PER_SOURCE: '8' });
+    assert.equal(d.verifyWaitMs, 250);
+    assert.equal(d.headersTimeoutMs, 2000);
+    assert.equal(d.issuanceWindowMs, 3_600_000);
+    assert.equal(d.maxConnectionsPerSource, 8);
+    fails([...base, '--verify-wait=5'], 'verify-wait');
+    fails([...base, '--headers-timeout=soon'], 'headers-timeout');
+    fails([...base, '--headers-timeout=20s'], 'headers-timeout');
+    fails([...base, '--max-connections=0'], 'max-connections');
+    fails([...base, '--max-resources-per-identity=-1'], 'max-resources-per-identity');
+  });
   test('the hostNetwork opt-in with an owner exemption', () => {
     const c = loadConfig([...base, '--intercept-host-network', '--exclude-gid=4242'], {});
     assert.equal(c.interceptHostNetwork, true);

@@ -5,7 +5,8 @@ import type { Attributor } from './attribution/attributor.js';
 import type { AuditLog } from './audit.js';
 import type { ExceptionDirectory, ImdsException } from './attribution/exceptions.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './attribution/types.js';
-import type { TokenCache } from './cache/token-cache.js';
+import { cacheKeyOf, type TokenCache } from './cache/token-cache.js';
+import type { IssuanceLimits } from './issuance/limits.js';
 import {
   badRequest,
   checkCommon,
@@ -47,6 +48,8 @@ export interface HandlerDeps {
   audit: AuditLog;
   /** IMDS exceptions (`--exceptions-configmap`); absent: the feature is off and nobody is passed through. */
   exceptions?: ExceptionDirectory;
+  /** Per-identity caps on upstream work (429 past them); absent: uncapped. */
+  issuanceLimits?: IssuanceLimits;
 }
 
 /** Retry-After for answers that a short wait will fix (identity becoming Ready, IP reuse settling). */
@@ -117,7 +120,7 @@ async function handleToken(deps: HandlerDeps, req: IncomingMessage, target: Cano
 }
 
 function errorOutcome(err: unknown): Outcome {
-  if (err instanceof ImdsError) return { result: err.status === 400 || err.status === 405 ? 'bad_request' : 'denied', status: err.status, body: err.body(), headers: err.headers };
+  if (err instanceof ImdsError) return { result: err.status === 400 || err.status === 405 ? 'bad_request' : err.status === 429 ? 'rate_limited' : 'denied', status: err.status, body: err.body(), headers: err.headers };
   if (err instanceof UpstreamError) {
     const headers: Record<string, string> = err.retryAfterSeconds ? { 'Retry-After': String(err.retryAfterSeconds) } : {};
     return { result: 'upstream_error', status: err.status, body: { error: err.code, error_description: err.message }, headers, reason: err.message };
@@ -186,17 +189,23 @@ function deny(result: RequestResult, err: ImdsError): Outcome {
   return { result, status: err.status, ...errBody(err), reason: err.description };
 }
 
-function cacheKey(identity: ReadyIdentity, request: TokenRequest, pod: PodInfo): string {
-  // Federated tokens come from the service account's federated credential, so the account is part of the key.
+/** Who a token is for upstream: Federated tokens come from the service account's federated credential. */
+function principal(identity: ReadyIdentity, pod: PodInfo): string {
   const account = identity.mode === 'Federated' ? `|${pod.namespace}/${pod.serviceAccountName}` : '';
-  return `${identity.mode}|${identity.clientId}|${request.resource}${account}`;
+  return `${identity.mode}|${identity.clientId}${account}`;
 }
 
 async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identity: ReadyIdentity): Promise<Outcome> {
   const issuer = deps.issuers[identity.mode];
   const base = { pod, identity, resource: request.resource, mode: identity.mode };
+  const who = principal(identity, pod);
+  const fetch = async () => {
+    // Only upstream work is capped; a cached token is always served.
+    deps.issuanceLimits?.admit(who, request.resource);
+    return issuer.issue({ identity, resource: request.resource, pod });
+  };
   try {
-    const { token, hit } = await deps.cache.get(cacheKey(identity, request, pod), () => issuer.issue({ identity, resource: request.resource, pod }), { bypass: request.bypassCache });
+    const { token, hit } = await deps.cache.get(cacheKeyOf(who, request.resource), fetch, { bypass: request.bypassCache });
     return { ...base, result: 'issued', status: 200, cacheHit: hit, body: serializedBody(token, identity.clientId, request) };
   } catch (err) {
     return { ...base, ...errorOutcome(err) };

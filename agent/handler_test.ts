@@ -7,6 +7,7 @@ import { Attributor } from './attribution/attributor.js';
 import { AuditLog } from './audit.js';
 import { matchException, type ExceptionDirectory, type ImdsException } from './attribution/exceptions.js';
 import { TokenCache } from './cache/token-cache.js';
+import { IssuanceLimits } from './issuance/limits.js';
 import { createImdsHandler } from './handler.js';
 import type { IssuedToken } from './imds/protocol.js';
 import { UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
@@ -105,7 +106,8 @@ beforeEach(() => {
     pods,
     identities,
     issuers: { Federated: federated, Node: nodeIssuer },
-    cache: (cache = new TokenCache({ maxEntries: 10, safetyMarginSeconds: 300, refreshAheadSeconds: 0, bypassMinIntervalMs: 5000 })),
+    cache: (cache = new TokenCache({ maxEntries: 10, maxEntriesPerPrincipal: 5, safetyMarginSeconds: 300, refreshAheadSeconds: 0, bypassMinIntervalMs: 5000 })),
+    issuanceLimits: new IssuanceLimits({ maxResources: 5, maxExchanges: 8, windowMs: 60_000, onRefused: (reason) => metrics.rejections.inc({ reason }) }),
     metrics,
     logger: createLogger('test', 'error'),
     audit: (audit = new AuditLog(createLogger('test', 'error'))),
@@ -229,6 +231,32 @@ describe('IMDS handler', () => {
     pods.server = [];
     assert.equal((await get(TOKEN)).status, 400);
     assert.equal(federated.calls.length, 1, 'the cached token was never handed out after the pod went away');
+  });
+
+  test('cache-busting: a pod asking for many distinct resources gets 429 + Retry-After past the cap and evicts no other pod’s token', async () => {
+    identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' }), podIdentity('writer', 'app', { clientId: 'writer-client' })]);
+    pods.cached = pods.server = [pod('a', POD_A), pod('b', POD_B, { labels: { 'podidentity.dev/identity': 'writer' }, serviceAccountName: 'writer' })];
+    const victim = await get(TOKEN, { from: POD_B });
+    assert.equal(victim.status, 200);
+    const victimCalls = () => federated.calls.filter((c) => c.identity.clientId === 'writer-client').length;
+    assert.equal(victimCalls(), 1);
+    const statuses: number[] = [];
+    let refusal: Awaited<ReturnType<typeof get>> | undefined;
+    for (let i = 0; i < 30; i++) {
+      const res = await get(TOKEN.replace('vault.azure.net', `bust-${i}.example`));
+      statuses.push(res.status);
+      if (res.status !== 200) refusal ??= res;
+    }
+    assert.equal(statuses.filter((s) => s === 200).length, 5, `statuses ${statuses.join(',')}`);
+    assert.equal(refusal?.status, 429);
+    assert.equal(refusal?.body['error'], 'too_many_requests');
+    assert.match(refusal?.body['error_description'] ?? '', /distinct resources/);
+    assert.ok(Number(refusal?.headers['retry-after']) >= 1);
+    assert.ok(federated.calls.filter((c) => c.identity.clientId === 'reader-client').length <= 5, 'the attacker’s identity spent at most its cap upstream');
+    const again = await get(TOKEN, { from: POD_B });
+    assert.equal(again.body['access_token'], victim.body['access_token'], 'the other pod’s token is still cached');
+    assert.equal(victimCalls(), 1);
+    assert.equal(await counter('podidentity_agent_rejections_total', { reason: 'resources_per_identity' }), 25);
   });
 
   test('upstream errors are IMDS JSON with their status', async () => {

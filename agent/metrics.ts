@@ -11,7 +11,24 @@ export type RequestResult =
   | 'bad_request'
   | 'upstream_error'
   /** A pod no PodIdentity selects, matching an IMDS exception: passed through to the node IMDS. */
-  | 'exception';
+  | 'exception'
+  /** Past a per-identity issuance cap (429) or a verification read budget (503). */
+  | 'rate_limited';
+
+/**
+ * Why the agent refused work to protect itself or its upstreams: the `reason` label of
+ * podidentity_agent_rejections_total. A fixed set, so the label's cardinality is bounded (never a pod IP).
+ */
+export type RejectionReason =
+  | 'verify_reads_per_source'
+  | 'verify_reads_total'
+  | 'verify_read_failed'
+  | 'cache_behind'
+  | 'connections_per_source'
+  | 'connections_total'
+  | 'request_timeout'
+  | 'resources_per_identity'
+  | 'exchanges_per_identity';
 
 /** Everything the agent exports, on its own registry (one per agent, so tests don't share state). */
 export class AgentMetrics {
@@ -23,7 +40,9 @@ export class AgentMetrics {
   readonly cacheRefreshes: Counter<'outcome'>;
   readonly cacheEvictions: Counter;
   readonly bypassRequests: Counter<'honoured'>;
-  readonly readThroughs: Counter<'found'>;
+  readonly verifyReads: Counter<'result'>;
+  readonly rejections: Counter<'reason'>;
+  readonly openConnections: Gauge;
   readonly iptablesSyncs: Counter;
   readonly iptablesRepairs: Counter;
   readonly iptablesErrors: Counter;
@@ -54,7 +73,14 @@ export class AgentMetrics {
     this.cacheRefreshes = new Counter({ name: 'podidentity_agent_cache_refreshes_total', help: 'Background refresh-ahead of cached tokens, by outcome.', labelNames: ['outcome'], registers });
     this.cacheEvictions = new Counter({ name: 'podidentity_agent_cache_evictions_total', help: 'Tokens evicted because the cache was full.', registers });
     this.bypassRequests = new Counter({ name: 'podidentity_agent_cache_bypass_requests_total', help: 'bypass_cache=true requests, by whether the rate limit let them through.', labelNames: ['honoured'], registers });
-    this.readThroughs = new Counter({ name: 'podidentity_agent_pod_read_through_total', help: 'API reads for a source IP the pod cache did not know, by whether a pod was found.', labelNames: ['found'], registers });
+    this.verifyReads = new Counter({
+      name: 'podidentity_agent_pod_verify_reads_total',
+      help: 'Reads of one pod from the API server that verify a new connection, by result (live, gone, error).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.rejections = new Counter({ name: 'podidentity_agent_rejections_total', help: 'Work refused by a flooding or exhaustion limit, by reason.', labelNames: ['reason'], registers });
+    this.openConnections = new Gauge({ name: 'podidentity_agent_open_connections', help: 'Open connections to the IMDS listener.', registers });
     this.iptablesSyncs = new Counter({ name: 'podidentity_agent_iptables_syncs_total', help: 'Interception rule checks.', registers });
     this.iptablesRepairs = new Counter({ name: 'podidentity_agent_iptables_repairs_total', help: 'Interception rules found drifted and rewritten.', registers });
     this.iptablesErrors = new Counter({ name: 'podidentity_agent_iptables_errors_total', help: 'Failed iptables checks or writes.', registers });

@@ -1,6 +1,7 @@
-import { unavailable } from '../imds/protocol.js';
+import { unavailable, type ImdsError } from '../imds/protocol.js';
 import { matchesSelector } from '../../lib/api/selector.js';
 import { effectiveSelector, type PodIdentity } from '../../lib/api/types.js';
+import { ReadBudget, type ReadBudgetLimits } from './read-budget.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './types.js';
 
 export type Attribution =
@@ -19,32 +20,75 @@ export function normaliseAddress(address: string | undefined): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
 }
 
-interface ServerRead {
+/** Why attribution refused to answer (the `reason` of the rejection metric; a fixed, small set). */
+export type RefusalReason = 'verify_reads_per_source' | 'verify_reads_total' | 'verify_read_failed' | 'cache_behind';
+
+export interface AttributorOptions {
+  /** How long a connection may wait for the pod cache to catch up with the API server (and for a read budget). */
+  catchUpMs: number;
+  /** Bound on one verification read, even if the directory does not honour its own timeout. */
+  readTimeoutMs: number;
+  readBudget: ReadBudgetLimits;
+  /** Each verification read, by what it found. */
+  onRead?: (result: 'live' | 'gone' | 'error') => void;
+  onRefused?: (reason: RefusalReason) => void;
+}
+
+export const DEFAULT_ATTRIBUTOR_OPTIONS: AttributorOptions = {
+  catchUpMs: 1000,
+  readTimeoutMs: 1000,
+  readBudget: { perSource: 100, total: 500, windowMs: 1000 },
+};
+
+const DONE_WAITING = Symbol('attribution decided');
+
+/** More live pods than this claiming one address is a reuse race gone wrong: refuse without reading each. */
+const MAX_CANDIDATES = 4;
+/** Pods found gone or finished are remembered (a UID never comes back), so their address costs no more reads. */
+const MAX_REMEMBERED_GONE = 10_000;
+
+interface PodRead {
   startedAt: number;
-  pods: Promise<PodInfo[]>;
+  result: Promise<PodInfo | undefined>;
+}
+
+interface ReadQueue {
+  current?: PodRead;
+  /** The read that starts when `current` ends; every caller that came too late for `current` shares it. */
+  next?: Promise<PodRead>;
 }
 
 /**
  * Source IP → the one live pod on this node that owns it. Only the TCP peer address is an input: callers
  * pass the socket, never anything from the request headers.
  *
- * A watch-fed cache alone can be behind the API server: a pod deleted a moment ago may still hold, in the
- * cache, the address a new pod now uses. So each connection is verified once against the API server, by a
- * read that started after the connection opened (a new pod's connection can only open once it holds the
- * address, so that read cannot see the old owner), and is pinned to that pod. Later requests on the
- * connection use the cache, and go back to the API server whenever the cache disagrees with the pin.
+ * The pod cache (a watch) can lag the API server: a pod deleted a moment ago may still hold, in the cache,
+ * the address that a new pod now uses. So the cache only nominates; each new connection is confirmed by a
+ * consistent read of the nominated pod by name (one etcd key, so the cost does not grow with the cluster),
+ * started after the connection opened: it must still exist with the same UID, hold the address, be on this
+ * node and be Running or Pending. A new pod can only open a connection once it holds the address, so that
+ * read cannot show a deleted previous owner as live. A nominee that fails the check makes the connection wait
+ * (on the cache's next event for the address, bounded by `catchUpMs`) for the cache to nominate again; a read
+ * that fails is a 503, never a fallback to the cache. The connection is then pinned to the pod; its later
+ * requests use the cache, and read the pinned pod again whenever the cache disagrees.
  */
 export class Attributor {
-  private readonly serverReads = new Map<string, ServerRead>();
+  private readonly reads = new Map<string, ReadQueue>();
+  private readonly gone = new Set<string>();
   private readonly openedAt = new WeakMap<Peer, number>();
-  private readonly pinnedUid = new WeakMap<Peer, string>();
+  private readonly pinned = new WeakMap<Peer, PodInfo>();
+  private readonly budget: ReadBudget;
+  private readonly options: AttributorOptions;
 
   constructor(
     private readonly nodeName: string,
     private readonly pods: PodDirectory,
     private readonly identities: IdentityDirectory,
-    private readonly onReadThrough?: (found: boolean) => void,
-  ) {}
+    options: Partial<AttributorOptions> = {},
+  ) {
+    this.options = { ...DEFAULT_ATTRIBUTOR_OPTIONS, ...options };
+    this.budget = new ReadBudget(this.options.readBudget);
+  }
 
   /** Call from the server's 'connection' event; a socket never seen here counts as opened at its first request. */
   connectionOpened(peer: Peer): void {
@@ -59,24 +103,21 @@ export class Attributor {
   async attribute(peer: Peer): Promise<Attribution> {
     const ip = normaliseAddress(peer.remoteAddress);
     if (!ip) return { kind: 'unknown', ip };
-    const pinned = this.pinnedUid.get(peer);
-    if (pinned === undefined) {
+    const pin = this.pinned.get(peer);
+    if (pin === undefined) {
       let opened = this.openedAt.get(peer);
       if (opened === undefined) this.openedAt.set(peer, (opened = performance.now()));
       const who = await this.verify(ip, opened);
-      if (who.kind === 'pod') this.pinnedUid.set(peer, who.pod.uid);
+      if (who.kind === 'pod') this.pinned.set(peer, who.pod);
       return who;
     }
-    const fresh = this.pods.isFresh();
-    if (fresh) {
-      const cached = this.classify(ip, this.pods.byIp(ip));
-      if (cached.kind === 'pod' && cached.pod.uid === pinned) return cached;
-      if (cached.kind === 'ambiguous' && cached.pods.some((p) => p.uid === pinned)) return cached;
+    if (this.pods.isFresh()) {
+      const cached = this.liveCached(ip);
+      if (cached.length === 1 && cached[0]!.uid === pin.uid) return { kind: 'pod', pod: cached[0]! };
+      if (cached.length > 1 && cached.some((p) => p.uid === pin.uid)) return { kind: 'ambiguous', ip, pods: cached };
     }
     // The cache has not caught up (or is broken): the API server decides, and only the pinned pod may pass.
-    const now = this.classify(ip, await this.readServer(ip, performance.now(), fresh));
-    if (now.kind === 'pod' && now.pod.uid !== pinned) return { kind: 'unknown', ip };
-    return now;
+    return this.verify(ip, performance.now(), pin);
   }
 
   /** The PodIdentities in the pod's own namespace whose selector matches its labels. */
@@ -84,52 +125,156 @@ export class Attributor {
     return this.identities.inNamespace(pod.namespace).filter((pid) => !pid.metadata.deletionTimestamp && matchesSelector(effectiveSelector(pid), pod.labels));
   }
 
-  private async verify(ip: string, openedAt: number): Promise<Attribution> {
-    const fresh = this.pods.isFresh();
-    try {
-      return this.classify(ip, await this.readServer(ip, openedAt, fresh));
-    } catch (err) {
-      // The watch is live but the read failed: the cache is the best current view, as before pinning existed.
-      const cached = fresh ? this.pods.byIp(ip) : [];
-      if (cached.length > 0) return this.classify(ip, cached);
-      throw err;
-    }
+  private liveCached(ip: string): PodInfo[] {
+    const byUid = new Map<string, PodInfo>();
+    for (const p of this.pods.byIp(ip)) if (this.isLive(p, ip) && !this.gone.has(p.uid)) byUid.set(p.uid, p);
+    return [...byUid.values()];
   }
 
   /**
-   * Live pods holding `ip` according to the API server, from a read that started at or after `notBefore`.
-   * Concurrent callers share a read when it is recent enough for all of them.
+   * The pods that hold `ip` now, each confirmed by a read that started at or after `notBefore`. With `pin`,
+   * only that pod may be the answer (a pinned connection never changes pods).
    */
-  private async readServer(ip: string, notBefore: number, fresh: boolean): Promise<PodInfo[]> {
-    let read = this.serverReads.get(ip);
-    if (!read || read.startedAt < notBefore) {
-      const started: ServerRead = { startedAt: performance.now(), pods: this.pods.readThrough(ip) };
-      read = started;
-      this.serverReads.set(ip, started);
-      void started.pods.then(
-        () => this.forget(ip, started),
-        () => this.forget(ip, started),
+  private async verify(ip: string, notBefore: number, pin?: PodInfo): Promise<Attribution> {
+    const deadline = performance.now() + this.options.catchUpMs;
+    for (;;) {
+      const fresh = this.pods.isFresh();
+      const candidates = this.liveCached(ip);
+      if (pin && !candidates.some((p) => p.uid === pin.uid) && !this.gone.has(pin.uid)) candidates.push(pin);
+      if (candidates.length > MAX_CANDIDATES) return { kind: 'ambiguous', ip, pods: candidates };
+      // Listen before reading, so that an event arriving during the reads is not missed.
+      const waiting = new AbortController();
+      const change = pin ? undefined : this.pods.nextChange(ip, waiting.signal);
+      try {
+        const confirmed = (await Promise.all(candidates.map((c) => this.confirm(ip, c, notBefore, deadline)))).filter((p): p is PodInfo => p !== undefined);
+        if (pin) {
+          const mine = confirmed.find((p) => p.uid === pin.uid);
+          if (!mine) return { kind: 'unknown', ip };
+          if (confirmed.length > 1) return { kind: 'ambiguous', ip, pods: confirmed };
+          return { kind: 'pod', pod: mine };
+        }
+        if (confirmed.length > 1) return { kind: 'ambiguous', ip, pods: confirmed };
+        if (confirmed.length === 1) return { kind: 'pod', pod: confirmed[0]! };
+        // Nobody confirmed: the cache is behind the API server (a new owner not delivered yet), or no pod of
+        // this node has the address. Wait for the cache's next event for the address, within the bound.
+        const remaining = deadline - performance.now();
+        if (remaining <= 0) {
+          // A cache that cannot be trusted (watch broken) cannot say "nobody": fail closed.
+          if (!fresh) throw this.refuse('cache_behind', 'The pod identity agent is reconnecting to the API server and cannot attribute this request yet; retry shortly', 5);
+          return { kind: 'unknown', ip };
+        }
+        await Promise.race([change, new Promise<void>((r) => setTimeout(r, remaining).unref())]);
+      } finally {
+        // A reason of our own: abort() without one builds a DOMException (and its stack) per connection.
+        waiting.abort(DONE_WAITING);
+      }
+    }
+  }
+
+  /** `candidate` as the API server has it now, if it is the same pod and live at `ip`; undefined otherwise. */
+  private async confirm(ip: string, candidate: PodInfo, notBefore: number, deadline: number): Promise<PodInfo | undefined> {
+    if (this.gone.has(candidate.uid)) return undefined;
+    const read = await this.readAfter(ip, candidate, notBefore, deadline);
+    let server: PodInfo | undefined;
+    try {
+      server = await read.result;
+    } catch {
+      throw this.refuse('verify_read_failed', `The pod identity agent could not confirm which pod holds ${ip} with the API server; retry shortly`, 1);
+    }
+    if (server && server.uid === candidate.uid && this.isLive(server, ip)) return server;
+    // Deleted, replaced by a pod of the same name (another UID), finished, or never ours: for good.
+    this.remember(candidate.uid);
+    return undefined;
+  }
+
+  /** A read of `candidate` that started at or after `notBefore`: the one in flight if it qualifies, else the next. */
+  private async readAfter(ip: string, candidate: PodInfo, notBefore: number, deadline: number): Promise<PodRead> {
+    let queue = this.reads.get(candidate.uid);
+    if (!queue) this.reads.set(candidate.uid, (queue = {}));
+    const q = queue;
+    if (q.current && q.current.startedAt >= notBefore) return q.current;
+    if (!q.next) {
+      const previous = q.current?.result.catch(() => undefined);
+      q.next = (async () => {
+        await previous;
+        await this.takeBudget(ip, deadline);
+        return this.startRead(candidate);
+      })();
+      const next = q.next;
+      // One caller's refusal (budget) must not stick to the queue: the next caller tries again.
+      next.then(
+        () => undefined,
+        () => {
+          if (q.next === next) q.next = undefined;
+        },
       );
     }
-    let live: PodInfo[];
-    try {
-      live = (await read.pods).filter((p) => this.isLive(p, ip));
-    } catch (err) {
-      if (fresh) throw err;
-      throw unavailable('The pod identity agent is reconnecting to the API server and cannot attribute this request yet; retry shortly', 5);
+    return q.next;
+  }
+
+  private startRead(candidate: PodInfo): PodRead {
+    const q = this.reads.get(candidate.uid) ?? {};
+    const read: PodRead = { startedAt: performance.now(), result: this.readBounded(candidate) };
+    q.current = read;
+    q.next = undefined;
+    this.reads.set(candidate.uid, q);
+    void read.result.then(
+      (p) => this.options.onRead?.(p && p.uid === candidate.uid ? 'live' : 'gone'),
+      () => this.options.onRead?.('error'),
+    );
+    // Forget the queue once nobody can share the read any more (the next connection needs a newer one anyway).
+    void read.result.then(
+      () => this.forget(candidate.uid, read),
+      () => this.forget(candidate.uid, read),
+    );
+    return read;
+  }
+
+  private readBounded(candidate: PodInfo): Promise<PodInfo | undefined> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('verification read timed out')), this.options.readTimeoutMs);
+      timer.unref();
+      this.pods.readPod(candidate.namespace, candidate.name).then(
+        (p) => {
+          clearTimeout(timer);
+          resolve(p);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  }
+
+  private forget(uid: string, read: PodRead): void {
+    const q = this.reads.get(uid);
+    if (q?.current === read && !q.next) this.reads.delete(uid);
+  }
+
+  /** Waits for the read budget of `ip` until `deadline`; past it, a 503 says when to come back. */
+  private async takeBudget(ip: string, deadline: number): Promise<void> {
+    for (;;) {
+      const decision = this.budget.take(ip);
+      if (decision.ok) return;
+      const wakeAt = performance.now() + decision.retryInMs;
+      if (wakeAt > deadline) {
+        const reason = decision.scope === 'source' ? 'verify_reads_per_source' : 'verify_reads_total';
+        const who = decision.scope === 'source' ? `connections from ${ip} open` : 'connections open';
+        throw this.refuse(reason, `Too many new ${who} faster than the pod identity agent may verify them with the API server; retry shortly`, Math.max(1, Math.ceil(decision.retryInMs / 1000)));
+      }
+      // A rate limiter's pause, not a poll: the bucket has a token again at exactly this time.
+      await new Promise((r) => setTimeout(r, decision.retryInMs));
     }
-    this.onReadThrough?.(live.length > 0);
-    return live;
   }
 
-  private forget(ip: string, read: ServerRead): void {
-    if (this.serverReads.get(ip) === read) this.serverReads.delete(ip);
+  private remember(uid: string): void {
+    this.gone.add(uid);
+    if (this.gone.size > MAX_REMEMBERED_GONE) this.gone.delete(this.gone.values().next().value as string);
   }
 
-  private classify(ip: string, candidates: PodInfo[]): Attribution {
-    const byUid = new Map(candidates.filter((p) => this.isLive(p, ip)).map((p) => [p.uid, p]));
-    if (byUid.size === 0) return { kind: 'unknown', ip };
-    if (byUid.size > 1) return { kind: 'ambiguous', ip, pods: [...byUid.values()] };
-    return { kind: 'pod', pod: [...byUid.values()][0]! };
+  private refuse(reason: RefusalReason, description: string, retryAfterSeconds: number): ImdsError {
+    this.options.onRefused?.(reason);
+    return unavailable(description, retryAfterSeconds);
   }
 }

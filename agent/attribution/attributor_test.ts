@@ -19,7 +19,7 @@ async function waitUntil(condition: () => boolean, timeoutMs = 2000): Promise<vo
 function setup() {
   const pods = new FakePods();
   const identities = new FakeIdentities();
-  return { pods, identities, attributor: new Attributor('node-1', pods, identities) };
+  return { pods, identities, attributor: new Attributor('node-1', pods, identities, { catchUpMs: 100 }) };
 }
 
 describe('attribution', () => {
@@ -29,23 +29,46 @@ describe('attribution', () => {
     assert.equal(normaliseAddress(undefined), '');
   });
 
-  test('a new connection is verified by the API server once, then its requests use the cache', async () => {
+  test('a new connection is verified by one read of one pod, then its requests use the cache', async () => {
     const { pods, attributor } = setup();
     pods.cached = pods.server = [pod('a', '10.0.0.5', { ips: ['10.0.0.5', 'fd00::5'] })];
     const conn = peer('::ffff:10.0.0.5');
     assert.deepEqual(await attributor.attribute(conn), { kind: 'pod', pod: pods.cached[0] });
     assert.deepEqual(await attributor.attribute(conn), { kind: 'pod', pod: pods.cached[0] });
-    assert.equal(pods.readThroughs, 1);
+    assert.equal(pods.reads, 1);
     assert.equal((await attributor.attribute(peer('fd00::5'))).kind, 'pod', 'a secondary podIPs entry counts');
-    assert.equal(pods.readThroughs, 2);
+    assert.equal(pods.reads, 2);
   });
 
-  test('IP reuse faster than the watch: a new connection gets the new holder, not the deleted pod the cache still shows', async () => {
+  test('IP reuse faster than the watch: the deleted pod the cache still shows is read, found gone, and the connection waits for the new holder', async () => {
     const { pods, attributor } = setup();
     pods.cached = [pod('deleted-meanwhile', '10.0.0.5')];
     pods.server = [pod('new-holder', '10.0.0.5')];
-    const who = await attributor.attribute(peer('10.0.0.5'));
+    const pending = attributor.attribute(peer('10.0.0.5'));
+    await waitUntil(() => pods.reads === 1);
+    pods.cached = [pod('new-holder', '10.0.0.5')]; // the watch catches up
+    const who = await pending;
     assert.equal(who.kind === 'pod' && who.pod.name, 'new-holder');
+    assert.equal(pods.reads, 2, 'one read of one pod each: the cost does not depend on the cluster');
+  });
+
+  test('IP reuse and a cache that does not catch up within the bound: nobody gets a token', async () => {
+    const { pods, attributor } = setup();
+    pods.cached = [pod('deleted-meanwhile', '10.0.0.5')];
+    pods.server = [pod('new-holder', '10.0.0.5')];
+    assert.equal((await attributor.attribute(peer('10.0.0.5'))).kind, 'unknown');
+  });
+
+  test('a pod recreated at once with the same name (another UID) never inherits the old pinning or identity', async () => {
+    const { pods, attributor } = setup();
+    pods.cached = [pod('web-0', '10.0.0.5', { uid: 'old-uid', labels: { 'podidentity.dev/identity': 'old' } })];
+    pods.server = [pod('web-0', '10.0.0.5', { uid: 'new-uid', labels: { 'podidentity.dev/identity': 'new' } })];
+    assert.equal((await attributor.attribute(peer('10.0.0.5'))).kind, 'unknown', 'the name matches but the UID does not: not confirmed');
+    const pending = attributor.attribute(peer('10.0.0.5'));
+    pods.cached = [...pods.server];
+    const who = await pending;
+    assert.equal(who.kind === 'pod' && who.pod.uid, 'new-uid');
+    assert.equal(who.kind === 'pod' && who.pod.labels['podidentity.dev/identity'], 'new', "the API server's labels, not the cache's");
   });
 
   test('a pinned connection: a lagging cache defers to the API server, and a pod gone from it is refused', async () => {
@@ -68,63 +91,66 @@ describe('attribution', () => {
     const conn = peer('10.0.0.5');
     await attributor.attribute(conn);
     pods.fresh = false;
-    const before = pods.readThroughs;
+    const before = pods.reads;
     assert.equal((await attributor.attribute(conn)).kind, 'pod');
-    assert.equal(pods.readThroughs, before + 1);
+    assert.equal(pods.reads, before + 1);
   });
 
   test('while the pod watch is broken and the API server does not answer, requests fail closed with 503', async () => {
     const { pods, attributor } = setup();
     pods.cached = [pod('a', '10.0.0.5')];
     pods.fresh = false;
-    pods.readThrough = async () => {
-      throw new Error('connect ECONNREFUSED');
-    };
+    pods.readError = new Error('connect ECONNREFUSED');
     await assert.rejects(attributor.attribute(peer('10.0.0.5')), (err: { status?: number; headers?: Record<string, string> }) => {
       assert.equal(err.status, 503);
-      assert.equal(err.headers?.['Retry-After'], '5');
+      assert.ok(Number(err.headers?.['Retry-After']) >= 1);
       return true;
     });
   });
 
-  test('with a live watch, an API server that does not answer leaves the cache in charge', async () => {
+  test('while the pod watch is broken, an address the cache does not know is 503, not "unknown"', async () => {
     const { pods, attributor } = setup();
-    pods.cached = [pod('a', '10.0.0.5')];
-    pods.readThrough = async () => {
-      throw new Error('connect ECONNREFUSED');
-    };
-    const who = await attributor.attribute(peer('10.0.0.5'));
-    assert.equal(who.kind === 'pod' && who.pod.name, 'a');
+    pods.fresh = false;
+    await assert.rejects(attributor.attribute(peer('10.0.0.9')), (err: { status?: number }) => err.status === 503);
   });
 
   test('unknown IP: unknown, and the connection is not pinned (the next request asks again)', async () => {
     const { pods, attributor } = setup();
     const conn = peer('10.0.0.9');
     assert.deepEqual(await attributor.attribute(conn), { kind: 'unknown', ip: '10.0.0.9' });
-    pods.server = [pod('late-status', '10.0.0.9')];
+    assert.equal(pods.reads, 0);
+    pods.cached = pods.server = [pod('late-status', '10.0.0.9')];
     assert.equal((await attributor.attribute(conn)).kind, 'pod');
-    assert.equal(pods.readThroughs, 2);
+    assert.equal(pods.reads, 1);
   });
 
-  test('connections opened before a read share it; a connection opened after it started gets its own', async () => {
+  test('a new pod the watch delivers while the connection waits is attributed at once', async () => {
     const { pods, attributor } = setup();
-    pods.server = [pod('new', '10.0.0.7')];
+    pods.server = [pod('brand-new', '10.0.0.9')];
+    const pending = attributor.attribute(peer('10.0.0.9'));
+    pods.cached = [...pods.server];
+    const who = await pending;
+    assert.equal(who.kind === 'pod' && who.pod.name, 'brand-new');
+  });
+
+  test('connections opened before a read share it; one opened after it started waits for the next read', async () => {
+    const { pods, attributor } = setup();
+    pods.cached = pods.server = [pod('new', '10.0.0.7')];
     let release!: () => void;
     pods.gate = new Promise<void>((r) => (release = r));
-    const [c1, c2, late] = [peer('10.0.0.7'), peer('10.0.0.7'), peer('10.0.0.7')];
+    const [c1, c2, late, later] = [peer('10.0.0.7'), peer('10.0.0.7'), peer('10.0.0.7'), peer('10.0.0.7')];
     attributor.connectionOpened(c1);
     attributor.connectionOpened(c2);
     const first = Promise.all([attributor.attribute(c1), attributor.attribute(c2)]);
-    await waitUntil(() => pods.readThroughs === 1);
+    await waitUntil(() => pods.reads === 1);
     attributor.connectionOpened(late);
-    const third = attributor.attribute(late);
-    await waitUntil(() => pods.readThroughs === 2);
+    attributor.connectionOpened(later);
+    const second = Promise.all([attributor.attribute(late), attributor.attribute(later)]);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(pods.reads, 1, 'at most one read of a pod in flight');
     release();
-    const [a, b] = await first;
-    assert.equal(a.kind, 'pod');
-    assert.equal(b.kind, 'pod');
-    assert.equal((await third).kind, 'pod');
-    assert.equal(pods.readThroughs, 2);
+    for (const a of [...(await first), ...(await second)]) assert.equal(a.kind, 'pod');
+    assert.equal(pods.reads, 2, 'the late connections share one read that started after they opened');
   });
 
   test('an IP claimed by two live pods is ambiguous', async () => {

@@ -1,7 +1,7 @@
-import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, PODIDENTITY_PLURAL, type PodIdentity } from '../../lib/api/types.js';
 import { Informer } from '../../lib/k8s/informer.js';
-import { getJson } from '../../lib/k8s/rest.js';
+import { getJson, RawApiError } from '../../lib/k8s/rest.js';
 import type { Logger } from '../../lib/log.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './types.js';
 
@@ -46,11 +46,12 @@ function slimPod(pod: PodJson): PodJson {
 /** The pods of one node, from the shared informer, indexed by every IP they claim. */
 export class KubePodDirectory implements PodDirectory {
   readonly informer: Informer<PodJson>;
+  private readonly waiters = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly kc: KubeConfig,
-    private readonly nodeName: string,
-    private readonly readThroughTimeoutMs: number,
+    nodeName: string,
+    private readonly readTimeoutMs: number,
     logger: Logger,
   ) {
     this.informer = new Informer<PodJson>({
@@ -62,6 +63,10 @@ export class KubePodDirectory implements PodDirectory {
       name: 'pods',
     });
     this.informer.addIndex('ip', (pod) => podInfo(pod).ips);
+    const wake = (...objs: PodJson[]) => {
+      for (const obj of objs) for (const ip of this.info(obj).ips) this.wake(ip);
+    };
+    this.informer.addHandlers({ onAdd: (p) => wake(p), onUpdate: (old, p) => wake(old, p), onDelete: (p) => wake(p) });
   }
 
   byIp(ip: string): PodInfo[] {
@@ -77,14 +82,48 @@ export class KubePodDirectory implements PodDirectory {
     return info;
   }
 
-  async readThrough(ip: string): Promise<PodInfo[]> {
-    const list = await getJson<KubernetesListObject<PodJson>>(
-      this.kc,
-      '/api/v1/pods',
-      { fieldSelector: `status.podIP=${ip},spec.nodeName=${this.nodeName}`, timeoutSeconds: Math.max(1, Math.ceil(this.readThroughTimeoutMs / 1000)) },
-      AbortSignal.timeout(this.readThroughTimeoutMs),
-    );
-    return (list.items ?? []).map(podInfo);
+  /**
+   * GET of one pod with no resourceVersion: a quorum read of a single etcd key, so its cost is the same with
+   * ten pods or fifty thousand (a LIST with a field selector reads every pod in the cluster).
+   */
+  async readPod(namespace: string, name: string): Promise<PodInfo | undefined> {
+    // Not AbortSignal.timeout: its timer outlives the read and aborts a request that already finished, which
+    // costs an exception per read (and can take the pooled keep-alive connection with it).
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`reading pod ${namespace}/${name} took longer than ${this.readTimeoutMs} ms`)), this.readTimeoutMs);
+    try {
+      const pod = await getJson<PodJson>(this.kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, {}, controller.signal);
+      return podInfo(pod);
+    } catch (err) {
+      if (err instanceof RawApiError && err.code === 404) return undefined;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  nextChange(ip: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      let set = this.waiters.get(ip);
+      if (!set) this.waiters.set(ip, (set = new Set()));
+      const waiters = set;
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        waiters.delete(done);
+        if (waiters.size === 0 && this.waiters.get(ip) === waiters) this.waiters.delete(ip);
+        resolve();
+      };
+      waiters.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private wake(ip: string): void {
+    const set = this.waiters.get(ip);
+    if (!set) return;
+    this.waiters.delete(ip);
+    for (const fn of set) fn();
   }
 
   hasSynced(): boolean {

@@ -17,8 +17,13 @@ export interface PodInfo {
 export interface PodDirectory {
   /** Cached pods that have claimed `ip` (any phase; the caller decides which count). */
   byIp(ip: string): PodInfo[];
-  /** One bounded read from the API server for an IP the cache does not know yet. */
-  readThrough(ip: string): Promise<PodInfo[]>;
+  /**
+   * One consistent read of one pod by name from the API server (a single etcd key, whatever the size of the
+   * cluster). `undefined`: no pod has that name now. Rejects when the API server does not answer in time.
+   */
+  readPod(namespace: string, name: string): Promise<PodInfo | undefined>;
+  /** Resolves at the next cache change of a pod that claims or claimed `ip`, or when `signal` aborts. */
+  nextChange(ip: string, signal: AbortSignal): Promise<void>;
   hasSynced(): boolean;
   /** False while the pod watch is broken or relisting: the cache may still map an IP to a deleted pod. */
   isFresh(): boolean;

@@ -1,7 +1,25 @@
 import type { IssuedToken } from '../imds/protocol.js';
 
+/** Separates a key's principal (who the token is for) from its resource; neither can contain it. */
+const SEPARATOR = '\u0000';
+
+/** The cache key of a token for `principal` (identity, and service account for Federated) and `resource`. */
+export function cacheKeyOf(principal: string, resource: string): string {
+  return `${principal}${SEPARATOR}${resource}`;
+}
+
+function principalOf(key: string): string {
+  const i = key.indexOf(SEPARATOR);
+  return i < 0 ? key : key.slice(0, i);
+}
+
 export interface TokenCacheOptions {
   maxEntries: number;
+  /**
+   * Tokens one principal may hold in the cache; its own least recently used token makes room. So a pod
+   * asking for ever more resources evicts its own tokens, never other pods'. Default: `maxEntries`.
+   */
+  maxEntriesPerPrincipal?: number;
   /** A token is served until this long before it expires. */
   safetyMarginSeconds: number;
   /** A hit within this long before the safety margin starts a background refresh. */
@@ -42,6 +60,7 @@ export class TokenCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<IssuedToken>>();
   private readonly lastBypass = new Map<string, number>();
+  private readonly perPrincipal = new Map<string, number>();
   private readonly now: () => number;
 
   constructor(private readonly options: TokenCacheOptions) {
@@ -72,7 +91,7 @@ export class TokenCache {
         if (now >= stopServingAt - this.options.refreshAheadSeconds * 1000) this.refreshInBackground(key, fetch);
         return { token: entry.token, hit: true };
       }
-      this.entries.delete(key);
+      this.remove(key);
       this.options.onSize?.(this.entries.size);
     }
     return { token: await this.fetchOnce(key, fetch), hit: false };
@@ -116,13 +135,33 @@ export class TokenCache {
   private store(key: string, token: IssuedToken): void {
     // A token already inside the margin would never be served from here; don't let it evict a useful one.
     if (this.now() >= token.expiresOn * 1000 - this.options.safetyMarginSeconds * 1000) return;
+    const who = principalOf(key);
+    if (!this.entries.has(key)) {
+      const held = this.perPrincipal.get(who) ?? 0;
+      if (held >= (this.options.maxEntriesPerPrincipal ?? this.options.maxEntries)) {
+        for (const k of this.entries.keys()) {
+          if (principalOf(k) !== who) continue;
+          this.remove(k);
+          this.options.onEvict?.();
+          break;
+        }
+      }
+      this.perPrincipal.set(who, (this.perPrincipal.get(who) ?? 0) + 1);
+    }
     this.entries.delete(key);
     this.entries.set(key, { token });
     while (this.entries.size > this.options.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
+      this.remove(this.entries.keys().next().value as string);
       this.options.onEvict?.();
     }
     this.options.onSize?.(this.entries.size);
+  }
+
+  private remove(key: string): void {
+    if (!this.entries.delete(key)) return;
+    const who = principalOf(key);
+    const held = (this.perPrincipal.get(who) ?? 1) - 1;
+    if (held <= 0) this.perPrincipal.delete(who);
+    else this.perPrincipal.set(who, held);
   }
 }

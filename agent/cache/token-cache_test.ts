@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IssuedToken } from '../imds/protocol.js';
-import { TokenCache, type TokenCacheOptions } from './token-cache.js';
+import { cacheKeyOf, TokenCache, type TokenCacheOptions } from './token-cache.js';
 
 function setup(overrides: Partial<TokenCacheOptions> = {}) {
   let nowMs = 1_000_000_000;
@@ -107,6 +107,17 @@ describe('TokenCache', () => {
     assert.equal(cache.has('b'), false);
     assert.ok(cache.has('a') && cache.has('c'));
     assert.equal(events.evictions, 1);
+  });
+
+  test('cache-busting: a principal over its share evicts its own least recently used token, never another principal’s', async () => {
+    const { cache, upstream, events } = setup({ maxEntries: 10, maxEntriesPerPrincipal: 3 });
+    const victim = cacheKeyOf('Federated|victim|ns/sa', 'https://vault.azure.net');
+    await cache.get(victim, upstream);
+    for (let i = 0; i < 50; i++) await cache.get(cacheKeyOf('Federated|attacker|ns/sa', `https://r${i}.example`), upstream);
+    assert.ok(cache.has(victim), 'the other principal’s token survives');
+    assert.equal(cache.size, 4);
+    assert.ok(cache.has(cacheKeyOf('Federated|attacker|ns/sa', 'https://r49.example')));
+    assert.equal(events.evictions, 47);
   });
 
   test('bypass_cache goes upstream at most once per interval per key', async () => {

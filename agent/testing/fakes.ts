@@ -1,28 +1,55 @@
 import type { PodIdentity } from '../../lib/api/types.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from '../attribution/types.js';
 
-/** In-memory pods, with a separate "API server" list for read-through. */
+/** In-memory pods: `cached` is the watch cache, `server` the API server's view that reads see. */
 export class FakePods implements PodDirectory {
-  cached: PodInfo[] = [];
-  /** What a read-through finds (the API server's view). */
+  private cachedPods: PodInfo[] = [];
+  /** What a read finds (the API server's view). */
   server: PodInfo[] = [];
-  readThroughs = 0;
-  /** When set, read-throughs wait for it (to hold a read in flight). */
+  /** API server reads made. */
+  reads = 0;
+  /** When set, reads wait for it (to hold a read in flight). */
   gate?: Promise<void>;
+  /** When set, reads fail with it (the API server is unreachable or slow). */
+  readError?: Error;
   synced = true;
+  fresh = true;
+  private waiters = new Set<() => void>();
+
+  get cached(): PodInfo[] {
+    return this.cachedPods;
+  }
+  /** Replacing the cache is a watch event: waiters wake. */
+  set cached(pods: PodInfo[]) {
+    this.cachedPods = pods;
+    const w = [...this.waiters];
+    this.waiters.clear();
+    for (const fn of w) fn();
+  }
 
   byIp(ip: string): PodInfo[] {
-    return this.cached.filter((p) => p.ips.includes(ip));
+    return this.cachedPods.filter((p) => p.ips.includes(ip));
   }
-  async readThrough(ip: string): Promise<PodInfo[]> {
-    this.readThroughs++;
+  async readPod(namespace: string, name: string): Promise<PodInfo | undefined> {
+    this.reads++;
     await this.gate;
-    return this.server.filter((p) => p.ips.includes(ip));
+    if (this.readError) throw this.readError;
+    return this.server.find((p) => p.namespace === namespace && p.name === name);
+  }
+  nextChange(_ip: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        this.waiters.delete(done);
+        resolve();
+      };
+      this.waiters.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
   hasSynced(): boolean {
     return this.synced;
   }
-  fresh = true;
   isFresh(): boolean {
     return this.fresh;
   }

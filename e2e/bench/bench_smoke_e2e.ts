@@ -35,7 +35,7 @@ test('make bench --smoke writes report.md and report.json with every section', {
   assert.ok(md.includes(`Node ${process.version}`));
   for (const heading of ['## Goals', '## Gaps']) assert.ok(md.includes(heading), `${heading} in report.md`);
 
-  assert.deepEqual(report.sections.map((s) => s.id), ['P1', 'P2', 'P3', 'P4', 'P5', 'SOAK']);
+  assert.deepEqual(report.sections.map((s) => s.id), ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'SOAK']);
   for (const s of report.sections) {
     assert.ok(md.includes(`## ${s.id}: `), `section ${s.id} in report.md`);
     // A section the smoke run is meant to exercise must not have failed in the harness.
@@ -52,6 +52,15 @@ test('make bench --smoke writes report.md and report.json with every section', {
   assert.ok(byId.get('P2')!.tables.length >= 2);
   assert.ok(byId.get('P4')!.tables.length >= 1);
   assert.ok(byId.get('P5')!.tables.length >= 1);
+  // P6: new connections with 0 and with a (tiny) crowd of pods elsewhere, each verified by about one read.
+  const p6 = byId.get('P6')!.data['points'] as { pods: number; readsPerConnection: number; latency: { requests: number; statuses: Record<string, number> }; throughput: { a: { statuses: Record<string, number> }; b: { requests: number } } }[];
+  assert.deepEqual(p6.map((p) => p.pods), [0, 20]);
+  for (const p of p6) {
+    assert.ok(p.latency.requests > 0 && p.latency.statuses['200'] === p.latency.requests, `P6 new connections answered 200 with ${p.pods} other pods`);
+    assert.ok(p.readsPerConnection > 0 && p.readsPerConnection <= 1, `P6 reads per new connection: ${p.readsPerConnection}`);
+    assert.ok((p.throughput.a.statuses['200'] ?? 0) > 0 && p.throughput.b.requests > 0);
+  }
+  assert.ok(report.goals.some((g) => g.section === 'P6' && /API-server requests per new connection/.test(g.name)));
   // The operator's sections are measured when the operator exists, and say so explicitly otherwise.
   const p3 = byId.get('P3')!;
   if (existsSync(join(REPO, 'operator/main.ts'))) assert.equal(p3.status, 'measured');

@@ -32,6 +32,10 @@ export interface LoadSpec {
   expect?: Record<string, ExpectedIdentity>;
   /** Per-request timeout; default 10 s. */
   requestTimeoutMs?: number;
+  /** One request per connection (`Connection: close`, a new TCP connection each), as CLIs and most SDK processes call IMDS. */
+  newConnectionPerRequest?: boolean;
+  /** Each client starts a request at most this often (paced, as a process calling now and then); 0: back to back. */
+  intervalMs?: number;
 }
 
 export interface LatencySummary {
@@ -99,13 +103,19 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       ...(localAddress ? { localAddress } : {}),
     });
     try {
+      let nextStart = performance.now();
       for (;;) {
+        if (spec.intervalMs) {
+          const wait = nextStart - performance.now();
+          if (wait > 0) await sleep(wait);
+          nextStart = Math.max(nextStart + spec.intervalMs, performance.now());
+        }
         const t0 = performance.now();
         if (t0 >= measureTo) return;
         const counted = t0 >= measureFrom;
         const second = Math.floor((t0 - measureFrom) / 1000);
         try {
-          const res = await client.request({ path: spec.path, method: 'GET', headers: spec.headers ?? {} });
+          const res = await client.request({ path: spec.path, method: 'GET', headers: spec.headers ?? {}, ...(spec.newConnectionPerRequest ? { reset: true } : {}) });
           result.answered++;
           let wrong = false;
           if (expected && res.statusCode === 200) {

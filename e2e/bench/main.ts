@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { runAgentScale, runP1, runP2, setupAgentStage, type AgentStage } from './agent-sections.js';
+import { P6_TITLE, runP6 } from './attribution-section.js';
 import { buildRuntime, removeRuntime } from './build.js';
 import { startEnv, type BenchEnv } from './fixture.js';
 import { parseOptions, usage, type BenchOptions, type SectionId } from './options.js';
@@ -20,6 +21,7 @@ const TITLES: Record<SectionId, string> = {
   P3: 'Convergence at scale (operator)',
   P4: 'Memory',
   P5: 'How cost grows with load',
+  P6: P6_TITLE,
   SOAK: 'Resilience and security soak',
 };
 
@@ -53,6 +55,8 @@ async function run(opts: BenchOptions): Promise<Report> {
     if (opts.only.length) stage = await setupAgentStage(env, log); // every section uses the agent (P3: Node-mode first token)
     if (stage && want('P1')) await guarded('P1', async () => sections.set('P1', await runP1(stage!, opts, goals, log)));
     if (stage && want('P2')) await guarded('P2', async () => sections.set('P2', await runP2(stage!, opts, goals, log)));
+    // Before P3–P5 grow the cluster, and it removes its crowd of pods when done.
+    if (stage && want('P6')) await guarded('P6', async () => sections.set('P6', await runP6(stage!, opts, goals, log)));
 
     let p5Agent: Awaited<ReturnType<typeof runAgentScale>> | undefined;
     if (stage && (want('P4') || want('P5'))) {
@@ -132,7 +136,7 @@ async function run(opts: BenchOptions): Promise<Report> {
   }
 
   const ordered: Section[] = [];
-  for (const id of ['P1', 'P2', 'P3', 'P4', 'P5', 'SOAK'] as SectionId[]) {
+  for (const id of ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'SOAK'] as SectionId[]) {
     ordered.push(sections.get(id) ?? { ...notMeasured(id, TITLES[id], 'skipped: not in --only'), status: 'skipped' });
   }
   return {

@@ -1,6 +1,6 @@
 /** `make bench` flags. `--smoke` shrinks everything for `make test`; any flag given explicitly wins. */
 
-export const SECTIONS = ['P1', 'P2', 'P3', 'P4', 'P5', 'SOAK'] as const;
+export const SECTIONS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'SOAK'] as const;
 export type SectionId = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -29,6 +29,8 @@ export interface BenchOptions {
   agentIdentities: number;
   operatorIdentities: number;
   operatorPods: number;
+  /** P6: Pending pods on other nodes for the new-connection measurement at cluster scale. */
+  crowdPods: number;
   /** Soak length; 0 skips it. */
   soakMs: number;
 }
@@ -49,6 +51,7 @@ const FULL: Omit<BenchOptions, 'smoke' | 'out' | 'only'> = {
   agentIdentities: 1000,
   operatorIdentities: 1000,
   operatorPods: 5000,
+  crowdPods: 10_000,
   soakMs: 300_000,
 };
 
@@ -68,6 +71,7 @@ const SMOKE: typeof FULL = {
   agentIdentities: 10,
   operatorIdentities: 10,
   operatorPods: 20,
+  crowdPods: 20,
   soakMs: 0,
 };
 
@@ -86,6 +90,7 @@ const NUMERIC: Record<string, NumericKey> = {
   'agent-identities': 'agentIdentities',
   'operator-identities': 'operatorIdentities',
   'operator-pods': 'operatorPods',
+  'crowd-pods': 'crowdPods',
   'soak-ms': 'soakMs',
 };
 const LISTS: Record<string, 'concurrency' | 'p3N'> = { concurrency: 'concurrency', 'p3-n': 'p3N' };
