@@ -230,6 +230,17 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     assertRefusedByWebhook(await tokenRequest(appNs, 'web', defaulted), /at most 600, got 3600/);
   });
 
+  test('agent token bound to a finished pod on its node (a Job pod that Succeeded or Failed) is refused', async () => {
+    // The pod stays on node-a with its service account, but it runs no more: nothing on the node may still
+    // ask for its identity, so a stolen agent credential must not mint one for it.
+    for (const phase of ['Succeeded', 'Failed']) {
+      const name = `done-${phase.toLowerCase()}-a`;
+      const uid = await createPod(appNs, name, 'web', 'node-a');
+      await core.patchNamespacedPodStatus({ namespace: appNs, name, body: { status: { phase } } }, mergePatch());
+      assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`has finished \\(phase ${phase}\\)`));
+    }
+  });
+
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {
     const uid = await createPod(agentNs, 'agent-node-b', AGENT_SA, 'node-b');
     const minted = await tokenRequest(agentNs, AGENT_SA, { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'agent-node-b', uid } }, cluster.token);

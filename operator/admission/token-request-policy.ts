@@ -23,7 +23,16 @@ export interface PodFacts {
   uid: string;
   nodeName: string;
   serviceAccountName: string;
+  /** status.phase; '' while the API server has not set it. */
+  phase?: string;
 }
+
+/**
+ * A pod in one of these phases runs no more (all its containers have terminated and won't restart), so
+ * nothing on its node can still ask for its identity; it may stay on the node, with its service account,
+ * for as long as nobody deletes it (a finished Job's pod).
+ */
+const FINISHED_PHASES = new Set(['Succeeded', 'Failed']);
 
 /** Live reads, never a cache: a pod deleted and recreated elsewhere must not keep its old node. */
 export interface PodLookup {
@@ -152,6 +161,7 @@ export class TokenRequestPolicy {
     if (!pod.nodeName || pod.nodeName !== agentNode.node) {
       return deny(`pod ${namespace}/${podName} runs on node ${JSON.stringify(pod.nodeName)}, not on the agent's node ${agentNode.node}`);
     }
+    if (pod.phase && FINISHED_PHASES.has(pod.phase)) return deny(`pod ${namespace}/${podName} has finished (phase ${pod.phase})`);
     return ALLOW;
   }
 
@@ -179,6 +189,7 @@ export class TokenRequestPolicy {
     if (!own || own.uid !== uid) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} (uid ${uid}) no longer exists`) };
     if (own.serviceAccountName !== this.agent.serviceAccount) return { ok: false, decision: deny(`pod ${this.agent.namespace}/${name} does not run as the agent's service account`) };
     if (!own.nodeName) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} is not scheduled to a node`) };
+    if (own.phase && FINISHED_PHASES.has(own.phase)) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} has finished (phase ${own.phase})`) };
     if (this.agentNodes.size >= MAX_REMEMBERED_AGENT_PODS) this.agentNodes.clear();
     this.agentNodes.set(uid, own.nodeName);
     return { ok: true, node: own.nodeName };

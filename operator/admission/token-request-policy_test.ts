@@ -16,9 +16,12 @@ function pods(entries: Record<string, PodFacts>, fail = false): PodLookup {
 
 const cluster = pods({
   'podidentity-system/agent-a': { uid: 'agent-uid', nodeName: 'node-a', serviceAccountName: 'podidentity-agent' },
+  'podidentity-system/agent-gone': { uid: 'agent-gone-uid', nodeName: 'node-a', serviceAccountName: 'podidentity-agent', phase: 'Failed' },
   'team/web': { uid: 'web-uid', nodeName: 'node-a', serviceAccountName: 'web' },
   'team/far': { uid: 'far-uid', nodeName: 'node-b', serviceAccountName: 'web' },
   'team/pending': { uid: 'pending-uid', nodeName: '', serviceAccountName: 'web' },
+  'team/done': { uid: 'done-uid', nodeName: 'node-a', serviceAccountName: 'web', phase: 'Succeeded' },
+  'team/crashed': { uid: 'crashed-uid', nodeName: 'node-a', serviceAccountName: 'web', phase: 'Failed' },
 });
 
 function request(overrides: { spec?: Record<string, unknown>; name?: string; namespace?: string; user?: string; extra?: Record<string, string[]> } = {}): AdmissionRequest {
@@ -93,6 +96,15 @@ test('agent token for a kube-system service account is refused', async () => {
 test('agent token with a long lifetime is refused', async () => {
   assert.match(await refused(request({ spec: { ...legit, expirationSeconds: 3600 } })), /at most 600, got 3600/);
   assert.match(await refused(request({ spec: { ...legit, expirationSeconds: 3607 } })), /at most 600/);
+});
+
+test('agent token bound to a finished pod on its node (Succeeded/Failed: it runs no more) is refused', async () => {
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'done', uid: 'done-uid' } } })), /team\/done has finished \(phase Succeeded\)/);
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'crashed', uid: 'crashed-uid' } } })), /phase Failed/);
+  // The credential of an agent pod that has finished (kept on disk by the node, still valid while the pod
+  // object exists) mints nothing either.
+  const gone = { 'authentication.kubernetes.io/pod-name': ['agent-gone'], 'authentication.kubernetes.io/pod-uid': ['agent-gone-uid'] };
+  assert.match(await refused(request({ extra: gone })), /agent's pod podidentity-system\/agent-gone has finished/);
 });
 
 test('agent token bound to a recreated pod (stale uid) is refused', async () => {
