@@ -52,8 +52,8 @@ function shipped(file: string) {
   return parseObjects(readFileSync(join(repoRoot, file), 'utf8'));
 }
 
-async function createPod(namespace: string, name: string, serviceAccountName: string, nodeName: string): Promise<string> {
-  const body: V1Pod = { metadata: { name }, spec: { nodeName, serviceAccountName, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
+async function createPod(namespace: string, name: string, serviceAccountName: string, nodeName: string, hostNetwork = false): Promise<string> {
+  const body: V1Pod = { metadata: { name }, spec: { nodeName, serviceAccountName, hostNetwork, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
   const pod = await core.createNamespacedPod({ namespace, body });
   return pod.metadata!.uid!;
 }
@@ -239,6 +239,16 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
       await core.patchNamespacedPodStatus({ namespace: appNs, name, body: { status: { phase } } }, mergePatch());
       assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`has finished \\(phase ${phase}\\)`));
     }
+  });
+
+  test('agent token bound to a hostNetwork pod on its node (a kube-system DaemonSet such as the CNI or kube-proxy) is refused', async () => {
+    // hostNetwork pods share the node's IP: the agent never attributes a caller to one, so it never needs
+    // their tokens, and they are the node's most privileged workloads.
+    const victim = `podid-victim-${run}`;
+    const name = `podid-hostnet-${run}`;
+    const uid = await createPod('kube-system', name, victim, 'node-a', true);
+    cleanup.push(() => core.deleteNamespacedPod({ namespace: 'kube-system', name, gracePeriodSeconds: 0 }));
+    assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), /uses the host network/);
   });
 
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {

@@ -15,8 +15,8 @@ export class LivePodLookup implements PodLookup {
   async get(namespace: string, name: string): Promise<PodFacts | undefined> {
     const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
     try {
-      const pod = await getJson<{ metadata?: { uid?: string }; spec?: { nodeName?: string; serviceAccountName?: string }; status?: { phase?: string } }>(this.kc, path, {}, AbortSignal.timeout(this.timeoutMs));
-      return { uid: pod.metadata?.uid ?? '', nodeName: pod.spec?.nodeName ?? '', serviceAccountName: pod.spec?.serviceAccountName ?? '', phase: pod.status?.phase ?? '' };
+      const pod = await getJson<{ metadata?: { uid?: string }; spec?: { nodeName?: string; serviceAccountName?: string; hostNetwork?: boolean }; status?: { phase?: string } }>(this.kc, path, {}, AbortSignal.timeout(this.timeoutMs));
+      return { uid: pod.metadata?.uid ?? '', nodeName: pod.spec?.nodeName ?? '', serviceAccountName: pod.spec?.serviceAccountName ?? '', phase: pod.status?.phase ?? '', hostNetwork: pod.spec?.hostNetwork === true };
     } catch (err) {
       if (err instanceof RawApiError && err.code === 404) return undefined;
       throw err;

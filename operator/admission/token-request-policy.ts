@@ -25,6 +25,8 @@ export interface PodFacts {
   serviceAccountName: string;
   /** status.phase; '' while the API server has not set it. */
   phase?: string;
+  /** spec.hostNetwork: such a pod shares the node's IP, so the agent never attributes a caller to it. */
+  hostNetwork?: boolean;
 }
 
 /**
@@ -162,6 +164,9 @@ export class TokenRequestPolicy {
       return deny(`pod ${namespace}/${podName} runs on node ${JSON.stringify(pod.nodeName)}, not on the agent's node ${agentNode.node}`);
     }
     if (pod.phase && FINISHED_PHASES.has(pod.phase)) return deny(`pod ${namespace}/${podName} has finished (phase ${pod.phase})`);
+    // The node's system DaemonSets (CNI, kube-proxy, CSI) are hostNetwork and hold its most powerful service
+    // accounts; the agent never serves a hostNetwork pod, so it never needs their tokens.
+    if (pod.hostNetwork) return deny(`pod ${namespace}/${podName} uses the host network and never gets a pod identity`);
     return ALLOW;
   }
 
