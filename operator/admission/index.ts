@@ -9,11 +9,12 @@ import type { Logger } from '../../lib/log.js';
 import { apiCaBundleStore, CN_PREFIX, publishCaBundle, type CaBundleStore } from './ca-bundle.js';
 import { LivePodLookup } from './pods.js';
 import { selfSignedServingCertificate } from './self-signed.js';
-import { TokenRequestPolicy, type AgentIdentity, type PodLookup } from './token-request-policy.js';
+import { agentUsername, TokenRequestPolicy, type AgentIdentity, type PodLookup } from './token-request-policy.js';
 import { startWebhookServer } from './webhook-server.js';
 
 export { TokenRequestPolicy, agentUsername, MAX_AGENT_TOKEN_SECONDS } from './token-request-policy.js';
 export { WEBHOOK_PATH } from './webhook-server.js';
+export { agentMatchConditions } from './ca-bundle.js';
 
 export interface AgentTokenAdmissionOptions {
   kubeConfig: KubeConfig;
@@ -74,8 +75,9 @@ export async function startAgentTokenAdmission(opts: AgentTokenAdmissionOptions)
       certPem,
       podName: opts.podName,
       podExists: async (name) => (await pods.get(opts.podNamespace, name)) !== undefined,
+      agentUsername: agentUsername(opts.agent),
     });
-    if (changed) opts.logger.info('webhook certificate published in caBundle', { configuration: opts.configurationName });
+    if (changed) opts.logger.info('webhook certificate and agent matchConditions published', { configuration: opts.configurationName });
   };
 
   const tick = async () => {
