@@ -432,6 +432,8 @@ describe('the agent-token admission webhook (config/webhook, components/admissio
     assert.ok(expressions.some((e) => e.includes(`object.spec.audiences == ['${TOKEN_EXCHANGE_AUDIENCE}']`)));
     assert.ok(expressions.some((e) => e.includes(`object.spec.expirationSeconds <= ${MAX_AGENT_TOKEN_SECONDS}`)));
     assert.ok(expressions.some((e) => e.includes("object.spec.boundObjectRef.kind == 'Pod'") && e.includes("object.spec.boundObjectRef.uid != ''")));
+    // A webhook that has been switched off (operator credential) must still not hand over the operator's account.
+    assert.ok(expressions.includes("!request.userInfo.username.startsWith('system:serviceaccount:' + request.namespace + ':')"), 'the agent’s own namespace is refused');
     for (const e of expressions) {
       assert.equal((e.match(/\(/g) ?? []).length, (e.match(/\)/g) ?? []).length, `balanced parentheses: ${e}`);
       assert.equal((e.match(/'/g) ?? []).length % 2, 0, `balanced quotes: ${e}`);

@@ -251,6 +251,14 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), /uses the host network/);
   });
 
+  test('agent token for the operator’s service account (a replica on its node; in AKS its workload identity assigns Azure roles) is refused', async () => {
+    // An operator pod on node-a runs, is not hostNetwork, and has its own service account: everything else
+    // in the policy holds, yet its token exchanges for the operator's Azure identity.
+    const name = `operator-node-a-${run}`;
+    const uid = await createPod(agentNs, name, 'podidentity-operator', 'node-a');
+    assertRefusedByWebhook(await tokenRequest(agentNs, 'podidentity-operator', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), /service accounts of its own namespace/);
+  });
+
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {
     const uid = await createPod(agentNs, 'agent-node-b', AGENT_SA, 'node-b');
     const minted = await tokenRequest(agentNs, AGENT_SA, { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'agent-node-b', uid } }, cluster.token);

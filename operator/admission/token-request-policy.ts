@@ -122,6 +122,10 @@ export class TokenRequestPolicy {
     const namespace = request.namespace ?? '';
     const serviceAccount = request.name ?? '';
     if (!namespace || !serviceAccount) return deny('the request names no service account');
+    // The pod identity system's own namespace holds the operator, whose service account is federated with an
+    // Azure identity that assigns roles (AKS workload identity). A replica may run on the agent's node; the
+    // agent never serves a pod there, so it never needs a token of that namespace.
+    if (namespace === this.agent.namespace) return deny(`it never mints tokens for service accounts of its own namespace ${namespace}`);
 
     const spec = isRecord(request.object) && isRecord(request.object['spec']) ? request.object['spec'] : undefined;
     if (!spec) return deny('the TokenRequest has no spec');

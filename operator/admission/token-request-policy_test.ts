@@ -20,6 +20,7 @@ const cluster = pods({
   'team/web': { uid: 'web-uid', nodeName: 'node-a', serviceAccountName: 'web' },
   'team/far': { uid: 'far-uid', nodeName: 'node-b', serviceAccountName: 'web' },
   'team/pending': { uid: 'pending-uid', nodeName: '', serviceAccountName: 'web' },
+  'podidentity-system/operator-a': { uid: 'operator-uid', nodeName: 'node-a', serviceAccountName: 'podidentity-operator' },
   'kube-system/proxy-a': { uid: 'proxy-uid', nodeName: 'node-a', serviceAccountName: 'kube-proxy', hostNetwork: true },
   'team/done': { uid: 'done-uid', nodeName: 'node-a', serviceAccountName: 'web', phase: 'Succeeded' },
   'team/crashed': { uid: 'crashed-uid', nodeName: 'node-a', serviceAccountName: 'web', phase: 'Failed' },
@@ -111,6 +112,11 @@ test('agent token bound to a finished pod on its node (Succeeded/Failed: it runs
 test('agent token bound to a hostNetwork pod on its node (a kube-system DaemonSet: never a pod identity) is refused', async () => {
   const spec = { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'proxy-a', uid: 'proxy-uid' } };
   assert.match(await refused(request({ namespace: 'kube-system', name: 'kube-proxy', spec })), /kube-system\/proxy-a uses the host network/);
+});
+
+test('agent token for the operator’s service account (an operator replica on its node; workload identity with role-assignment rights) is refused', async () => {
+  const spec = { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'operator-a', uid: 'operator-uid' } };
+  assert.match(await refused(request({ namespace: 'podidentity-system', name: 'podidentity-operator', spec })), /service accounts of its own namespace podidentity-system/);
 });
 
 test('agent token bound to a recreated pod (stale uid) is refused', async () => {
