@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type V1Pod, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type V1Pod, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
 import { get } from '../controlplane/controlplane.js';
 import { repoRoot, parseObjects } from '../deploy/render.js';
 import { freePort } from '../testing/ports.js';
@@ -52,8 +52,9 @@ function shipped(file: string) {
   return parseObjects(readFileSync(join(repoRoot, file), 'utf8'));
 }
 
-async function createPod(namespace: string, name: string, serviceAccountName: string, nodeName: string, hostNetwork = false): Promise<string> {
-  const body: V1Pod = { metadata: { name }, spec: { nodeName, serviceAccountName, hostNetwork, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
+/** Pods carry the label that selects the PodIdentity "web" (created in `before`) unless told otherwise. */
+async function createPod(namespace: string, name: string, serviceAccountName: string, nodeName: string, hostNetwork = false, labels: Record<string, string> = { 'podidentity.dev/identity': 'web' }): Promise<string> {
+  const body: V1Pod = { metadata: { name, labels }, spec: { nodeName, serviceAccountName, hostNetwork, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
   const pod = await core.createNamespacedPod({ namespace, body });
   return pod.metadata!.uid!;
 }
@@ -150,6 +151,12 @@ before(async () => {
   assert.equal(operatorMinted.status, 201, operatorMinted.message);
 
   for (const sa of ['web', 'other']) await createServiceAccount(appNs, sa);
+  // The PodIdentity that selects the app's pods (default selector podidentity.dev/identity=web). No operator
+  // reconciles it here; the webhook only needs it to exist.
+  await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: 'podidentity.dev', version: 'v1alpha1', namespace: appNs, plural: 'podidentities',
+    body: { apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentity', metadata: { name: 'web' }, spec: { identity: { managed: {} }, mode: 'Federated' } },
+  });
   uids['web-a'] = await createPod(appNs, 'web-a', 'web', 'node-a');
   uids['web-b'] = await createPod(appNs, 'web-b', 'web', 'node-b');
   uids['other-a'] = await createPod(appNs, 'other-a', 'other', 'node-a');
@@ -257,6 +264,14 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     const name = `operator-node-a-${run}`;
     const uid = await createPod(agentNs, name, 'podidentity-operator', 'node-a');
     assertRefusedByWebhook(await tokenRequest(agentNs, 'podidentity-operator', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), /service accounts of its own namespace/);
+  });
+
+  test('agent token bound to a pod on its node that no PodIdentity selects (a workload identity federated outside this operator) is refused', async () => {
+    // Running, not hostNetwork, its own service account, on node-a: only the missing PodIdentity says the
+    // agent will never serve it.
+    const name = `unselected-a-${run}`;
+    const uid = await createPod(appNs, name, 'web', 'node-a', false, { app: 'batch' });
+    assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`no PodIdentity in namespace ${appNs} selects pod ${name}`));
   });
 
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {

@@ -7,9 +7,9 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
 import { apiCaBundleStore, CN_PREFIX, publishCaBundle, type CaBundleStore } from './ca-bundle.js';
-import { LivePodLookup } from './pods.js';
+import { LiveIdentityLookup, LivePodLookup } from './pods.js';
 import { selfSignedServingCertificate } from './self-signed.js';
-import { agentUsername, TokenRequestPolicy, type AgentIdentity, type PodLookup } from './token-request-policy.js';
+import { agentUsername, TokenRequestPolicy, type AgentIdentity, type IdentityLookup, type PodLookup } from './token-request-policy.js';
 import { startWebhookServer } from './webhook-server.js';
 
 export { TokenRequestPolicy, agentUsername, MAX_AGENT_TOKEN_SECONDS } from './token-request-policy.js';
@@ -34,6 +34,7 @@ export interface AgentTokenAdmissionOptions {
   republishIntervalMs?: number;
   /** Tests: another pod source or bundle store. */
   pods?: PodLookup;
+  identities?: IdentityLookup;
   caBundleStore?: CaBundleStore;
 }
 
@@ -60,7 +61,7 @@ export async function startAgentTokenAdmission(opts: AgentTokenAdmissionOptions)
     ...(opts.host ? { host: opts.host } : {}),
     certPem: cert.certPem,
     keyPem: cert.keyPem,
-    policy: new TokenRequestPolicy(opts.agent, pods),
+    policy: new TokenRequestPolicy(opts.agent, pods, opts.identities ?? new LiveIdentityLookup(opts.kubeConfig)),
     logger: opts.logger,
     onDecision: (outcome) => decisions?.inc({ outcome }),
   });

@@ -2,10 +2,12 @@
  * Which TokenRequests the node agent may make. RBAC can only say "create serviceaccounts/token anywhere";
  * this decides, for the agent's identity alone, that each token is exactly what Federated issuance needs:
  * audience api://AzureADTokenExchange, bound to a live Pod (name and uid) that runs on the agent's own node,
- * for that pod's own service account, and short-lived. Everyone else is let through untouched: the webhook is
+ * is not hostNetwork, has not finished and is selected by a PodIdentity, for that pod's own service account
+ * (not one of the agent's own namespace), and short-lived. Everyone else is let through untouched: the webhook is
  * called for every TokenRequest on clusters without matchConditions (the kubelet's included).
  */
-import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
+import { matchesSelector } from '../../lib/api/selector.js';
+import { effectiveSelector, TOKEN_EXCHANGE_AUDIENCE, type SelectingIdentity } from '../../lib/api/types.js';
 
 /**
  * The longest assertion the agent may mint: the API server's minimum (600 s), which is what the agent asks
@@ -27,6 +29,13 @@ export interface PodFacts {
   phase?: string;
   /** spec.hostNetwork: such a pod shares the node's IP, so the agent never attributes a caller to it. */
   hostNetwork?: boolean;
+  labels?: Record<string, string>;
+}
+
+/** Live reads of PodIdentities, like pods: one deleted a moment ago no longer lets the agent mint. */
+export interface IdentityLookup {
+  /** Throws when the API server can't say (the caller fails closed). */
+  inNamespace(namespace: string): Promise<SelectingIdentity[]>;
 }
 
 /**
@@ -103,6 +112,7 @@ export class TokenRequestPolicy {
   constructor(
     private readonly agent: AgentIdentity,
     private readonly pods: PodLookup,
+    private readonly identities: IdentityLookup,
   ) {
     this.username = agentUsername(agent);
   }
@@ -171,6 +181,17 @@ export class TokenRequestPolicy {
     // The node's system DaemonSets (CNI, kube-proxy, CSI) are hostNetwork and hold its most powerful service
     // accounts; the agent never serves a hostNetwork pod, so it never needs their tokens.
     if (pod.hostNetwork) return deny(`pod ${namespace}/${podName} uses the host network and never gets a pod identity`);
+    // The agent serves a pod only the identities of PodIdentities that select it. Without one, the pod's
+    // account may still be federated with an Azure identity by someone else (AKS workload identity); that is
+    // not the agent's to hand out.
+    let selected: boolean;
+    try {
+      const candidates = await this.identities.inNamespace(namespace);
+      selected = candidates.some((pid) => !pid.metadata.deletionTimestamp && matchesSelector(effectiveSelector(pid), pod.labels ?? {}));
+    } catch (err) {
+      return unavailable(`reading PodIdentities in ${namespace}: ${(err as Error).message}`);
+    }
+    if (!selected) return deny(`no PodIdentity in namespace ${namespace} selects pod ${podName}`);
     return ALLOW;
   }
 
