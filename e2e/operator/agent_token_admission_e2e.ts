@@ -271,7 +271,7 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     // agent will never serve it.
     const name = `unselected-a-${run}`;
     const uid = await createPod(appNs, name, 'web', 'node-a', false, { app: 'batch' });
-    assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`no PodIdentity in namespace ${appNs} selects pod ${name}`));
+    assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`no PodIdentity in namespace ${appNs} selects pod ${name} in Federated mode`));
   });
 
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {

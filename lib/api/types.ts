@@ -179,6 +179,7 @@ export interface PodIdentityPolicy {
 export interface SelectingIdentity {
   metadata: ObjectMeta;
   spec: Partial<PodIdentitySpec>;
+  status?: Pick<PodIdentityStatus, 'mode'>;
 }
 
 /** The selector a PodIdentity uses, with the documented default when none is given. */

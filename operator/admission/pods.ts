@@ -35,6 +35,6 @@ export class LiveIdentityLookup implements IdentityLookup {
   async inNamespace(namespace: string): Promise<SelectingIdentity[]> {
     const path = `/apis/podidentity.dev/v1alpha1/namespaces/${encodeURIComponent(namespace)}/podidentities`;
     const list = await getJson<{ items?: SelectingIdentity[] }>(this.kc, path, {}, AbortSignal.timeout(this.timeoutMs));
-    return (list.items ?? []).map((pid) => ({ metadata: pid.metadata ?? {}, spec: pid.spec ?? {} }));
+    return (list.items ?? []).map((pid) => ({ metadata: pid.metadata ?? {}, spec: pid.spec ?? {}, ...(pid.status?.mode ? { status: { mode: pid.status.mode } } : {}) }));
   }
 }

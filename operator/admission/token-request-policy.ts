@@ -187,11 +187,13 @@ export class TokenRequestPolicy {
     let selected: boolean;
     try {
       const candidates = await this.identities.inNamespace(namespace);
-      selected = candidates.some((pid) => !pid.metadata.deletionTimestamp && matchesSelector(effectiveSelector(pid), pod.labels ?? {}));
+      // A Node-mode identity is issued from the node's own IMDS, never through a TokenRequest. A mode not yet
+      // known (no status, no spec.mode) follows the agent's --default-mode, which this can't see: allowed.
+      selected = candidates.some((pid) => !pid.metadata.deletionTimestamp && (pid.status?.mode ?? pid.spec.mode) !== 'Node' && matchesSelector(effectiveSelector(pid), pod.labels ?? {}));
     } catch (err) {
       return unavailable(`reading PodIdentities in ${namespace}: ${(err as Error).message}`);
     }
-    if (!selected) return deny(`no PodIdentity in namespace ${namespace} selects pod ${podName}`);
+    if (!selected) return deny(`no PodIdentity in namespace ${namespace} selects pod ${podName} in Federated mode`);
     return ALLOW;
   }
 

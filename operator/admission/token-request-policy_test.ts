@@ -18,6 +18,8 @@ const cluster = pods({
   'podidentity-system/agent-a': { uid: 'agent-uid', nodeName: 'node-a', serviceAccountName: 'podidentity-agent' },
   'podidentity-system/agent-gone': { uid: 'agent-gone-uid', nodeName: 'node-a', serviceAccountName: 'podidentity-agent', phase: 'Failed' },
   'team/web': { uid: 'web-uid', nodeName: 'node-a', serviceAccountName: 'web', labels: { 'podidentity.dev/identity': 'web' } },
+  'team/vm': { uid: 'vm-uid', nodeName: 'node-a', serviceAccountName: 'web', labels: { app: 'vm' } },
+  'team/vm2': { uid: 'vm2-uid', nodeName: 'node-a', serviceAccountName: 'web', labels: { app: 'vm2' } },
   'team/unselected': { uid: 'unselected-uid', nodeName: 'node-a', serviceAccountName: 'web', labels: { app: 'batch' } },
   'team/far': { uid: 'far-uid', nodeName: 'node-b', serviceAccountName: 'web' },
   'team/pending': { uid: 'pending-uid', nodeName: '', serviceAccountName: 'web' },
@@ -34,6 +36,8 @@ const identities: IdentityLookup = {
     return [
       { metadata: { name: 'web' }, spec: {} },
       { metadata: { name: 'batch', deletionTimestamp: '2026-01-01T00:00:00Z' }, spec: { selector: { matchLabels: { app: 'batch' } } } },
+      { metadata: { name: 'node-mode' }, spec: { mode: 'Node', selector: { matchLabels: { app: 'vm' } } } },
+      { metadata: { name: 'node-mode-by-status' }, spec: { selector: { matchLabels: { app: 'vm2' } } }, status: { mode: 'Node' } },
     ];
   },
 };
@@ -137,7 +141,14 @@ test('agent token for the operator’s service account (an operator replica on i
 
 test('agent token bound to a pod on its node that no PodIdentity selects (a workload identity federated outside this operator) is refused', async () => {
   const spec = { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'unselected', uid: 'unselected-uid' } };
-  assert.match(await refused(request({ spec })), /no PodIdentity in namespace team selects pod unselected/);
+  assert.match(await refused(request({ spec })), /no PodIdentity in namespace team selects pod unselected in Federated mode/);
+});
+
+test('agent token bound to a pod whose only PodIdentities are Node mode (issued from the node’s IMDS, never a TokenRequest) is refused', async () => {
+  for (const name of ['vm', 'vm2']) {
+    const spec = { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid: `${name}-uid` } };
+    assert.match(await refused(request({ spec })), new RegExp(`no PodIdentity in namespace team selects pod ${name} in Federated mode`));
+  }
 });
 
 test('when PodIdentities can’t be read the agent is refused with 503', async () => {
