@@ -7,7 +7,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
 import { apiCaBundleStore, CN_PREFIX, publishCaBundle, type CaBundleStore } from './ca-bundle.js';
-import { LiveIdentityLookup, LivePodLookup } from './pods.js';
+import { LiveIdentityLookup, LivePodLookup, LiveServiceAccountLookup, type ServiceAccountLookup } from './pods.js';
 import { selfSignedServingCertificate } from './self-signed.js';
 import { agentUsername, TokenRequestPolicy, type AgentIdentity, type IdentityLookup, type PodLookup } from './token-request-policy.js';
 import { startWebhookServer } from './webhook-server.js';
@@ -35,6 +35,7 @@ export interface AgentTokenAdmissionOptions {
   /** Tests: another pod source or bundle store. */
   pods?: PodLookup;
   identities?: IdentityLookup;
+  serviceAccounts?: ServiceAccountLookup;
   caBundleStore?: CaBundleStore;
 }
 
@@ -81,8 +82,17 @@ export async function startAgentTokenAdmission(opts: AgentTokenAdmissionOptions)
     if (changed) opts.logger.info('webhook certificate and agent matchConditions published', { configuration: opts.configurationName });
   };
 
+  const serviceAccounts = opts.serviceAccounts ?? new LiveServiceAccountLookup(opts.kubeConfig);
+  const agentName = `${opts.agent.namespace}/${opts.agent.serviceAccount}`;
+
   const tick = async () => {
     try {
+      // The webhook constrains that one username. If it names no ServiceAccount (the agent was renamed, e.g.
+      // by a kustomize namePrefix, and --agent-service-account was not), the real agent would go unchecked:
+      // stay unpublished and not Ready, so the rollout fails loudly instead of failing open quietly.
+      if (!(await serviceAccounts.exists(opts.agent.namespace, opts.agent.serviceAccount))) {
+        throw new Error(`the agent's ServiceAccount ${agentName} does not exist; set --agent-service-account to the agent's <namespace>:<name>`);
+      }
       // Rotate with a third of the lifetime left: publish the new certificate first, then serve it.
       if (cert.notAfter.getTime() - Date.now() < (days * DAY_MS) / 3) {
         const next = makeCert();

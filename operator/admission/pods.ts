@@ -38,3 +38,25 @@ export class LiveIdentityLookup implements IdentityLookup {
     return (list.items ?? []).map((pid) => ({ metadata: pid.metadata ?? {}, spec: pid.spec ?? {}, ...(pid.status?.mode ? { status: { mode: pid.status.mode } } : {}) }));
   }
 }
+
+export interface ServiceAccountLookup {
+  exists(namespace: string, name: string): Promise<boolean>;
+}
+
+/** Whether a ServiceAccount exists (get serviceaccounts, which the operator's role has). */
+export class LiveServiceAccountLookup implements ServiceAccountLookup {
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly timeoutMs = 3000,
+  ) {}
+
+  async exists(namespace: string, name: string): Promise<boolean> {
+    try {
+      await getJson(this.kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, {}, AbortSignal.timeout(this.timeoutMs));
+      return true;
+    } catch (err) {
+      if (err instanceof RawApiError && err.code === 404) return false;
+      throw err;
+    }
+  }
+}
