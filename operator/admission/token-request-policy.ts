@@ -163,6 +163,11 @@ export class TokenRequestPolicy {
     const agentNode = await this.agentNode(request);
     if (!agentNode.ok) return agentNode.decision;
 
+    // Both reads at once: the agent's miss waits on this webhook, and the API server gives it timeoutSeconds.
+    const identitiesRead = this.identities.inNamespace(namespace).then(
+      (candidates) => ({ ok: true as const, candidates }),
+      (err: unknown) => ({ ok: false as const, err: err as Error }),
+    );
     let pod: PodFacts | undefined;
     try {
       pod = await this.pods.get(namespace, podName);
@@ -184,15 +189,12 @@ export class TokenRequestPolicy {
     // The agent serves a pod only the identities of PodIdentities that select it. Without one, the pod's
     // account may still be federated with an Azure identity by someone else (AKS workload identity); that is
     // not the agent's to hand out.
-    let selected: boolean;
-    try {
-      const candidates = await this.identities.inNamespace(namespace);
-      // A Node-mode identity is issued from the node's own IMDS, never through a TokenRequest. A mode not yet
-      // known (no status, no spec.mode) follows the agent's --default-mode, which this can't see: allowed.
-      selected = candidates.some((pid) => !pid.metadata.deletionTimestamp && (pid.status?.mode ?? pid.spec.mode) !== 'Node' && matchesSelector(effectiveSelector(pid), pod.labels ?? {}));
-    } catch (err) {
-      return unavailable(`reading PodIdentities in ${namespace}: ${(err as Error).message}`);
-    }
+    const identities = await identitiesRead;
+    if (!identities.ok) return unavailable(`reading PodIdentities in ${namespace}: ${identities.err.message}`);
+    // A Node-mode identity is issued from the node's own IMDS, never through a TokenRequest. A mode not yet
+    // known (no status, no spec.mode) follows the agent's --default-mode, which this can't see: allowed.
+    const labels = pod.labels ?? {};
+    const selected = identities.candidates.some((pid) => !pid.metadata.deletionTimestamp && (pid.status?.mode ?? pid.spec.mode) !== 'Node' && matchesSelector(effectiveSelector(pid), labels));
     if (!selected) return deny(`no PodIdentity in namespace ${namespace} selects pod ${podName} in Federated mode`);
     return ALLOW;
   }
