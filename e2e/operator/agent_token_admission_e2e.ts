@@ -274,6 +274,15 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`no PodIdentity in namespace ${appNs} selects pod ${name} in Federated mode`));
   });
 
+  test('a mirror (static) pod can’t carry a service account for the agent to mint (the API server’s ServiceAccount admission refuses it)', async () => {
+    // A node can create mirror pods of its static pods; if one could name a service account, a compromised
+    // node would plant a pod the webhook accepts. Pinned here because the webhook relies on it.
+    const body: V1Pod = { metadata: { name: `mirror-a-${run}`, annotations: { 'kubernetes.io/config.mirror': 'static' }, labels: { 'podidentity.dev/identity': 'web' } }, spec: { nodeName: 'node-a', serviceAccountName: 'web', automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
+    const err = await core.createNamespacedPod({ namespace: appNs, body }).then(() => undefined, (e: unknown) => e as { code?: number; body?: unknown });
+    assert.ok(err, 'a mirror pod naming a service account was created');
+    assert.match(String(typeof err.body === 'string' ? err.body : JSON.stringify(err.body)), /mirror pod may not reference service accounts/);
+  });
+
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {
     const uid = await createPod(agentNs, 'agent-node-b', AGENT_SA, 'node-b');
     const minted = await tokenRequest(agentNs, AGENT_SA, { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'agent-node-b', uid } }, cluster.token);
