@@ -227,7 +227,7 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     const victim = `podid-victim-${run}`;
     assertRefusedByWebhook(await tokenRequest('kube-system', victim, { expirationSeconds: 3600 }), /spec\.audiences/);
     assertRefusedByWebhook(await tokenRequest('kube-system', victim, { audiences: [AUDIENCE], expirationSeconds: 600 }), /boundObjectRef must bind/);
-    assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit()), /kube-system\/web-a does not exist/);
+    assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit()), /no pod kube-system\/web-a with uid/);
   });
 
   test('agent token with a long lifetime is refused', async () => {

@@ -174,8 +174,9 @@ export class TokenRequestPolicy {
     } catch (err) {
       return unavailable(`reading pod ${namespace}/${podName}: ${(err as Error).message}`);
     }
-    if (!pod) return deny(`pod ${namespace}/${podName} does not exist`);
-    if (pod.uid !== podUid) return deny(`pod ${namespace}/${podName} has uid ${pod.uid}, not ${podUid}`);
+    // One answer for "no such pod" and "another uid", never the real uid: the webhook's port answers anyone,
+    // and a forged review must not tell a caller which pods exist or what their uids are.
+    if (!pod || pod.uid !== podUid) return deny(`there is no pod ${namespace}/${podName} with uid ${podUid}`);
     if (pod.serviceAccountName !== serviceAccount) {
       return deny(`pod ${namespace}/${podName} runs as service account ${pod.serviceAccountName}, not ${serviceAccount}`);
     }

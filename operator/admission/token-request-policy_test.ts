@@ -112,7 +112,7 @@ test('agent token for a service account other than the bound pod’s is refused'
 });
 
 test('agent token for a kube-system service account is refused', async () => {
-  assert.match(await refused(request({ namespace: 'kube-system', name: 'replicaset-controller', spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'web-uid' } } })), /kube-system\/web does not exist/);
+  assert.match(await refused(request({ namespace: 'kube-system', name: 'replicaset-controller', spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'web-uid' } } })), /no pod kube-system\/web with uid web-uid/);
 });
 
 test('agent token with a long lifetime is refused', async () => {
@@ -156,8 +156,18 @@ test('when PodIdentities can’t be read the agent is refused with 503', async (
   assert.equal(!d.allowed && d.code, 503);
 });
 
+test('an unauthenticated caller posting reviews to the webhook learns no pod’s uid, nor whether a pod exists without knowing its uid', async () => {
+  // The webhook's port answers anyone, and a forged review can carry any userInfo (the node-name extra skips
+  // the agent-pod read): its answers must not be an oracle for pods the caller can't read.
+  const forged = { 'authentication.kubernetes.io/node-name': ['node-a'] };
+  const missing = await refused(request({ extra: forged, spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'ghost', uid: 'guess' } } }));
+  const existing = await refused(request({ extra: forged, spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'guess' } } }));
+  assert.doesNotMatch(existing, /web-uid/);
+  assert.equal(existing.replace('web', 'ghost'), missing, 'the same answer whether or not the pod exists');
+});
+
 test('agent token bound to a recreated pod (stale uid) is refused', async () => {
-  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'old-uid' } } })), /has uid web-uid, not old-uid/);
+  assert.match(await refused(request({ spec: { ...legit, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'web', uid: 'old-uid' } } })), /no pod team\/web with uid old-uid/);
 });
 
 test('an agent credential that is not bound to a pod can mint nothing (its node is unknown)', async () => {
