@@ -12,7 +12,7 @@ import { EXCEPTIONS_KEY } from '../../agent/attribution/exceptions.js';
 import { loadConfig as loadAgentConfig } from '../../agent/config.js';
 import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
 import { EXCEPTIONS_CONFIGMAP as MIGRATED_EXCEPTIONS } from '../../operator/migrate/migrate.js';
-import { agentUsername, MAX_AGENT_TOKEN_SECONDS, WEBHOOK_PATH } from '../../operator/admission/index.js';
+import { agentMatchConditions, agentUsername, MAX_AGENT_TOKEN_SECONDS, WEBHOOK_PATH } from '../../operator/admission/index.js';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
 import { find, kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
 
@@ -399,7 +399,8 @@ describe('the agent-token admission webhook (config/webhook, components/admissio
   test('the API server calls the webhook only for the agent (matchConditions), so the kubelet never depends on it', () => {
     for (const objs of [objects, aks]) {
       const [w] = find(objs, 'ValidatingWebhookConfiguration', webhook.configurationName).webhooks as Json[];
-      assert.deepEqual(w.matchConditions, [{ name: 'only-the-pod-identity-agent', expression: `request.userInfo.username == '${agentUsername(webhook.agentServiceAccount)}'` }]);
+      // Exactly what the operator keeps there (ca-bundle.ts), so it never rewrites a default install.
+      assert.deepEqual(w.matchConditions, agentMatchConditions(agentUsername(webhook.agentServiceAccount)));
     }
   });
 
@@ -431,6 +432,8 @@ describe('the agent-token admission webhook (config/webhook, components/admissio
     assert.ok(expressions.some((e) => e.includes(`object.spec.audiences == ['${TOKEN_EXCHANGE_AUDIENCE}']`)));
     assert.ok(expressions.some((e) => e.includes(`object.spec.expirationSeconds <= ${MAX_AGENT_TOKEN_SECONDS}`)));
     assert.ok(expressions.some((e) => e.includes("object.spec.boundObjectRef.kind == 'Pod'") && e.includes("object.spec.boundObjectRef.uid != ''")));
+    // A webhook that has been switched off (operator credential) must still not hand over the operator's account.
+    assert.ok(expressions.includes("!request.userInfo.username.startsWith('system:serviceaccount:' + request.namespace + ':')"), 'the agent’s own namespace is refused');
     for (const e of expressions) {
       assert.equal((e.match(/\(/g) ?? []).length, (e.match(/\)/g) ?? []).length, `balanced parentheses: ${e}`);
       assert.equal((e.match(/'/g) ?? []).length % 2, 0, `balanced quotes: ${e}`);

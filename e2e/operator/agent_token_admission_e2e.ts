@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type V1Pod, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type V1Pod, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
 import { get } from '../controlplane/controlplane.js';
 import { repoRoot, parseObjects } from '../deploy/render.js';
 import { freePort } from '../testing/ports.js';
@@ -52,8 +52,9 @@ function shipped(file: string) {
   return parseObjects(readFileSync(join(repoRoot, file), 'utf8'));
 }
 
-async function createPod(namespace: string, name: string, serviceAccountName: string, nodeName: string): Promise<string> {
-  const body: V1Pod = { metadata: { name }, spec: { nodeName, serviceAccountName, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
+/** Pods carry the label that selects the PodIdentity "web" (created in `before`) unless told otherwise. */
+async function createPod(namespace: string, name: string, serviceAccountName: string, nodeName: string, hostNetwork = false, labels: Record<string, string> = { 'podidentity.dev/identity': 'web' }): Promise<string> {
+  const body: V1Pod = { metadata: { name, labels }, spec: { nodeName, serviceAccountName, hostNetwork, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
   const pod = await core.createNamespacedPod({ namespace, body });
   return pod.metadata!.uid!;
 }
@@ -150,6 +151,12 @@ before(async () => {
   assert.equal(operatorMinted.status, 201, operatorMinted.message);
 
   for (const sa of ['web', 'other']) await createServiceAccount(appNs, sa);
+  // The PodIdentity that selects the app's pods (default selector podidentity.dev/identity=web). No operator
+  // reconciles it here; the webhook only needs it to exist.
+  await cluster.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: 'podidentity.dev', version: 'v1alpha1', namespace: appNs, plural: 'podidentities',
+    body: { apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentity', metadata: { name: 'web' }, spec: { identity: { managed: {} }, mode: 'Federated' } },
+  });
   uids['web-a'] = await createPod(appNs, 'web-a', 'web', 'node-a');
   uids['web-b'] = await createPod(appNs, 'web-b', 'web', 'node-b');
   uids['other-a'] = await createPod(appNs, 'other-a', 'other', 'node-a');
@@ -220,7 +227,7 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     const victim = `podid-victim-${run}`;
     assertRefusedByWebhook(await tokenRequest('kube-system', victim, { expirationSeconds: 3600 }), /spec\.audiences/);
     assertRefusedByWebhook(await tokenRequest('kube-system', victim, { audiences: [AUDIENCE], expirationSeconds: 600 }), /boundObjectRef must bind/);
-    assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit()), /kube-system\/web-a does not exist/);
+    assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit()), /no pod kube-system\/web-a with uid/);
   });
 
   test('agent token with a long lifetime is refused', async () => {
@@ -228,6 +235,52 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     // Omitted: the API server defaults it to 3600 before admission.
     const { expirationSeconds: _omitted, ...defaulted } = legit();
     assertRefusedByWebhook(await tokenRequest(appNs, 'web', defaulted), /at most 600, got 3600/);
+  });
+
+  test('agent token bound to a finished pod on its node (a Job pod that Succeeded or Failed) is refused', async () => {
+    // The pod stays on node-a with its service account, but it runs no more: nothing on the node may still
+    // ask for its identity, so a stolen agent credential must not mint one for it.
+    for (const phase of ['Succeeded', 'Failed']) {
+      const name = `done-${phase.toLowerCase()}-a`;
+      const uid = await createPod(appNs, name, 'web', 'node-a');
+      await core.patchNamespacedPodStatus({ namespace: appNs, name, body: { status: { phase } } }, mergePatch());
+      assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`has finished \\(phase ${phase}\\)`));
+    }
+  });
+
+  test('agent token bound to a hostNetwork pod on its node (a kube-system DaemonSet such as the CNI or kube-proxy) is refused', async () => {
+    // hostNetwork pods share the node's IP: the agent never attributes a caller to one, so it never needs
+    // their tokens, and they are the node's most privileged workloads.
+    const victim = `podid-victim-${run}`;
+    const name = `podid-hostnet-${run}`;
+    const uid = await createPod('kube-system', name, victim, 'node-a', true);
+    cleanup.push(() => core.deleteNamespacedPod({ namespace: 'kube-system', name, gracePeriodSeconds: 0 }));
+    assertRefusedByWebhook(await tokenRequest('kube-system', victim, legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), /uses the host network/);
+  });
+
+  test('agent token for the operator’s service account (a replica on its node; in AKS its workload identity assigns Azure roles) is refused', async () => {
+    // An operator pod on node-a runs, is not hostNetwork, and has its own service account: everything else
+    // in the policy holds, yet its token exchanges for the operator's Azure identity.
+    const name = `operator-node-a-${run}`;
+    const uid = await createPod(agentNs, name, 'podidentity-operator', 'node-a');
+    assertRefusedByWebhook(await tokenRequest(agentNs, 'podidentity-operator', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), /service accounts of its own namespace/);
+  });
+
+  test('agent token bound to a pod on its node that no PodIdentity selects (a workload identity federated outside this operator) is refused', async () => {
+    // Running, not hostNetwork, its own service account, on node-a: only the missing PodIdentity says the
+    // agent will never serve it.
+    const name = `unselected-a-${run}`;
+    const uid = await createPod(appNs, name, 'web', 'node-a', false, { app: 'batch' });
+    assertRefusedByWebhook(await tokenRequest(appNs, 'web', legit({ boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid } })), new RegExp(`no PodIdentity in namespace ${appNs} selects pod ${name} in Federated mode`));
+  });
+
+  test('a mirror (static) pod can’t carry a service account for the agent to mint (the API server’s ServiceAccount admission refuses it)', async () => {
+    // A node can create mirror pods of its static pods; if one could name a service account, a compromised
+    // node would plant a pod the webhook accepts. Pinned here because the webhook relies on it.
+    const body: V1Pod = { metadata: { name: `mirror-a-${run}`, annotations: { 'kubernetes.io/config.mirror': 'static' }, labels: { 'podidentity.dev/identity': 'web' } }, spec: { nodeName: 'node-a', serviceAccountName: 'web', automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } };
+    const err = await core.createNamespacedPod({ namespace: appNs, body }).then(() => undefined, (e: unknown) => e as { code?: number; body?: unknown });
+    assert.ok(err, 'a mirror pod naming a service account was created');
+    assert.match(String(typeof err.body === 'string' ? err.body : JSON.stringify(err.body)), /mirror pod may not reference service accounts/);
   });
 
   test('the node comes from the agent’s own pod-bound credential: the agent of node-b gets node-b’s pod, not node-a’s', async () => {

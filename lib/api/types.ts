@@ -175,7 +175,14 @@ export interface PodIdentityPolicy {
   spec: PodIdentityPolicySpec;
 }
 
+/** The parts of a PodIdentity that say which pods it selects. */
+export interface SelectingIdentity {
+  metadata: ObjectMeta;
+  spec: Partial<PodIdentitySpec>;
+  status?: Pick<PodIdentityStatus, 'mode'>;
+}
+
 /** The selector a PodIdentity uses, with the documented default when none is given. */
-export function effectiveSelector(pid: Pick<PodIdentity, 'metadata' | 'spec'>): LabelSelector {
+export function effectiveSelector(pid: SelectingIdentity): LabelSelector {
   return pid.spec.selector ?? { matchLabels: { [DEFAULT_SELECTOR_LABEL]: pid.metadata.name ?? '' } };
 }

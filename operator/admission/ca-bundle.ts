@@ -3,10 +3,11 @@
  * replica makes its own self-signed certificate (its key never leaves the process), so the bundle holds one
  * certificate per live replica: this one's is added, those of replicas that are gone (their pod no longer
  * exists) or that expired are dropped, anything else is kept. Writes use the object's resourceVersion, so two
- * replicas starting together never drop each other's certificate.
+ * replicas starting together never drop each other's certificate. The same write keeps the matchConditions
+ * naming the agent this operator guards (agentMatchConditions).
  */
 import { X509Certificate } from 'node:crypto';
-import { AdmissionregistrationV1Api, type KubeConfig, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, type KubeConfig, type V1MatchCondition, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
 import { pooledApiClient } from '../../lib/k8s/pooled.js';
 
 /** The common name carries the replica's pod name, so that others can tell when it is gone. */
@@ -41,12 +42,26 @@ export function ownerOf(pem: string): string | undefined {
   }
 }
 
+/**
+ * The one matchCondition a webhook of this configuration may have (1.28+): the API server calls it for the
+ * agent's username. The username is a CEL string literal no manifest tool rewrites: installed in another
+ * namespace (kustomize's namespace transformer), the shipped one would name podidentity-system, the API
+ * server would never call the webhook for the real agent, and the agent would mint anything (fail open).
+ * So the operator, which knows its agent, keeps them right, as it keeps the caBundle. Any other condition
+ * could only exclude more of the agent's requests, so none is kept.
+ */
+export function agentMatchConditions(agentUsername: string): V1MatchCondition[] {
+  return [{ name: 'only-the-pod-identity-agent', expression: `request.userInfo.username == '${agentUsername}'` }];
+}
+
 export interface PublishOptions {
   store: CaBundleStore;
   certPem: string;
   /** This replica's pod name; others' certificates are kept while their pod exists. */
   podName: string;
   podExists(name: string): Promise<boolean>;
+  /** The agent's username: webhooks that have matchConditions get exactly agentMatchConditions(it). */
+  agentUsername?: string;
   now?: Date;
 }
 
@@ -66,8 +81,15 @@ export async function publishCaBundle(opts: PublishOptions): Promise<{ changed: 
     // Newest first; a crash-looping replica can't grow the bundle without bound.
     keep.splice(MAX_CERTIFICATES);
     const bundle = Buffer.from(keep.join('')).toString('base64');
-    if (webhooks.every((w) => w.clientConfig.caBundle === bundle)) return { changed: false };
-    for (const w of webhooks) w.clientConfig.caBundle = bundle;
+    // Clusters before 1.28 have no matchConditions (the API server drops them): every TokenRequest reaches
+    // the webhook there, which is safe, so none are added.
+    const conditions = opts.agentUsername ? agentMatchConditions(opts.agentUsername) : undefined;
+    const wrongConditions = (w: (typeof webhooks)[number]) => conditions !== undefined && (w.matchConditions?.length ?? 0) > 0 && JSON.stringify(w.matchConditions) !== JSON.stringify(conditions);
+    if (webhooks.every((w) => w.clientConfig.caBundle === bundle && !wrongConditions(w))) return { changed: false };
+    for (const w of webhooks) {
+      w.clientConfig.caBundle = bundle;
+      if (wrongConditions(w)) w.matchConditions = conditions;
+    }
     try {
       await opts.store.replace(current);
       return { changed: true };

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
-import { CN_PREFIX, ownerOf, publishCaBundle, splitPem, type CaBundleStore } from './ca-bundle.js';
+import { agentMatchConditions, CN_PREFIX, ownerOf, publishCaBundle, splitPem, type CaBundleStore } from './ca-bundle.js';
 import { selfSignedServingCertificate } from './self-signed.js';
 
 function store(initial: string[], conflicts = 0): CaBundleStore & { writes: number; bundle(): string[] } {
@@ -45,4 +45,26 @@ test('a write that conflicts (another replica wrote first) re-reads the object a
   const s = store([], 2);
   await publishCaBundle({ store: s, certPem: cert('op-1'), podName: 'op-1', podExists: async () => true });
   assert.equal(s.bundle().length, 1);
+});
+
+test('installed in another namespace, the shipped matchConditions (naming podidentity-system) would skip the agent: the operator rewrites them to its agent', async () => {
+  // kustomize's namespace transformer renames the ServiceAccount but not the username inside the CEL string;
+  // on 1.28+ the API server would then never call the webhook for the real agent (fail open).
+  const s = store([]);
+  const shipped = [{ name: 'only-the-pod-identity-agent', expression: "request.userInfo.username == 'system:serviceaccount:podidentity-system:podidentity-agent'" }];
+  const obj = await s.read();
+  obj.webhooks![0]!.matchConditions = shipped;
+  await s.replace(obj);
+  const username = 'system:serviceaccount:ops:podidentity-agent';
+  await publishCaBundle({ store: s, certPem: cert('op-1'), podName: 'op-1', podExists: async () => true, agentUsername: username });
+  const written = (await s.read()).webhooks![0]!.matchConditions;
+  assert.deepEqual(written, agentMatchConditions(username));
+  assert.equal(written?.length, 1, 'no other condition can narrow it');
+  assert.match(written![0]!.expression, /== 'system:serviceaccount:ops:podidentity-agent'$/);
+});
+
+test('without matchConditions (clusters before 1.28: every TokenRequest reaches the webhook) none are added', async () => {
+  const s = store([]);
+  await publishCaBundle({ store: s, certPem: cert('op-1'), podName: 'op-1', podExists: async () => true, agentUsername: 'system:serviceaccount:ops:podidentity-agent' });
+  assert.equal((await s.read()).webhooks![0]!.matchConditions, undefined);
 });

@@ -7,13 +7,14 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
 import { apiCaBundleStore, CN_PREFIX, publishCaBundle, type CaBundleStore } from './ca-bundle.js';
-import { LivePodLookup } from './pods.js';
+import { LiveIdentityLookup, LivePodLookup, LiveServiceAccountLookup, type ServiceAccountLookup } from './pods.js';
 import { selfSignedServingCertificate } from './self-signed.js';
-import { TokenRequestPolicy, type AgentIdentity, type PodLookup } from './token-request-policy.js';
+import { agentUsername, TokenRequestPolicy, type AgentIdentity, type IdentityLookup, type PodLookup } from './token-request-policy.js';
 import { startWebhookServer } from './webhook-server.js';
 
 export { TokenRequestPolicy, agentUsername, MAX_AGENT_TOKEN_SECONDS } from './token-request-policy.js';
 export { WEBHOOK_PATH } from './webhook-server.js';
+export { agentMatchConditions } from './ca-bundle.js';
 
 export interface AgentTokenAdmissionOptions {
   kubeConfig: KubeConfig;
@@ -33,6 +34,8 @@ export interface AgentTokenAdmissionOptions {
   republishIntervalMs?: number;
   /** Tests: another pod source or bundle store. */
   pods?: PodLookup;
+  identities?: IdentityLookup;
+  serviceAccounts?: ServiceAccountLookup;
   caBundleStore?: CaBundleStore;
 }
 
@@ -59,7 +62,7 @@ export async function startAgentTokenAdmission(opts: AgentTokenAdmissionOptions)
     ...(opts.host ? { host: opts.host } : {}),
     certPem: cert.certPem,
     keyPem: cert.keyPem,
-    policy: new TokenRequestPolicy(opts.agent, pods),
+    policy: new TokenRequestPolicy(opts.agent, pods, opts.identities ?? new LiveIdentityLookup(opts.kubeConfig)),
     logger: opts.logger,
     onDecision: (outcome) => decisions?.inc({ outcome }),
   });
@@ -74,12 +77,22 @@ export async function startAgentTokenAdmission(opts: AgentTokenAdmissionOptions)
       certPem,
       podName: opts.podName,
       podExists: async (name) => (await pods.get(opts.podNamespace, name)) !== undefined,
+      agentUsername: agentUsername(opts.agent),
     });
-    if (changed) opts.logger.info('webhook certificate published in caBundle', { configuration: opts.configurationName });
+    if (changed) opts.logger.info('webhook certificate and agent matchConditions published', { configuration: opts.configurationName });
   };
+
+  const serviceAccounts = opts.serviceAccounts ?? new LiveServiceAccountLookup(opts.kubeConfig);
+  const agentName = `${opts.agent.namespace}/${opts.agent.serviceAccount}`;
 
   const tick = async () => {
     try {
+      // The webhook constrains that one username. If it names no ServiceAccount (the agent was renamed, e.g.
+      // by a kustomize namePrefix, and --agent-service-account was not), the real agent would go unchecked:
+      // stay unpublished and not Ready, so the rollout fails loudly instead of failing open quietly.
+      if (!(await serviceAccounts.exists(opts.agent.namespace, opts.agent.serviceAccount))) {
+        throw new Error(`the agent's ServiceAccount ${agentName} does not exist; set --agent-service-account to the agent's <namespace>:<name>`);
+      }
       // Rotate with a third of the lifetime left: publish the new certificate first, then serve it.
       if (cert.notAfter.getTime() - Date.now() < (days * DAY_MS) / 3) {
         const next = makeCert();

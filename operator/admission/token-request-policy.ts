@@ -2,10 +2,12 @@
  * Which TokenRequests the node agent may make. RBAC can only say "create serviceaccounts/token anywhere";
  * this decides, for the agent's identity alone, that each token is exactly what Federated issuance needs:
  * audience api://AzureADTokenExchange, bound to a live Pod (name and uid) that runs on the agent's own node,
- * for that pod's own service account, and short-lived. Everyone else is let through untouched: the webhook is
+ * is not hostNetwork, has not finished and is selected by a PodIdentity, for that pod's own service account
+ * (not one of the agent's own namespace), and short-lived. Everyone else is let through untouched: the webhook is
  * called for every TokenRequest on clusters without matchConditions (the kubelet's included).
  */
-import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
+import { matchesSelector } from '../../lib/api/selector.js';
+import { effectiveSelector, TOKEN_EXCHANGE_AUDIENCE, type SelectingIdentity } from '../../lib/api/types.js';
 
 /**
  * The longest assertion the agent may mint: the API server's minimum (600 s), which is what the agent asks
@@ -23,7 +25,25 @@ export interface PodFacts {
   uid: string;
   nodeName: string;
   serviceAccountName: string;
+  /** status.phase; '' while the API server has not set it. */
+  phase?: string;
+  /** spec.hostNetwork: such a pod shares the node's IP, so the agent never attributes a caller to it. */
+  hostNetwork?: boolean;
+  labels?: Record<string, string>;
 }
+
+/** Live reads of PodIdentities, like pods: one deleted a moment ago no longer lets the agent mint. */
+export interface IdentityLookup {
+  /** Throws when the API server can't say (the caller fails closed). */
+  inNamespace(namespace: string): Promise<SelectingIdentity[]>;
+}
+
+/**
+ * A pod in one of these phases runs no more (all its containers have terminated and won't restart), so
+ * nothing on its node can still ask for its identity; it may stay on the node, with its service account,
+ * for as long as nobody deletes it (a finished Job's pod).
+ */
+const FINISHED_PHASES = new Set(['Succeeded', 'Failed']);
 
 /** Live reads, never a cache: a pod deleted and recreated elsewhere must not keep its old node. */
 export interface PodLookup {
@@ -92,6 +112,7 @@ export class TokenRequestPolicy {
   constructor(
     private readonly agent: AgentIdentity,
     private readonly pods: PodLookup,
+    private readonly identities: IdentityLookup,
   ) {
     this.username = agentUsername(agent);
   }
@@ -111,6 +132,10 @@ export class TokenRequestPolicy {
     const namespace = request.namespace ?? '';
     const serviceAccount = request.name ?? '';
     if (!namespace || !serviceAccount) return deny('the request names no service account');
+    // The pod identity system's own namespace holds the operator, whose service account is federated with an
+    // Azure identity that assigns roles (AKS workload identity). A replica may run on the agent's node; the
+    // agent never serves a pod there, so it never needs a token of that namespace.
+    if (namespace === this.agent.namespace) return deny(`it never mints tokens for service accounts of its own namespace ${namespace}`);
 
     const spec = isRecord(request.object) && isRecord(request.object['spec']) ? request.object['spec'] : undefined;
     if (!spec) return deny('the TokenRequest has no spec');
@@ -138,20 +163,40 @@ export class TokenRequestPolicy {
     const agentNode = await this.agentNode(request);
     if (!agentNode.ok) return agentNode.decision;
 
+    // Both reads at once: the agent's miss waits on this webhook, and the API server gives it timeoutSeconds.
+    const identitiesRead = this.identities.inNamespace(namespace).then(
+      (candidates) => ({ ok: true as const, candidates }),
+      (err: unknown) => ({ ok: false as const, err: err as Error }),
+    );
     let pod: PodFacts | undefined;
     try {
       pod = await this.pods.get(namespace, podName);
     } catch (err) {
       return unavailable(`reading pod ${namespace}/${podName}: ${(err as Error).message}`);
     }
-    if (!pod) return deny(`pod ${namespace}/${podName} does not exist`);
-    if (pod.uid !== podUid) return deny(`pod ${namespace}/${podName} has uid ${pod.uid}, not ${podUid}`);
+    // One answer for "no such pod" and "another uid", never the real uid: the webhook's port answers anyone,
+    // and a forged review must not tell a caller which pods exist or what their uids are.
+    if (!pod || pod.uid !== podUid) return deny(`there is no pod ${namespace}/${podName} with uid ${podUid}`);
     if (pod.serviceAccountName !== serviceAccount) {
       return deny(`pod ${namespace}/${podName} runs as service account ${pod.serviceAccountName}, not ${serviceAccount}`);
     }
     if (!pod.nodeName || pod.nodeName !== agentNode.node) {
       return deny(`pod ${namespace}/${podName} runs on node ${JSON.stringify(pod.nodeName)}, not on the agent's node ${agentNode.node}`);
     }
+    if (pod.phase && FINISHED_PHASES.has(pod.phase)) return deny(`pod ${namespace}/${podName} has finished (phase ${pod.phase})`);
+    // The node's system DaemonSets (CNI, kube-proxy, CSI) are hostNetwork and hold its most powerful service
+    // accounts; the agent never serves a hostNetwork pod, so it never needs their tokens.
+    if (pod.hostNetwork) return deny(`pod ${namespace}/${podName} uses the host network and never gets a pod identity`);
+    // The agent serves a pod only the identities of PodIdentities that select it. Without one, the pod's
+    // account may still be federated with an Azure identity by someone else (AKS workload identity); that is
+    // not the agent's to hand out.
+    const identities = await identitiesRead;
+    if (!identities.ok) return unavailable(`reading PodIdentities in ${namespace}: ${identities.err.message}`);
+    // A Node-mode identity is issued from the node's own IMDS, never through a TokenRequest. A mode not yet
+    // known (no status, no spec.mode) follows the agent's --default-mode, which this can't see: allowed.
+    const labels = pod.labels ?? {};
+    const selected = identities.candidates.some((pid) => !pid.metadata.deletionTimestamp && (pid.status?.mode ?? pid.spec.mode) !== 'Node' && matchesSelector(effectiveSelector(pid), labels));
+    if (!selected) return deny(`no PodIdentity in namespace ${namespace} selects pod ${podName} in Federated mode`);
     return ALLOW;
   }
 
@@ -179,6 +224,7 @@ export class TokenRequestPolicy {
     if (!own || own.uid !== uid) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} (uid ${uid}) no longer exists`) };
     if (own.serviceAccountName !== this.agent.serviceAccount) return { ok: false, decision: deny(`pod ${this.agent.namespace}/${name} does not run as the agent's service account`) };
     if (!own.nodeName) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} is not scheduled to a node`) };
+    if (own.phase && FINISHED_PHASES.has(own.phase)) return { ok: false, decision: deny(`the agent's pod ${this.agent.namespace}/${name} has finished (phase ${own.phase})`) };
     if (this.agentNodes.size >= MAX_REMEMBERED_AGENT_PODS) this.agentNodes.clear();
     this.agentNodes.set(uid, own.nodeName);
     return { ok: true, node: own.nodeName };

@@ -21,7 +21,7 @@ function post(port: number, ca: string, body: string, method = 'POST', path = WE
 test('the webhook answers an AdmissionReview with its uid and decision, and refuses anything that is not one', async () => {
   const cert = selfSignedServingCertificate('t', ['localhost'], 1);
   const seen: string[] = [];
-  const policy = new TokenRequestPolicy({ namespace: 'podidentity-system', serviceAccount: 'podidentity-agent' }, { get: async () => undefined });
+  const policy = new TokenRequestPolicy({ namespace: 'podidentity-system', serviceAccount: 'podidentity-agent' }, { get: async () => undefined }, { inNamespace: async () => [] });
   const server = await startWebhookServer({ port: 0, host: '127.0.0.1', certPem: cert.certPem, keyPem: cert.keyPem, policy, logger: createLogger('test', 'error'), onDecision: (o) => seen.push(o) });
   try {
     const review = (username: string) => JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'abc', operation: 'CREATE', userInfo: { username }, object: {} } });
