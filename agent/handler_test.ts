@@ -355,6 +355,30 @@ describe('IMDS handler', () => {
       }
       assert.deepEqual(upstreamSeen, []);
     });
+
+    test('attack: user data through a segment an upstream may trim (trailing dots, ~, -, _)', async () => {
+      // A server that reads paths the Windows way drops trailing dots: `compute/userData.` would be userData,
+      // and `compute./` the compute document the agent did not recognise, so did not redact.
+      const paths = [
+        '/metadata/instance/compute/userData.',
+        '/metadata/instance/compute/userData..',
+        '/metadata/instance/compute/userData%2e',
+        '/metadata/instance/compute./userData',
+        '/metadata/instance/compute.',
+        '/metadata/instance/compute..',
+        '/metadata/instance/compute/customData.',
+        '/metadata/instance/compute/userData~',
+        '/metadata/instance/compute/user_Data',
+        '/metadata/instance/compute/user-Data',
+        '/metadata/instance/.compute',
+      ];
+      for (const path of paths) {
+        const res = await get(`${path}?api-version=2021-02-01&format=text`, { from: POD_B });
+        assert.equal(res.status, 403, path);
+        assert.equal(res.body['error'], 'forbidden', path);
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
   });
 
   describe('IMDS request strictness', () => {
