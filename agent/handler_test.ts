@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { createLogger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
@@ -58,6 +58,21 @@ function get(
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+
+/**
+ * Sends `text` as is on one connection from `from` and returns everything the agent wrote until it closed
+ * (the last request asks for `Connection: close`, or the parser refuses the bytes).
+ */
+function raw(text: string, from = POD_B): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, localAddress: from }, () => socket.write(text));
+    let got = '';
+    socket.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
   });
 }
 
@@ -381,6 +396,30 @@ describe('IMDS handler', () => {
     });
   });
 
+  describe('attack: request targets and framing other than one origin-form GET', () => {
+    const T = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F';
+    const H = 'Host: 169.254.169.254\r\nMetadata: true\r\n';
+    const status = (answer: string) => [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+
+    test('absolute-form, authority-form and * targets are IMDS 400s, never forwarded', async () => {
+      for (const target of [`http://169.254.169.254${T}`, 'http://169.254.169.254/metadata/instance?api-version=2021-02-01', '169.254.169.254:80', '*']) {
+        const answer = await raw(`GET ${target} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+        assert.deepEqual(status(answer), [400], `${target}: ${answer}`);
+        assert.doesNotMatch(answer, /access_token/);
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('a token request pipelined or smuggled behind a proxied one is answered by the agent, never forwarded', async () => {
+      const pipelined = await raw(`GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\n${H}\r\nGET ${T} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.deepEqual(status(pipelined), [200, 400], pipelined);
+      const smuggled = await raw(`GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\n${H}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET ${T} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.deepEqual(status(smuggled), [400], smuggled);
+      assert.doesNotMatch(pipelined + smuggled, /access_token/);
+      assert.deepEqual(upstreamSeen, ['/metadata/instance?api-version=2021-02-01'], 'the node IMDS saw only the allowed request, as the agent wrote it');
+    });
+  });
+
   describe('IMDS request strictness', () => {
     test('a repeated query parameter is IMDS’s 400 invalid_request, in any letter case', async () => {
       const cases: [string, string][] = [
@@ -489,3 +528,4 @@ describe('IMDS handler', () => {
     });
   });
 });
+

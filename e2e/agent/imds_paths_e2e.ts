@@ -307,11 +307,15 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
     assert.equal(doc.compute['userData'], undefined, 'user data is taken out of the document');
     const leaf = await curl('unbound', '/metadata/instance/compute/%76mScaleSetName?api-version=2021-02-01&format=text');
     assert.deepEqual([leaf.status, leaf.text], [200, 'pool']);
-    for (const path of ['/metadata/instance/compute/userData', '/metadata/attested/document', '/metadata/identity/info', '/metadata/%69dentity/info']) {
+    for (const path of ['/metadata/instance/compute/userData', '/metadata/instance/compute/userData.', '/metadata/attested/document', '/metadata/identity/info', '/metadata/%69dentity/info']) {
       const res = await curl('unbound', `${path}?api-version=2021-02-01&format=text`);
       assert.ok(res.status === 403 || res.status === 404, `${path}: ${res.status} ${res.text}`);
       assert.doesNotMatch(res.text, /user data of/);
     }
+    // attack: a segment the node IMDS may trim (`compute.` is `compute`) names a document the agent would not redact.
+    const trimmed = await curl('unbound', '/metadata/instance/compute.?api-version=2021-02-01');
+    assert.equal(trimmed.status, 403, trimmed.text);
+    assert.doesNotMatch(trimmed.text, /userData/);
     for (const path of ['/metadata/instance%2Fcompute', '/metadata/instance\\compute', '/metadata/instance%5Ccompute']) {
       const res = await curl('unbound', `${path}?api-version=2021-02-01`);
       assert.equal(res.status, 400, `${path}: ${res.text}`);
