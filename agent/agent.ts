@@ -7,7 +7,7 @@ import { KubeExceptionDirectory } from './attribution/exceptions-kube.js';
 import { KubeIdentityDirectory, KubePodDirectory } from './attribution/kube.js';
 import { TokenCache } from './cache/token-cache.js';
 import type { AgentConfig } from './config.js';
-import { createImdsHandler } from './handler.js';
+import { createImdsHandler, createImdsServer } from './handler.js';
 import { selectIptables } from './interception/iptables.js';
 import { Interceptor } from './interception/interceptor.js';
 import { FederatedIssuer } from './issuance/federated.js';
@@ -107,7 +107,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     exceptions,
   });
 
-  const imds = createServer(handler);
+  const imds = createImdsServer(handler);
   imds.on('connection', (socket) => attributor.connectionOpened(socket));
   // Connections from pods are short; don't let one idle client hold a socket for long.
   imds.keepAliveTimeout = 5_000;

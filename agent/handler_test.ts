@@ -7,7 +7,7 @@ import { Attributor } from './attribution/attributor.js';
 import { AuditLog } from './audit.js';
 import { matchException, type ExceptionDirectory, type ImdsException } from './attribution/exceptions.js';
 import { TokenCache } from './cache/token-cache.js';
-import { createImdsHandler } from './handler.js';
+import { createImdsHandler, createImdsServer } from './handler.js';
 import type { IssuedToken } from './imds/protocol.js';
 import { UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
 import { AgentMetrics } from './metrics.js';
@@ -85,7 +85,7 @@ before(async () => {
     res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ path: req.url, metadata: req.headers['metadata'] }));
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  server = createServer((req, res) => handler(req, res));
+  server = createImdsServer((req, res) => handler(req, res));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
 });
@@ -326,7 +326,9 @@ describe('IMDS handler', () => {
     });
 
     test('malformed or double-encoded targets are IMDS 400s, never forwarded', async () => {
-      for (const path of ['/metadata/identity/oauth2/tok%2565n', '/metadata/%zzinstance', '/metadata/instance%3Fapi-version=1', '/metadata/instance%00', '/metadata/instance;x']) {
+      const unicodeFolds = ['/metadata/%C4%B0dentity/oauth2/token', '/metadata/identity/oauth2/to%E2%84%AAen', '/metadata/in%C5%BFtance', '/metadata%c0%afidentity/oauth2/token', '/metadata/identity%e0%80%afoauth2/token'];
+      const separators = ['/metadata/identity;/oauth2/token', '/metadata/identity/oauth2/token%3B', '/metadata/identity/oauth2/token%23', '/metadata/identity/oauth2/token%20', '/metadata/instance/compute%3B/userData'];
+      for (const path of ['/metadata/identity/oauth2/tok%2565n', '/metadata/%zzinstance', '/metadata/instance%3Fapi-version=1', '/metadata/instance%00', '/metadata/instance;x', ...unicodeFolds, ...separators]) {
         const res = await get(path + QUERY, { from: POD_B });
         assert.equal(res.status, 400, path);
         assert.equal(res.body['error'], 'invalid_request');
@@ -406,6 +408,18 @@ describe('IMDS handler', () => {
         const answer = await raw(`GET ${target} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
         assert.deepEqual(status(answer), [400], `${target}: ${answer}`);
         assert.doesNotMatch(answer, /access_token/);
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('attack: CONNECT (a tunnel toward the node IMDS) gets IMDS’s 405, not a silently dropped connection', async () => {
+      for (const target of ['169.254.169.254:80', `${T}`]) {
+        const answer = await raw(`CONNECT ${target} HTTP/1.1\r\n${H}\r\n`);
+        assert.deepEqual(status(answer), [405], `${target}: ${JSON.stringify(answer)}`);
+        assert.match(answer, /\r\nAllow: GET\r\n/);
+        const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, string>;
+        assert.deepEqual(Object.keys(body).sort(), ['error', 'error_description']);
+        assert.equal(body['error'], 'invalid_request');
       }
       assert.deepEqual(upstreamSeen, []);
     });
