@@ -331,7 +331,7 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
         const res = await curl(pod, `${TOKEN_SPELLINGS[0]}${QUERY}&${param}=${value}${param === 'resource' || param === 'api-version' ? '' : `&${param}=${value}`}`);
         assert.deepEqual([res.status, res.body], [400, { error: 'invalid_request', error_description: `Query parameter '${param}' is specified more than once` }], `${pod} ${param}`);
       }
-      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'CONNECT']) {
         const res = await curl(pod, TOKEN_SPELLINGS[1] + QUERY, { method });
         assert.equal(res.status, 405, `${pod} ${method}`);
         assert.equal(res.body['error'], 'invalid_request');
