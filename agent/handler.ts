@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Mode } from '../lib/api/types.js';
 import type { Logger } from '../lib/log.js';
@@ -105,11 +106,16 @@ export function createImdsServer(handler: (req: IncomingMessage, res: ServerResp
   return server;
 }
 
+/** How long a refused CONNECT's socket may wait for the client to close its side. */
+const TUNNEL_LINGER_MS = 5_000;
+
 function refuseTunnel(req: IncomingMessage, socket: Duplex): void {
   const err = new ImdsError(405, 'invalid_request', `Method ${req.method ?? ''} not allowed: only GET is supported`, { Allow: 'GET' });
   const body = JSON.stringify(err.body());
   const head = [`HTTP/1.1 ${err.status} Method Not Allowed`, 'Content-Type: application/json; charset=utf-8', `Content-Length: ${Buffer.byteLength(body)}`, 'Allow: GET', 'Connection: close'];
   socket.on('error', () => socket.destroy());
+  // A CONNECT socket has left the HTTP server's timeouts: a client that never closes its side must not hold it.
+  if (socket instanceof Socket) socket.setTimeout(TUNNEL_LINGER_MS, () => socket.destroy());
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { createLogger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
@@ -422,6 +423,20 @@ describe('IMDS handler', () => {
         assert.equal(body['error'], 'invalid_request');
       }
       assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('attack: refused CONNECTs whose client never closes do not hold sockets open', async () => {
+      const agentSide = new Promise<Duplex>((resolve) => server.once('connect', (_req: unknown, socket: Duplex) => resolve(socket)));
+      const client = connect({ host: '127.0.0.1', port, localAddress: POD_B, allowHalfOpen: true }, () => client.write(`CONNECT 169.254.169.254:80 HTTP/1.1\r\n${H}\r\n`));
+      client.on('data', () => {});
+      try {
+        // The client never ends its side; the agent closes the socket after a short linger.
+        const socket = await agentSide;
+        if (!socket.destroyed) await new Promise((resolve) => socket.once('close', resolve));
+        assert.ok(socket.destroyed);
+      } finally {
+        client.destroy();
+      }
     });
 
     test('a token request pipelined or smuggled behind a proxied one is answered by the agent, never forwarded', async () => {
