@@ -1,4 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Mode } from '../lib/api/types.js';
 import type { Logger } from '../lib/log.js';
 import type { Attributor } from './attribution/attributor.js';
@@ -95,6 +97,28 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
       (err: unknown) => send(res, 500, { error: 'internal_error', error_description: (err as Error).message }),
     );
   };
+}
+
+/**
+ * The HTTP server for the IMDS endpoint. Node never hands a CONNECT to the request handler (it drops the
+ * connection unanswered when nobody listens for it), so it is answered here, like any other method but GET.
+ */
+/** CONNECT never reaches a request handler: answer it here, IMDS-shaped, so no tunnel toward the node IMDS opens. */
+export function refuseTunnels(server: Server): void {
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => refuseTunnel(req, socket));
+}
+
+/** How long a refused CONNECT's socket may wait for the client to close its side. */
+const TUNNEL_LINGER_MS = 5_000;
+
+function refuseTunnel(req: IncomingMessage, socket: Duplex): void {
+  const err = new ImdsError(405, 'invalid_request', `Method ${req.method ?? ''} not allowed: only GET is supported`, { Allow: 'GET' });
+  const body = JSON.stringify(err.body());
+  const head = [`HTTP/1.1 ${err.status} Method Not Allowed`, 'Content-Type: application/json; charset=utf-8', `Content-Length: ${Buffer.byteLength(body)}`, 'Allow: GET', 'Connection: close'];
+  socket.on('error', () => socket.destroy());
+  // A CONNECT socket has left the HTTP server's timeouts: a client that never closes its side must not hold it.
+  if (socket instanceof Socket) socket.setTimeout(TUNNEL_LINGER_MS, () => socket.destroy());
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

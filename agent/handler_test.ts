@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { createLogger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
@@ -9,6 +10,7 @@ import { matchException, type ExceptionDirectory, type ImdsException } from './a
 import { TokenCache } from './cache/token-cache.js';
 import { IssuanceLimits } from './issuance/limits.js';
 import { createImdsHandler } from './handler.js';
+import { createImdsServer } from './imds-server.js';
 import type { IssuedToken } from './imds/protocol.js';
 import { UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
 import { AgentMetrics } from './metrics.js';
@@ -30,6 +32,8 @@ class FakeIssuer implements Issuer {
 const POD_A = '127.0.0.11';
 const POD_B = '127.0.0.12';
 const STRANGER = '127.0.0.13';
+/** Generous caps: these tests are about the handler, not the listener's limits. */
+const TEST_LIMITS = { maxConnections: 1000, maxConnectionsPerSource: 1000, headersTimeoutMs: 10_000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000 };
 
 let server: Server;
 let upstream: Server;
@@ -62,6 +66,21 @@ function get(
   });
 }
 
+
+/**
+ * Sends `text` as is on one connection from `from` and returns everything the agent wrote until it closed
+ * (the last request asks for `Connection: close`, or the parser refuses the bytes).
+ */
+function raw(text: string, from = POD_B): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, localAddress: from }, () => socket.write(text));
+    let got = '';
+    socket.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+  });
+}
+
 const TOKEN = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net';
 
 before(async () => {
@@ -71,7 +90,7 @@ before(async () => {
     res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ path: req.url, metadata: req.headers['metadata'] }));
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  server = createServer((req, res) => handler(req, res));
+  server = createImdsServer((req, res) => handler(req, res), TEST_LIMITS);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
 });
@@ -339,7 +358,9 @@ describe('IMDS handler', () => {
     });
 
     test('malformed or double-encoded targets are IMDS 400s, never forwarded', async () => {
-      for (const path of ['/metadata/identity/oauth2/tok%2565n', '/metadata/%zzinstance', '/metadata/instance%3Fapi-version=1', '/metadata/instance%00', '/metadata/instance;x']) {
+      const unicodeFolds = ['/metadata/%C4%B0dentity/oauth2/token', '/metadata/identity/oauth2/to%E2%84%AAen', '/metadata/in%C5%BFtance', '/metadata%c0%afidentity/oauth2/token', '/metadata/identity%e0%80%afoauth2/token'];
+      const separators = ['/metadata/identity;/oauth2/token', '/metadata/identity/oauth2/token%3B', '/metadata/identity/oauth2/token%23', '/metadata/identity/oauth2/token%20', '/metadata/instance/compute%3B/userData'];
+      for (const path of ['/metadata/identity/oauth2/tok%2565n', '/metadata/%zzinstance', '/metadata/instance%3Fapi-version=1', '/metadata/instance%00', '/metadata/instance;x', ...unicodeFolds, ...separators]) {
         const res = await get(path + QUERY, { from: POD_B });
         assert.equal(res.status, 400, path);
         assert.equal(res.body['error'], 'invalid_request');
@@ -382,6 +403,80 @@ describe('IMDS handler', () => {
         assert.equal(res.body['error'], 'forbidden');
       }
       assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('attack: user data through a segment an upstream may trim (trailing dots, ~, -, _)', async () => {
+      // A server that reads paths the Windows way drops trailing dots: `compute/userData.` would be userData,
+      // and `compute./` the compute document the agent did not recognise, so did not redact.
+      const paths = [
+        '/metadata/instance/compute/userData.',
+        '/metadata/instance/compute/userData..',
+        '/metadata/instance/compute/userData%2e',
+        '/metadata/instance/compute./userData',
+        '/metadata/instance/compute.',
+        '/metadata/instance/compute..',
+        '/metadata/instance/compute/customData.',
+        '/metadata/instance/compute/userData~',
+        '/metadata/instance/compute/user_Data',
+        '/metadata/instance/compute/user-Data',
+        '/metadata/instance/.compute',
+      ];
+      for (const path of paths) {
+        const res = await get(`${path}?api-version=2021-02-01&format=text`, { from: POD_B });
+        assert.equal(res.status, 403, path);
+        assert.equal(res.body['error'], 'forbidden', path);
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+  });
+
+  describe('attack: request targets and framing other than one origin-form GET', () => {
+    const T = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F';
+    const H = 'Host: 169.254.169.254\r\nMetadata: true\r\n';
+    const status = (answer: string) => [...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+
+    test('absolute-form, authority-form and * targets are IMDS 400s, never forwarded', async () => {
+      for (const target of [`http://169.254.169.254${T}`, 'http://169.254.169.254/metadata/instance?api-version=2021-02-01', '169.254.169.254:80', '*']) {
+        const answer = await raw(`GET ${target} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+        assert.deepEqual(status(answer), [400], `${target}: ${answer}`);
+        assert.doesNotMatch(answer, /access_token/);
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('attack: CONNECT (a tunnel toward the node IMDS) gets IMDS’s 405, not a silently dropped connection', async () => {
+      for (const target of ['169.254.169.254:80', `${T}`]) {
+        const answer = await raw(`CONNECT ${target} HTTP/1.1\r\n${H}\r\n`);
+        assert.deepEqual(status(answer), [405], `${target}: ${JSON.stringify(answer)}`);
+        assert.match(answer, /\r\nAllow: GET\r\n/);
+        const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, string>;
+        assert.deepEqual(Object.keys(body).sort(), ['error', 'error_description']);
+        assert.equal(body['error'], 'invalid_request');
+      }
+      assert.deepEqual(upstreamSeen, []);
+    });
+
+    test('attack: refused CONNECTs whose client never closes do not hold sockets open', async () => {
+      const agentSide = new Promise<Duplex>((resolve) => server.once('connect', (_req: unknown, socket: Duplex) => resolve(socket)));
+      const client = connect({ host: '127.0.0.1', port, localAddress: POD_B, allowHalfOpen: true }, () => client.write(`CONNECT 169.254.169.254:80 HTTP/1.1\r\n${H}\r\n`));
+      client.on('data', () => {});
+      try {
+        // The client never ends its side; the agent closes the socket after a short linger.
+        const socket = await agentSide;
+        if (!socket.destroyed) await new Promise((resolve) => socket.once('close', resolve));
+        assert.ok(socket.destroyed);
+      } finally {
+        client.destroy();
+      }
+    });
+
+    test('a token request pipelined or smuggled behind a proxied one is answered by the agent, never forwarded', async () => {
+      const pipelined = await raw(`GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\n${H}\r\nGET ${T} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.deepEqual(status(pipelined), [200, 400], pipelined);
+      const smuggled = await raw(`GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\n${H}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET ${T} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      assert.deepEqual(status(smuggled), [400], smuggled);
+      assert.doesNotMatch(pipelined + smuggled, /access_token/);
+      assert.deepEqual(upstreamSeen, ['/metadata/instance?api-version=2021-02-01'], 'the node IMDS saw only the allowed request, as the agent wrote it');
     });
   });
 
@@ -493,3 +588,4 @@ describe('IMDS handler', () => {
     });
   });
 });
+

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { normaliseAddress } from './attribution/attributor.js';
+import { refuseTunnels } from './handler.js';
 import type { RejectionReason } from './metrics.js';
 
 export interface ConnectionLimits {
@@ -42,6 +43,7 @@ export function createImdsServer(handler: (req: IncomingMessage, res: ServerResp
     handler,
   );
   server.maxConnections = limits.maxConnections;
+  refuseTunnels(server);
   const perSource = new Map<string, number>();
   let open = 0;
   server.on('drop', () => hooks.onRejected?.('connections_total'));

@@ -27,7 +27,16 @@ const REDACTED_COMPUTE_FIELDS = ['userData', 'customData'];
 
 const within = (key: string, path: string) => key === path || key.startsWith(`${path}/`);
 
+/**
+ * Every IMDS path segment is a plain name or an array index (`compute`, `vmId`, `interface`, `0`). Anything
+ * else (`userData.`, `compute.`, `user-Data`, `~`) is a spelling some server may trim or fold into a name
+ * the list refuses (a trailing dot is dropped by Windows path handling), or into a document the agent would
+ * not recognise and so not redact. Only one reading may exist, so only plain names are forwarded.
+ */
+const PLAIN_SEGMENTS = /^(\/[a-z0-9]+)+$/;
+
 export function proxyAllowed(key: string): boolean {
+  if (!PLAIN_SEGMENTS.test(key)) return false;
   if (REFUSED_LEAVES.some((leaf) => within(key, leaf))) return false;
   return METADATA_ALLOW_LIST.some((entry) => (entry.subtree ? within(key, entry.path) : key === entry.path));
 }

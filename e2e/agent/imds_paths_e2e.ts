@@ -307,11 +307,15 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
     assert.equal(doc.compute['userData'], undefined, 'user data is taken out of the document');
     const leaf = await curl('unbound', '/metadata/instance/compute/%76mScaleSetName?api-version=2021-02-01&format=text');
     assert.deepEqual([leaf.status, leaf.text], [200, 'pool']);
-    for (const path of ['/metadata/instance/compute/userData', '/metadata/attested/document', '/metadata/identity/info', '/metadata/%69dentity/info']) {
+    for (const path of ['/metadata/instance/compute/userData', '/metadata/instance/compute/userData.', '/metadata/attested/document', '/metadata/identity/info', '/metadata/%69dentity/info']) {
       const res = await curl('unbound', `${path}?api-version=2021-02-01&format=text`);
       assert.ok(res.status === 403 || res.status === 404, `${path}: ${res.status} ${res.text}`);
       assert.doesNotMatch(res.text, /user data of/);
     }
+    // attack: a segment the node IMDS may trim (`compute.` is `compute`) names a document the agent would not redact.
+    const trimmed = await curl('unbound', '/metadata/instance/compute.?api-version=2021-02-01');
+    assert.equal(trimmed.status, 403, trimmed.text);
+    assert.doesNotMatch(trimmed.text, /userData/);
     for (const path of ['/metadata/instance%2Fcompute', '/metadata/instance\\compute', '/metadata/instance%5Ccompute']) {
       const res = await curl('unbound', `${path}?api-version=2021-02-01`);
       assert.equal(res.status, 400, `${path}: ${res.text}`);
@@ -327,7 +331,7 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
         const res = await curl(pod, `${TOKEN_SPELLINGS[0]}${QUERY}&${param}=${value}${param === 'resource' || param === 'api-version' ? '' : `&${param}=${value}`}`);
         assert.deepEqual([res.status, res.body], [400, { error: 'invalid_request', error_description: `Query parameter '${param}' is specified more than once` }], `${pod} ${param}`);
       }
-      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'CONNECT']) {
         const res = await curl(pod, TOKEN_SPELLINGS[1] + QUERY, { method });
         assert.equal(res.status, 405, `${pod} ${method}`);
         assert.equal(res.body['error'], 'invalid_request');

@@ -20,14 +20,18 @@ interface Candidate {
 
 /**
  * How the emulated IMDS reads a path after decoding it (once, in the router): a backslash is a separator,
- * empty and `.` segments vanish, `..` climbs. This is the most lenient reading a server could make, so an
- * agent that forwards a disguised token path (`identity%2Foauth2%2Ftoken`, `metadata%5Cidentity…`,
- * `instance%2F..%2Fidentity…`) gets a token here, as it could from the real IMDS: the attack reproduces.
+ * empty and `.` segments vanish, `..` climbs, and a name's trailing dots and spaces are dropped (as Windows
+ * path handling does). This is the most lenient reading a server could make, so an agent that forwards a
+ * disguised token path (`identity%2Foauth2%2Ftoken`, `metadata%5Cidentity…`, `instance%2F..%2Fidentity…`)
+ * gets a token here, and one that forwards `compute/userData.` gets user data, as it could from the real
+ * IMDS: the attack reproduces.
  */
 export function lenientImdsPath(decoded: string): string {
   const segments: string[] = [];
   const separated = decoded.replaceAll('\\', '/');
-  for (const segment of separated.split('/')) {
+  for (const raw of separated.split('/')) {
+    // Windows path handling drops a name's trailing dots and spaces (`userData.` is `userData`).
+    const segment = raw === '.' || raw === '..' ? raw : raw.replace(/[. ]+$/, '');
     if (segment === '' || segment === '.') continue;
     if (segment === '..') segments.pop();
     else segments.push(segment);

@@ -158,6 +158,7 @@ describe('IMDS', () => {
       '/metadata/instance%2F..%2Fidentity/oauth2/token',
       '/metadata\\identity\\oauth2\\token',
       '/metadata%5Cidentity%5Coauth2%5Ctoken',
+      '/metadata/identity./oauth2/token.',
     ]) {
       const res = await rawPathGet(path + query);
       assert.equal(res.status, 200, `${path}: ${JSON.stringify(res.json)}`);
@@ -183,6 +184,9 @@ describe('IMDS', () => {
     assert.equal(compute['resourceGroupName'], 'mc_rg');
     const name = await imdsGet({ 'api-version': '2021-02-01', format: 'text' }, { path: '/metadata/instance/compute/vmScaleSetName', from: NODE_B });
     assert.equal(name.text, 'pool-b');
+    // Trailing dots are trimmed as Windows does: what the agent's proxy must never forward.
+    const trimmed = await imdsGet({ 'api-version': '2021-02-01', format: 'text' }, { path: '/metadata/instance/compute./vmScaleSetName.', from: NODE_B });
+    assert.equal(trimmed.text, 'pool-b');
   });
 
   it('an IMDS token works against ARM: list resource groups with a Reader role (the origin story)', async () => {
