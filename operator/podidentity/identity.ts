@@ -140,13 +140,20 @@ export async function releaseIdentity(d: StepDeps, pid: PodIdentity, identity: A
   d.logger?.info('managed identity deleted', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: identity.clientId, resourceId: identity.id });
 }
 
-/** Other live PodIdentities that use the identity (recorded in their status, or named by their spec). */
+/**
+ * Other live PodIdentities that use the identity: recorded in their status (the operator wrote it after
+ * deciding they may), or named by the spec of one in the same namespace (not reconciled yet). A spec from
+ * another namespace proves nothing: `identity.existing` is refused across namespaces for an identity the
+ * operator created, so counting it would let any namespace pin another's identity past its deletion.
+ */
 export function othersUsing(d: Pick<StepDeps, 'view'>, pid: PodIdentity, identityId: string): string[] {
   const id = normalizeId(identityId);
   const me = `${pid.metadata.namespace}/${pid.metadata.name}`;
+  const recorded = (o: PodIdentity) => !!o.status?.resourceId && normalizeId(o.status.resourceId) === id;
+  const namedHere = (o: PodIdentity) => o.metadata.namespace === pid.metadata.namespace && !!o.spec.identity.existing && normalizeId(o.spec.identity.existing.resourceId) === id;
   return d.view
     .podIdentities()
     .filter((o) => `${o.metadata.namespace}/${o.metadata.name}` !== me && !o.metadata.deletionTimestamp)
-    .filter((o) => (o.status?.resourceId && normalizeId(o.status.resourceId) === id) || (o.spec.identity.existing && normalizeId(o.spec.identity.existing.resourceId) === id))
+    .filter((o) => recorded(o) || namedHere(o))
     .map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
 }
