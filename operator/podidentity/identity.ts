@@ -9,7 +9,7 @@ import { NotFoundError, ThrottledError } from '../azure/errors.js';
 import { identityResourceId, normalizeId } from '../azure/ids.js';
 import type { AzureIdentity } from '../azure/types.js';
 import type { StepDeps } from './deps.js';
-import { defaultIdentityName, legacyIdentityName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
+import { defaultIdentityName, legacyIdentityName, MANAGED_BY, reservedForNamespace, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
 import { bad, conditionOf, errMessage, type Cond } from './status.js';
 
 /** The outcome of looking at the identity before any write. */
@@ -65,6 +65,11 @@ export async function planIdentity(d: StepDeps, pid: PodIdentity): Promise<Ident
       if (!identity) return { kind: 'refused', failure: bad('IdentityNotFound', `identity ${existing.resourceId} does not exist`), requeueAfterMs: 60_000 };
       if (identity.tags[TAG_MANAGED_BY] === MANAGED_BY && identity.tags[TAG_NAMESPACE] !== ns) return refuse(d, pid, identity.id, ownerOf(identity), 'it was created for another namespace');
       return { kind: 'use', identity, owned: ownedBy(identity, pid) };
+    }
+    const reserved = pid.spec.identity.managed?.name ? reservedForNamespace(pid.spec.identity.managed.name) : undefined;
+    if (reserved !== undefined && reserved !== ns.toLowerCase()) {
+      const message = `identity.managed.name "${pid.spec.identity.managed!.name}" is in namespace "${reserved}"'s default-name space ("${reserved}_…"); a managed identity name holding "_" must start with "${ns}_"`;
+      return { kind: 'refused', failure: bad('IdentityNameReserved', message) };
     }
     const [first, ...rest] = managedCandidates(d, pid);
     const atFirst = await read(d, first!);

@@ -31,6 +31,16 @@ export function defaultIdentityName(namespace: string, name: string): string {
 }
 
 /**
+ * The namespace whose default-name space (`<namespace>_…`) holds `name`, lower-cased (Azure names are
+ * case-insensitive), or undefined for a name without `_`. Only that namespace may give a managed identity such a
+ * name: otherwise any namespace could create another's default name first and lock it out for good.
+ */
+export function reservedForNamespace(name: string): string | undefined {
+  const i = name.indexOf('_');
+  return i > 0 ? name.slice(0, i).toLowerCase() : undefined;
+}
+
+/**
  * The default name before it became collision-free (`<namespace>-<name>`: `a`/`b-web` and `a-b`/`web` shared
  * one). Identities created under it are still used, but only when their `podidentity-uid` tag proves they were
  * created for the very PodIdentity asking.

@@ -1,0 +1,139 @@
+/**
+ * Issue 11 item 4, second pass: attacks by a user who controls one namespace (creates, edits and deletes
+ * PodIdentities there, but cannot write their status) on another namespace's identity, credentials, grants and
+ * scale-set assignments. Each test is named after the attack it stops.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
+import { identityResourceId } from '../azure/ids.js';
+import { defaultIdentityName } from './names.js';
+import { harness, SUB } from './testing.js';
+
+const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
+const policy = (name: string, namespaces: string[] | undefined, spec: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPolicy => ({
+  apiVersion: 'podidentity.dev/v1alpha1',
+  kind: 'PodIdentityPolicy',
+  metadata: { name },
+  spec: {
+    ...(namespaces ? { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] } } : {}),
+    allowedRoles: ['Reader', 'Contributor'],
+    allowedScopes: [RG('data')],
+    allowedExistingIdentities: ['/**'],
+    ...spec,
+  },
+});
+const cond = (status: { conditions?: Condition[] } | undefined, type: string) => status?.conditions?.find((c) => c.type === type);
+
+function world(settings: Parameters<typeof harness>[0] = {}) {
+  const h = harness(settings);
+  for (const ns of ['victim', 'attacker', 'team']) h.world.namespaces.set(ns, { 'kubernetes.io/metadata.name': ns });
+  h.world.policyList = [policy('all', undefined)];
+  return h;
+}
+
+describe('cross-namespace attacks by a namespace user', () => {
+  it('a refused identity.existing naming another namespace\'s identity does not keep that identity alive after its owner is deleted, nor lock the owner out when it comes back', async () => {
+    const { world: w, azure, settle } = world();
+    w.create('victim', 'web', { identity: { managed: {} } });
+    await settle('victim/web');
+    const id = w.pids.get('victim/web')!.status!.resourceId!;
+    w.create('attacker', 'pin', { identity: { existing: { resourceId: id } } });
+    await settle('attacker/pin');
+    assert.equal(cond(w.pids.get('attacker/pin')!.status, 'IdentityReady')?.reason, 'IdentityOwnedByAnother');
+
+    w.delete('victim/web');
+    await settle('victim/web');
+    assert.equal(azure.identitiesById.has(id.toLowerCase()), false, 'deleted with its owner: a refused reference from another namespace is no use');
+    w.create('victim', 'web', { identity: { managed: {} } });
+    await settle('victim/web');
+    assert.equal(cond(w.pids.get('victim/web')!.status, 'Ready')?.status, 'True', 'the owner, re-created, gets an identity again');
+  });
+
+  for (const squat of ['victim_web', 'Victim_web', 'VICTIM_Web']) {
+    it(`squatting another namespace's default identity name (managed.name ${squat}) is refused, and the victim still gets its identity`, async () => {
+      const { world: w, azure, settle } = world();
+      w.create('attacker', 'squat', { identity: { managed: { name: squat } } });
+      await settle('attacker/squat');
+      const squatter = w.pids.get('attacker/squat')!;
+      assert.notEqual(cond(squatter.status, 'Ready')?.status, 'True');
+      assert.equal(squatter.status?.clientId, undefined);
+      assert.equal(azure.identitiesById.size, 0, 'nothing created under the other namespace\'s name');
+
+      w.create('victim', 'web', { identity: { managed: {} } });
+      await settle('victim/web');
+      assert.equal(cond(w.pids.get('victim/web')!.status, 'Ready')?.status, 'True');
+      assert.equal(w.pids.get('victim/web')!.status!.resourceId!.split('/').pop(), defaultIdentityName('victim', 'web'));
+    });
+  }
+
+  it('a managed.name inside the namespace\'s own default-name space is still allowed', async () => {
+    const { world: w, settle } = world();
+    w.create('team', 'web', { identity: { managed: { name: 'team_frontend' } } });
+    await settle('team/web');
+    assert.equal(cond(w.pids.get('team/web')!.status, 'Ready')?.status, 'True');
+  });
+
+  it('switching identity leaves credentials and grants on the old identity: after moving off a shared identity, nothing of this PodIdentity stays on it for a later policy change to miss', async () => {
+    const { world: w, azure, settle } = world();
+    const shared = azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+    w.create('attacker', 'web', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['web'], roleAssignments: [{ role: 'Contributor', scope: RG('data') }] });
+    await settle('attacker/web');
+    assert.equal(azure.fics.get(shared.id.toLowerCase())?.length, 1);
+    assert.equal(azure.assignments.size, 1);
+
+    w.updateSpec('attacker/web', (s) => (s.identity = { managed: {} }));
+    await settle('attacker/web');
+    const now = w.pids.get('attacker/web')!.status!;
+    assert.notEqual(now.resourceId?.toLowerCase(), shared.id.toLowerCase());
+    assert.deepEqual(azure.fics.get(shared.id.toLowerCase()), [], 'the attacker\'s service account can no longer exchange for the shared identity');
+    assert.deepEqual([...azure.assignments.values()].map((r) => r.principalId), [now.principalId], 'no grant left on the shared principal');
+  });
+
+  it('switching identity orphans the managed identity it created: moving to another identity deletes the old one (deletionPolicy Delete)', async () => {
+    const { world: w, azure, settle } = world();
+    w.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
+    await settle('team/web');
+    const old = w.pids.get('team/web')!.status!.resourceId!;
+    w.updateSpec('team/web', (s) => (s.identity = { managed: { name: 'team_other' } }));
+    await settle('team/web');
+    assert.equal(azure.identitiesById.has(old.toLowerCase()), false);
+    assert.equal(azure.assignments.size, 1);
+  });
+
+  it('switching identity while another namespace shares the old one leaves the other\'s grants and credentials intact', async () => {
+    const { world: w, azure, settle } = world();
+    const shared = azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+    w.create('victim', 'web', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['web'], roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
+    w.create('attacker', 'web', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['web'], roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
+    await settle('victim/web', 'attacker/web');
+    w.updateSpec('attacker/web', (s) => (s.identity = { managed: {} }));
+    await settle('attacker/web', 'victim/web');
+    assert.deepEqual(azure.fics.get(shared.id.toLowerCase())?.map((f) => f.subject), ['system:serviceaccount:victim:web']);
+    assert.ok([...azure.assignments.values()].some((r) => r.principalId === shared.principalId), 'the victim\'s Reader grant stays');
+    assert.equal(cond(w.pids.get('victim/web')!.status, 'Ready')?.status, 'True');
+  });
+});
+
+describe('Node mode: Retain on a shared identity', () => {
+  it('deleting with Retain a PodIdentity that shares an identity with another namespace does not disown the other\'s scale-set assignments', async () => {
+    const h = world({ defaultMode: 'Node' });
+    const ss = `/subscriptions/${SUB}/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachineScaleSets/pool`;
+    h.azure.seedScaleSet(ss);
+    h.world.addNode('node-0', ss);
+    const shared = h.azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+    h.world.create('attacker', 'one', { identity: { existing: { resourceId: shared.id } }, deletionPolicy: 'Retain' });
+    h.world.create('victim', 'two', { identity: { existing: { resourceId: shared.id } } });
+    h.world.addPod('attacker', 'p1', { 'podidentity.dev/identity': 'one' }, { nodeName: 'node-0' });
+    h.world.addPod('victim', 'p2', { 'podidentity.dev/identity': 'two' }, { nodeName: 'node-0' });
+    await h.settle('attacker/one', 'victim/two');
+    h.world.delete('attacker/one');
+    await h.settle('attacker/one', 'victim/two');
+    assert.deepEqual(h.azure.scaleSetState.get(ss.toLowerCase())?.userAssigned, [shared.id]);
+    // The victim's pod leaves the node: the victim's identity must leave the scale set with it.
+    h.world.removePod('victim', 'p2');
+    h.world.removePod('attacker', 'p1');
+    await h.settle('victim/two');
+    assert.deepEqual(h.azure.scaleSetState.get(ss.toLowerCase())?.userAssigned, [], 'still recorded as the operator\'s, so removed');
+  });
+});
