@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { identityResourceId } from '../azure/ids.js';
-import { defaultIdentityName } from './names.js';
+import { defaultIdentityName, federatedCredentialName, serviceAccountSubject } from './names.js';
 import { harness, SUB } from './testing.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
@@ -135,5 +135,21 @@ describe('Node mode: Retain on a shared identity', () => {
     h.world.removePod('attacker', 'p1');
     await h.settle('victim/two');
     assert.deepEqual(h.azure.scaleSetState.get(ss.toLowerCase())?.userAssigned, [], 'still recorded as the operator\'s, so removed');
+  });
+});
+
+describe('federated credential names', () => {
+  it('a federated-credential name collision (40-bit hash, brute-forced through the service-account name) never overwrites another namespace\'s credential on a shared identity', async () => {
+    const { world: w, azure, settle } = world();
+    const shared = azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+    // The victim's credential happens to carry the name the attacker's service account computes to.
+    const victimCredential = { name: federatedCredentialName(serviceAccountSubject('attacker', 'web')), issuer: 'https://issuer.example', subject: serviceAccountSubject('victim', 'web'), audiences: ['api://AzureADTokenExchange'] };
+    azure.fics.set(shared.id.toLowerCase(), [victimCredential]);
+    w.create('attacker', 'web', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['web'] });
+    await settle('attacker/web').catch(() => undefined);
+    assert.deepEqual(azure.fics.get(shared.id.toLowerCase()), [victimCredential], 'the victim\'s credential is untouched');
+    const status = w.pids.get('attacker/web')!.status;
+    assert.equal(cond(status, 'CredentialsReady')?.status, 'False');
+    assert.match(cond(status, 'CredentialsReady')?.message ?? '', /system:serviceaccount:victim:web/);
   });
 });
