@@ -153,3 +153,16 @@ describe('federated credential names', () => {
     assert.match(cond(status, 'CredentialsReady')?.message ?? '', /system:serviceaccount:victim:web/);
   });
 });
+
+describe('ownership tags', () => {
+  it('spoofing ownership tags through managed.tags in another letter case (Azure tag names are case-insensitive) is dropped: only the operator\'s own ownership tags reach Azure', async () => {
+    const { world: w, azure, settle } = world();
+    w.create('attacker', 'web', { identity: { managed: { tags: { 'PodIdentity-Namespace': 'victim', 'PODIDENTITY-UID': 'uid-victim-web-1', 'Podidentity-Managed-By': 'someone-else', 'podidentity-extra': 'x', team: 'storefront' } } } });
+    await settle('attacker/web');
+    const id = w.pids.get('attacker/web')!.status!.resourceId!;
+    const tags = azure.identitiesById.get(id.toLowerCase())!.tags;
+    assert.deepEqual(Object.keys(tags).filter((k) => k.toLowerCase().startsWith('podidentity-')).sort(), ['podidentity-managed-by', 'podidentity-name', 'podidentity-namespace', 'podidentity-uid']);
+    assert.equal(tags['podidentity-namespace'], 'attacker');
+    assert.equal(tags.team, 'storefront', 'other tags are kept');
+  });
+});

@@ -9,7 +9,7 @@ import { NotFoundError, ThrottledError } from '../azure/errors.js';
 import { identityResourceId, normalizeId } from '../azure/ids.js';
 import type { AzureIdentity } from '../azure/types.js';
 import type { StepDeps } from './deps.js';
-import { defaultIdentityName, legacyIdentityName, MANAGED_BY, reservedForNamespace, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
+import { defaultIdentityName, legacyIdentityName, MANAGED_BY, reservedForNamespace, TAG_MANAGED_BY, TAG_PREFIX, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
 import { bad, conditionOf, errMessage, type Cond } from './status.js';
 
 /** The outcome of looking at the identity before any write. */
@@ -96,6 +96,14 @@ async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: st
 }
 
 /**
+ * The spec's extra tags without any in the operator's `podidentity-` space, compared case-insensitively as Azure
+ * compares tag names: a user's `PodIdentity-UID` must never sit beside, or stand in for, the ownership record.
+ */
+function userTags(tags: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(tags ?? {}).filter(([k]) => !k.toLowerCase().startsWith(TAG_PREFIX)));
+}
+
+/**
  * Creates the planned identity, or brings an owned one's tags and location up to date. Never writes an
  * identity this PodIdentity does not own. `created`: the identity did not exist and this call made it.
  */
@@ -107,7 +115,7 @@ export async function ensureIdentity(d: StepDeps, pid: PodIdentity, plan: Exclud
   const resourceId = plan.kind === 'use' ? plan.identity.id : plan.resourceId;
   try {
     const m = pid.spec.identity.managed ?? {};
-    const tags = { ...(m.tags ?? {}), [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: ns, [TAG_NAME]: name, [TAG_UID]: pid.metadata.uid ?? '' };
+    const tags = { ...userTags(m.tags), [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: ns, [TAG_NAME]: name, [TAG_UID]: pid.metadata.uid ?? '' };
     const location = m.location ?? current?.location ?? d.settings.location;
     const upToDate = current && current.location.toLowerCase() === location.toLowerCase() && Object.keys(tags).length === Object.keys(current.tags).length && Object.entries(tags).every(([k, v]) => current.tags[k] === v);
     if (current && upToDate) return { identity: current };

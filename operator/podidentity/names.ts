@@ -1,6 +1,8 @@
 import { shortHash } from '../azure/ids.js';
 
 /** Azure tags the operator puts on identities it creates. Azure tag names may not contain '/'. */
+/** Tag names the operator reserves (compared case-insensitively): users' managed.tags in it are dropped. */
+export const TAG_PREFIX = 'podidentity-';
 export const TAG_MANAGED_BY = 'podidentity-managed-by';
 export const TAG_NAMESPACE = 'podidentity-namespace';
 export const TAG_NAME = 'podidentity-name';
