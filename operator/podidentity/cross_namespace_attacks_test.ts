@@ -166,3 +166,46 @@ describe('ownership tags', () => {
     assert.equal(tags.team, 'storefront', 'other tags are kept');
   });
 });
+
+describe('shared identities: the window before the other PodIdentity records its grant', () => {
+  it('removing a role from one PodIdentity while another namespace\'s PodIdentity on the same identity has just ensured it (status not yet written) does not strip the other\'s grant', async () => {
+    const { world: w, azure, settle, reconciler } = world();
+    const shared = azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+    w.create('attacker', 'one', { identity: { existing: { resourceId: shared.id } }, roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
+    w.create('victim', 'two', { identity: { existing: { resourceId: shared.id } } });
+    await settle('attacker/one', 'victim/two');
+    assert.equal(azure.assignments.size, 1);
+
+    // The victim asks for the same grant; between its PUT (409: already there) and its status write, the attacker
+    // drops the grant from its own spec and reconciles.
+    w.updateSpec('victim/two', (s) => (s.roleAssignments = [{ role: 'Reader', scope: RG('data') }]));
+    w.updateSpec('attacker/one', (s) => (s.roleAssignments = []));
+    const ensure = azure.roles.ensure.bind(azure.roles);
+    let interleaved = false;
+    azure.roles.ensure = async (...args) => {
+      const created = await ensure(...args);
+      if (!interleaved) {
+        interleaved = true;
+        await reconciler.reconcile('attacker/one');
+      }
+      return created;
+    };
+    await reconciler.reconcile('victim/two');
+    azure.roles.ensure = ensure;
+    const victim = w.pids.get('victim/two')!.status!;
+    assert.equal(victim.roleAssignments?.[0]?.state, 'Assigned');
+    assert.equal(azure.assignments.size, 1, 'the grant the victim\'s status says is Assigned exists');
+  });
+
+  it('a refused PodIdentity naming another namespace\'s identity claims nothing: the owner can still remove its own grant', async () => {
+    const { world: w, azure, settle } = world();
+    w.create('victim', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Contributor', scope: RG('data') }] });
+    await settle('victim/web');
+    const id = w.pids.get('victim/web')!.status!.resourceId!;
+    w.create('attacker', 'pin', { identity: { existing: { resourceId: id } }, roleAssignments: [{ role: 'Contributor', scope: RG('data') }] });
+    await settle('attacker/pin');
+    w.updateSpec('victim/web', (s) => (s.roleAssignments = []));
+    await settle('victim/web');
+    assert.equal(azure.assignments.size, 0, 'the victim\'s identity does not keep a grant it dropped');
+  });
+});

@@ -30,7 +30,7 @@ async function release(d: StepDeps, pid: PodIdentity, found: { id: string; ident
   if (found.identity) await releaseCredentials(d, pid, found.id);
   // Role assignments outlive a deleted principal in Azure, so the recorded principal counts too.
   const principalId = found.identity?.principalId ?? pid.status?.principalId;
-  if (principalId) await releaseRoles(d, pid, { identityId: found.id, principalId, owned: found.owned, reason: 'deletion' });
+  if (principalId) await releaseRoles(d, pid, { identityId: found.id, ...(found.identity ? { identityTags: found.identity.tags } : {}), principalId, owned: found.owned, reason: 'deletion' });
   if ((await withdrawScaleSets(d, pid, found.id, { ownershipRecord: true })).length) return { requeueAfterMs: batchRequeueMs(d) };
   const users = found.identity ? othersUsing(d, pid, found.id) : [];
   if (users.length) d.logger?.warn(`PodIdentity ${why}; its identity is kept while other PodIdentities use it`, { ...log, usedBy: users });
