@@ -209,3 +209,21 @@ describe('shared identities: the window before the other PodIdentity records its
     assert.equal(azure.assignments.size, 0, 'the victim\'s identity does not keep a grant it dropped');
   });
 });
+
+describe('racing creations', () => {
+  it('two namespaces racing to create one managed name: the second PUT never rewrites the first\'s ownership tags (one is Ready, the other refused)', async () => {
+    const { world: w, azure, settle, reconciler } = world();
+    w.create('victim', 'web', { identity: { managed: { name: 'storefront-identity' } } });
+    w.create('attacker', 'web', { identity: { managed: { name: 'storefront-identity' } } });
+    await Promise.all([reconciler.reconcile('victim/web'), reconciler.reconcile('attacker/web')]);
+    await settle('victim/web', 'attacker/web');
+    const ready = ['victim/web', 'attacker/web'].filter((k) => cond(w.pids.get(k)!.status, 'Ready')?.status === 'True');
+    assert.equal(ready.length, 1, `exactly one owns it, got ${ready.join(', ') || 'none'}`);
+    const owner = w.pids.get(ready[0]!)!;
+    const identity = [...azure.identitiesById.values()][0]!;
+    assert.equal(identity.tags['podidentity-uid'], owner.metadata.uid, 'the tags name the PodIdentity that uses it');
+    const loser = ['victim/web', 'attacker/web'].find((k) => k !== ready[0])!;
+    assert.equal(cond(w.pids.get(loser)!.status, 'IdentityReady')?.reason, 'IdentityOwnedByAnother');
+    assert.equal(w.pids.get(loser)!.status?.clientId, undefined);
+  });
+});

@@ -7,6 +7,7 @@
 import { CONDITION_IDENTITY_READY, FINALIZER, type PodIdentity } from '../../lib/api/types.js';
 import { NotFoundError, ThrottledError } from '../azure/errors.js';
 import { identityResourceId, normalizeId } from '../azure/ids.js';
+import { KeyedMutex } from '../azure/mutex.js';
 import type { AzureIdentity } from '../azure/types.js';
 import type { StepDeps } from './deps.js';
 import { defaultIdentityName, legacyIdentityName, MANAGED_BY, reservedForNamespace, TAG_MANAGED_BY, TAG_PREFIX, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
@@ -15,7 +16,8 @@ import { bad, conditionOf, errMessage, type Cond } from './status.js';
 /** The outcome of looking at the identity before any write. */
 export type IdentityPlan =
   | { kind: 'use'; identity: AzureIdentity; owned: boolean }
-  | { kind: 'create'; resourceId: string }
+  /** `epoch`: creations of this name by this process before the read that found it free. */
+  | { kind: 'create'; resourceId: string; epoch: number }
   | { kind: 'refused'; failure: Cond; requeueAfterMs?: number; error?: unknown };
 
 /** Whether the operator created `identity` for exactly this PodIdentity (same uid, namespace and name). */
@@ -72,6 +74,7 @@ export async function planIdentity(d: StepDeps, pid: PodIdentity): Promise<Ident
       return { kind: 'refused', failure: bad('IdentityNameReserved', message) };
     }
     const [first, ...rest] = managedCandidates(d, pid);
+    const epoch = creations.get(normalizeId(first!)) ?? 0;
     const atFirst = await read(d, first!);
     if (atFirst) return ownedBy(atFirst, pid) ? { kind: 'use', identity: atFirst, owned: true } : refuse(d, pid, atFirst.id, ownerOf(atFirst), 'use identity.existing to adopt it, or choose another name');
     for (const other of rest) {
@@ -79,14 +82,14 @@ export async function planIdentity(d: StepDeps, pid: PodIdentity): Promise<Ident
       // A candidate we cannot prove is ours is simply not ours: never adopted, never touched.
       if (found && ownedBy(found, pid)) return { kind: 'use', identity: found, owned: true };
     }
-    return { kind: 'create', resourceId: first! };
+    return { kind: 'create', resourceId: first!, epoch };
   } catch (err) {
     if (err instanceof ThrottledError) throw err;
     return { kind: 'refused', failure: bad('AzureError', errMessage(err)), error: err };
   }
 }
 
-async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: string, hint: string): Promise<IdentityPlan> {
+async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: string, hint: string): Promise<Extract<IdentityPlan, { kind: 'refused' }>> {
   const message = `identity ${resourceId} belongs to ${who}; refusing to take it over (${hint})`;
   if (conditionOf(pid, CONDITION_IDENTITY_READY)?.reason !== 'IdentityOwnedByAnother') {
     d.logger?.warn('refusing to take over an identity', { namespace: pid.metadata.namespace, name: pid.metadata.name, resourceId, owner: who });
@@ -108,11 +111,37 @@ function userTags(tags: Record<string, string> | undefined): Record<string, stri
  * identity this PodIdentity does not own. `created`: the identity did not exist and this call made it.
  */
 export async function ensureIdentity(d: StepDeps, pid: PodIdentity, plan: Exclude<IdentityPlan, { kind: 'refused' }>): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; error?: unknown }> {
-  if (plan.kind === 'use' && (!plan.owned || pid.spec.identity.existing)) return { identity: plan.identity };
+  if (plan.kind === 'use') return plan.owned && !pid.spec.identity.existing ? write(d, pid, plan.identity.id, plan.identity) : { identity: plan.identity };
+  // A PUT on an existing identity rewrites its tags: two PodIdentities that both planned to create one name
+  // would both end up using it, the second with the tags. Creations of one name run one at a time; one whose
+  // read predates another's creation reads again, sees that identity and is refused.
+  const key = normalizeId(plan.resourceId);
+  return creating.run(key, async () => {
+    let now: AzureIdentity | undefined;
+    if ((creations.get(key) ?? 0) !== plan.epoch) {
+      try {
+        now = await read(d, plan.resourceId);
+      } catch (err) {
+        if (err instanceof ThrottledError) throw err;
+        return { failure: bad('AzureError', errMessage(err)), error: err };
+      }
+    }
+    if (now && !ownedBy(now, pid)) {
+      return { failure: (await refuse(d, pid, now.id, ownerOf(now), 'another PodIdentity created it first; choose another name')).failure };
+    }
+    const written = await write(d, pid, plan.resourceId, now);
+    if ('identity' in written) creations.set(key, (creations.get(key) ?? 0) + 1);
+    return written;
+  });
+}
+
+/** One operator process creates one identity name at a time (see ensureIdentity), and counts them. */
+const creating = new KeyedMutex();
+const creations = new Map<string, number>();
+
+async function write(d: StepDeps, pid: PodIdentity, resourceId: string, current: AzureIdentity | undefined): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; error?: unknown }> {
   const ns = pid.metadata.namespace ?? '';
   const name = pid.metadata.name ?? '';
-  const current = plan.kind === 'use' ? plan.identity : undefined;
-  const resourceId = plan.kind === 'use' ? plan.identity.id : plan.resourceId;
   try {
     const m = pid.spec.identity.managed ?? {};
     const tags = { ...userTags(m.tags), [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: ns, [TAG_NAME]: name, [TAG_UID]: pid.metadata.uid ?? '' };
