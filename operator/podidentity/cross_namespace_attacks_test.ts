@@ -227,3 +227,34 @@ describe('racing creations', () => {
     assert.equal(w.pids.get(loser)!.status?.clientId, undefined);
   });
 });
+
+describe('deletionPolicy Retain on an identity the PodIdentity did not create', () => {
+  for (const how of ['deleted', 'moved to another identity'] as const) {
+    it(`Retain on a shared identity (${how}) does not leave the namespace's credential and grants behind, out of every later policy revocation's reach`, async () => {
+      const { world: w, azure, settle } = world();
+      const shared = azure.seedIdentity(identityResourceId(SUB, 'shared', 'common'));
+      w.create('victim', 'web', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['web'], roleAssignments: [{ role: 'Reader', scope: RG('data') }] });
+      w.create('attacker', 'web', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['web'], roleAssignments: [{ role: 'Contributor', scope: RG('data') }], deletionPolicy: 'Retain' });
+      await settle('victim/web', 'attacker/web');
+      assert.equal(azure.assignments.size, 2);
+      if (how === 'deleted') w.delete('attacker/web');
+      else w.updateSpec('attacker/web', (s) => (s.identity = { managed: {} }));
+      await settle('attacker/web', 'victim/web');
+      assert.deepEqual(azure.fics.get(shared.id.toLowerCase())?.map((f) => f.subject), ['system:serviceaccount:victim:web'], 'no credential of the attacker\'s service account stays on the shared identity');
+      assert.deepEqual([...azure.assignments.values()].filter((r) => r.principalId === shared.principalId).map((r) => r.roleDefinitionId.split('/').pop()), ['acdd72a7-3385-48ef-bd42-f606fba81ae7'], 'only the victim\'s Reader stays on the shared principal');
+      assert.ok(azure.identitiesById.has(shared.id.toLowerCase()));
+    });
+  }
+
+  it('Retain on an identity the PodIdentity created keeps it, its grants and credentials', async () => {
+    const { world: w, azure, settle } = world();
+    w.create('team', 'web', { identity: { managed: {} }, serviceAccounts: ['web'], roleAssignments: [{ role: 'Reader', scope: RG('data') }], deletionPolicy: 'Retain' });
+    await settle('team/web');
+    const id = w.pids.get('team/web')!.status!.resourceId!;
+    w.delete('team/web');
+    await settle('team/web');
+    assert.ok(azure.identitiesById.has(id.toLowerCase()));
+    assert.equal(azure.fics.get(id.toLowerCase())?.length, 1);
+    assert.equal(azure.assignments.size, 1);
+  });
+});

@@ -16,13 +16,23 @@ import { batchRequeueMs, retainScaleSets, withdrawScaleSets } from './scalesets.
 type Released = 'done' | { requeueAfterMs: number };
 
 /**
- * Releases one recorded identity as `deletionPolicy` says: Retain leaves Azure as it is (only scale sets no
- * other PodIdentity needs it on stop counting as ours); Delete removes this PodIdentity's credentials, grants
+ * Releases one recorded identity as `deletionPolicy` says: Retain leaves an identity this PodIdentity created as
+ * it is (only scale sets no other PodIdentity needs it on stop counting as ours), and on any other identity
+ * releases its credentials and grants all the same; Delete removes this PodIdentity's credentials, grants
  * and scale-set assignments, then the identity if it is ours and nobody else uses it.
  */
 async function release(d: StepDeps, pid: PodIdentity, found: { id: string; identity?: AzureIdentity; owned: boolean }, why: 'deleted' | 'moved to another identity'): Promise<Released> {
   const log = { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: pid.status?.clientId, resourceId: found.id };
   if (pid.spec.deletionPolicy === 'Retain') {
+    // Retain keeps what is this PodIdentity's own. On an identity it did not create (identity.existing, perhaps
+    // shared with other namespaces) its credentials and grants would otherwise outlive every PodIdentity that
+    // could account for them: no later policy revocation could reach them, and the namespace's service accounts
+    // could keep exchanging their tokens for that identity directly with Azure AD.
+    if (!found.owned) {
+      if (found.identity) await releaseCredentials(d, pid, found.id);
+      const principalId = found.identity?.principalId ?? pid.status?.principalId;
+      if (principalId) await releaseRoles(d, pid, { identityId: found.id, ...(found.identity ? { identityTags: found.identity.tags } : {}), principalId, owned: false, reason: 'deletion' });
+    }
     await retainScaleSets(d, pid, found.id);
     d.logger?.info(`PodIdentity ${why}; Azure resources retained`, log);
     return 'done';
