@@ -258,3 +258,17 @@ describe('deletionPolicy Retain on an identity the PodIdentity did not create', 
     assert.equal(azure.assignments.size, 1);
   });
 });
+
+describe('the default-name rule on upgrade', () => {
+  it('an identity created before the rule under a name in another namespace\'s space keeps being used by the PodIdentity its uid tag names, and by no other', async () => {
+    const { world: w, azure, settle } = world();
+    const pid = w.create('team', 'web', { identity: { managed: { name: 'payments_api' } } });
+    const mine = azure.seedIdentity(identityResourceId(SUB, 'pods', 'payments_api'), { 'podidentity-managed-by': 'podidentity-operator', 'podidentity-namespace': 'team', 'podidentity-name': 'web', 'podidentity-uid': pid.metadata.uid! });
+    await settle('team/web');
+    assert.equal(cond(w.pids.get('team/web')!.status, 'Ready')?.status, 'True');
+    assert.equal(w.pids.get('team/web')!.status?.clientId, mine.clientId);
+    w.create('attacker', 'web', { identity: { managed: { name: 'payments_api' } } });
+    await settle('attacker/web');
+    assert.equal(cond(w.pids.get('attacker/web')!.status, 'IdentityReady')?.reason, 'IdentityOwnedByAnother');
+  });
+});

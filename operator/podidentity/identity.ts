@@ -68,15 +68,17 @@ export async function planIdentity(d: StepDeps, pid: PodIdentity): Promise<Ident
       if (identity.tags[TAG_MANAGED_BY] === MANAGED_BY && identity.tags[TAG_NAMESPACE] !== ns) return refuse(d, pid, identity.id, ownerOf(identity), 'it was created for another namespace');
       return { kind: 'use', identity, owned: ownedBy(identity, pid) };
     }
-    const reserved = pid.spec.identity.managed?.name ? reservedForNamespace(pid.spec.identity.managed.name) : undefined;
-    if (reserved !== undefined && reserved !== ns.toLowerCase()) {
-      const message = `identity.managed.name "${pid.spec.identity.managed!.name}" is in namespace "${reserved}"'s default-name space ("${reserved}_…"); a managed identity name holding "_" must start with "${ns}_"`;
-      return { kind: 'refused', failure: bad('IdentityNameReserved', message) };
-    }
     const [first, ...rest] = managedCandidates(d, pid);
     const epoch = creations.get(normalizeId(first!)) ?? 0;
     const atFirst = await read(d, first!);
     if (atFirst) return ownedBy(atFirst, pid) ? { kind: 'use', identity: atFirst, owned: true } : refuse(d, pid, atFirst.id, ownerOf(atFirst), 'use identity.existing to adopt it, or choose another name');
+    // Never create a name in another namespace's default-name space (one this PodIdentity already owns, made
+    // before the rule, stays in use above).
+    const reserved = pid.spec.identity.managed?.name ? reservedForNamespace(pid.spec.identity.managed.name) : undefined;
+    if (reserved !== undefined && reserved !== ns.toLowerCase()) {
+      const message = `identity.managed.name "${pid.spec.identity.managed!.name}" is in namespace "${reserved}"'s default-name space ("${reserved}_…"); a new managed identity name holding "_" must start with "${ns}_"`;
+      return { kind: 'refused', failure: bad('IdentityNameReserved', message) };
+    }
     for (const other of rest) {
       const found = await read(d, other);
       // A candidate we cannot prove is ours is simply not ours: never adopted, never touched.
