@@ -180,4 +180,22 @@ describe('operator e2e', () => {
     assert.deepEqual(onA(), [kubelet.id], 'only the foreign identity is left');
     assert.equal(identityNamed(defaultIdentityName(env.namespace, 'batch')), undefined);
   });
+  it('switching identity leaves credentials and grants on the old identity: moving off a shared identity takes this PodIdentity\'s credential and grant with it', async () => {
+    env.emu.seed.resourceGroup('shared');
+    const shared = env.emu.seed.identity({ resourceGroup: 'shared', name: `common-${randomUUID().slice(0, 8)}` });
+    await createPodIdentity(env, 'mover', { identity: { existing: { resourceId: shared.id } }, serviceAccounts: ['mover'], roleAssignments: [{ role: 'Reader', scope: env.rg('data') }] });
+    const before = await ready('mover');
+    assert.equal(env.emu.state.federatedCredentials(shared.id).length, 1);
+    assert.equal(assignmentsOf(shared.principalId).length, 1);
+    await patchPodIdentitySpec(env, 'mover', { identity: { existing: null, managed: {} } } as never);
+    const after = await waitFor('mover on its new identity', async () => {
+      const pid = await ready('mover');
+      return pid.metadata.generation !== before.metadata.generation && pid.status?.resourceId?.toLowerCase() !== shared.id.toLowerCase() ? pid : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+    assert.deepEqual(env.emu.state.federatedCredentials(shared.id), [], 'the service account can no longer exchange for the shared identity');
+    assert.deepEqual(assignmentsOf(shared.principalId), [], 'no grant left on the shared principal');
+    assert.equal(assignmentsOf(after.status!.principalId!).length, 1, 'the grant moved with it');
+    await deletePodIdentity(env, 'mover');
+    await waitFor('mover gone', async () => !(await getPodIdentity(env, 'mover')), { timeoutMs: 30_000, intervalMs: 200 });
+  });
 });

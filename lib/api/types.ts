@@ -57,7 +57,7 @@ export interface LabelSelector {
 }
 
 export interface ManagedIdentitySpec {
-  /** Azure name of the identity. Defaults to a sanitised, unique `<namespace>-<name>`. */
+  /** Azure name of the identity. Defaults to `<namespace>_<name>`; a name holding `_` must start with `<namespace>_`. */
   name?: string;
   /** Defaults to the operator's default resource group. */
   resourceGroup?: string;

@@ -3,13 +3,15 @@
  * crash before a status write never orphans one. Credentials are namespace-scoped by their subject; releasing
  * one is reference-counted like role assignments: never one another PodIdentity on the same identity claims.
  */
-import { MAX_FEDERATED_CREDENTIALS, TOKEN_EXCHANGE_AUDIENCE, type FederatedCredentialStatus, type PodIdentity } from '../../lib/api/types.js';
+import { CONDITION_CREDENTIALS_READY, MAX_FEDERATED_CREDENTIALS, TOKEN_EXCHANGE_AUDIENCE, type FederatedCredentialStatus, type PodIdentity } from '../../lib/api/types.js';
 import { LimitExceededError, NotFoundError, ThrottledError } from '../azure/errors.js';
 import type { AzureIdentity, FederatedCredential } from '../azure/types.js';
 import type { StepDeps } from './deps.js';
 import { desiredServiceAccounts, othersClaims } from './desired.js';
 import { federatedCredentialName, serviceAccountSubject } from './names.js';
-import { bad, errMessage, ok, type Cond } from './status.js';
+import { bad, conditionOf, errMessage, ok, type Cond } from './status.js';
+
+const conditionMessage = (pid: PodIdentity): string | undefined => conditionOf(pid, CONDITION_CREDENTIALS_READY)?.message;
 
 /** Whether an Azure FIC is one this operator made for `namespace` (its name is recomputable from its subject). */
 function isNamespaceCredential(namespace: string, fic: { name: string; subject: string }): boolean {
@@ -81,6 +83,14 @@ export async function convergeCredentials(d: StepDeps, issuers: IssuerSource, pi
       const message = `${desired.length} service accounts need federated credentials, but an identity holds at most ${MAX_FEDERATED_CREDENTIALS}${foreign.length ? ` (${foreign.length} are not managed by this PodIdentity)` : ''}`;
       await d.writer.event(pid, 'Warning', 'LimitExceeded', message);
       return { statuses: previous, condition: bad('LimitExceeded', message) };
+    }
+    // A name is a 40-bit hash of the subject: one already holding another subject (a collision, which a
+    // service-account name can be chosen to produce) belongs to someone else and is never overwritten.
+    const taken = desired.flatMap((want) => existing.filter((f) => f.name === want.name && f.subject !== want.subject).map((f) => ({ want, holder: f.subject })));
+    if (taken.length) {
+      const message = taken.map((t) => `federated credential name ${t.want.name} for ${t.want.subject} is already used on the identity by ${t.holder}; not overwritten (rename the service account)`).join('; ');
+      if (conditionMessage(pid) !== message) await d.writer.event(pid, 'Warning', 'CredentialNameTaken', message);
+      return { statuses: previous, condition: bad('CredentialNameTaken', message) };
     }
     // Removals first, so a swap never hits the limit.
     await releaseCredentials(d, pid, identity.id, new Set(desired.map((x) => x.name)), existing);

@@ -9,7 +9,7 @@ import { normalizeId, roleAssignmentName, roleDefinitionGuid, scaleSetOfProvider
 import type { AzureClients } from '../azure/types.js';
 import { evaluatePolicy, type PolicyDecision, type RoleInfo } from '../policy/evaluate.js';
 import type { ReconcilerSettings } from './deps.js';
-import { federatedCredentialName, serviceAccountSubject } from './names.js';
+import { federatedCredentialName, MANAGED_BY, serviceAccountSubject, TAG_MANAGED_BY, TAG_NAMESPACE } from './names.js';
 import type { ClusterView, SlimPod } from './ports.js';
 
 export const keyOf = (pid: PodIdentity): string => `${pid.metadata.namespace}/${pid.metadata.name}`;
@@ -128,4 +128,40 @@ export function othersClaims(view: ClusterView, pid: PodIdentity, identityId: st
     }
   }
   return { roleAssignments, credentials };
+}
+
+/**
+ * The role assignments other PodIdentities on the same identity want right now: their spec entries the
+ * policy allows them, resolved (cached reads). Status alone lags: between another PodIdentity's PUT of a shared
+ * assignment and its status write, a release going by status would delete a grant that PodIdentity is about to
+ * record as Assigned. Only PodIdentities that may use the identity count: one that records it, or one naming it
+ * in the same namespace, or in another namespace when the identity's tags (when known) do not show the operator
+ * created it for a namespace other than that one. A PodIdentity the policy refuses the identity claims nothing.
+ */
+export async function othersWantedRoles(d: { view: ClusterView; settings: ReconcilerSettings; azure: AzureClients }, pid: PodIdentity, identityId: string, identityTags: Record<string, string> | undefined, principalId: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  const me = keyOf(pid);
+  const id = normalizeId(identityId);
+  for (const other of d.view.podIdentities()) {
+    if (keyOf(other) === me || other.metadata.deletionTimestamp || !other.spec.roleAssignments?.length) continue;
+    const recorded = !!other.status?.resourceId && normalizeId(other.status.resourceId) === id;
+    const named = !!other.spec.identity.existing && normalizeId(other.spec.identity.existing.resourceId) === id;
+    if (!named && !recorded) continue;
+    if (!recorded && other.metadata.namespace !== pid.metadata.namespace) {
+      const createdFor = identityTags?.[TAG_MANAGED_BY] === MANAGED_BY ? identityTags[TAG_NAMESPACE] : undefined;
+      if (!identityTags || (createdFor !== undefined && createdFor !== other.metadata.namespace)) continue;
+    }
+    const decision = await decide(d.view, d.settings, d.azure, other);
+    if (decision.namespaceUnknown || decision.identity || decision.mode) continue;
+    for (const [i, ra] of other.spec.roleAssignments.entries()) {
+      if (decision.roles.has(i)) continue;
+      try {
+        const def = await d.azure.roles.resolveRole(ra.role, ra.scope);
+        out.add(roleAssignmentName(principalId, def.id, ra.scope));
+      } catch (err) {
+        if (err instanceof ThrottledError) throw err;
+      }
+    }
+  }
+  return out;
 }

@@ -7,15 +7,17 @@
 import { CONDITION_IDENTITY_READY, FINALIZER, type PodIdentity } from '../../lib/api/types.js';
 import { NotFoundError, ThrottledError } from '../azure/errors.js';
 import { identityResourceId, normalizeId } from '../azure/ids.js';
+import { KeyedMutex } from '../azure/mutex.js';
 import type { AzureIdentity } from '../azure/types.js';
 import type { StepDeps } from './deps.js';
-import { defaultIdentityName, legacyIdentityName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
+import { defaultIdentityName, legacyIdentityName, MANAGED_BY, reservedForNamespace, TAG_MANAGED_BY, TAG_PREFIX, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
 import { bad, conditionOf, errMessage, type Cond } from './status.js';
 
 /** The outcome of looking at the identity before any write. */
 export type IdentityPlan =
   | { kind: 'use'; identity: AzureIdentity; owned: boolean }
-  | { kind: 'create'; resourceId: string }
+  /** `epoch`: creations of this name by this process before the read that found it free. */
+  | { kind: 'create'; resourceId: string; epoch: number }
   | { kind: 'refused'; failure: Cond; requeueAfterMs?: number; error?: unknown };
 
 /** Whether the operator created `identity` for exactly this PodIdentity (same uid, namespace and name). */
@@ -67,21 +69,29 @@ export async function planIdentity(d: StepDeps, pid: PodIdentity): Promise<Ident
       return { kind: 'use', identity, owned: ownedBy(identity, pid) };
     }
     const [first, ...rest] = managedCandidates(d, pid);
+    const epoch = creations.get(normalizeId(first!)) ?? 0;
     const atFirst = await read(d, first!);
     if (atFirst) return ownedBy(atFirst, pid) ? { kind: 'use', identity: atFirst, owned: true } : refuse(d, pid, atFirst.id, ownerOf(atFirst), 'use identity.existing to adopt it, or choose another name');
+    // Never create a name in another namespace's default-name space (one this PodIdentity already owns, made
+    // before the rule, stays in use above).
+    const reserved = pid.spec.identity.managed?.name ? reservedForNamespace(pid.spec.identity.managed.name) : undefined;
+    if (reserved !== undefined && reserved !== ns.toLowerCase()) {
+      const message = `identity.managed.name "${pid.spec.identity.managed!.name}" is in namespace "${reserved}"'s default-name space ("${reserved}_…"); a new managed identity name holding "_" must start with "${ns}_"`;
+      return { kind: 'refused', failure: bad('IdentityNameReserved', message) };
+    }
     for (const other of rest) {
       const found = await read(d, other);
       // A candidate we cannot prove is ours is simply not ours: never adopted, never touched.
       if (found && ownedBy(found, pid)) return { kind: 'use', identity: found, owned: true };
     }
-    return { kind: 'create', resourceId: first! };
+    return { kind: 'create', resourceId: first!, epoch };
   } catch (err) {
     if (err instanceof ThrottledError) throw err;
     return { kind: 'refused', failure: bad('AzureError', errMessage(err)), error: err };
   }
 }
 
-async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: string, hint: string): Promise<IdentityPlan> {
+async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: string, hint: string): Promise<Extract<IdentityPlan, { kind: 'refused' }>> {
   const message = `identity ${resourceId} belongs to ${who}; refusing to take it over (${hint})`;
   if (conditionOf(pid, CONDITION_IDENTITY_READY)?.reason !== 'IdentityOwnedByAnother') {
     d.logger?.warn('refusing to take over an identity', { namespace: pid.metadata.namespace, name: pid.metadata.name, resourceId, owner: who });
@@ -91,18 +101,52 @@ async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: st
 }
 
 /**
+ * The spec's extra tags without any in the operator's `podidentity-` space, compared case-insensitively as Azure
+ * compares tag names: a user's `PodIdentity-UID` must never sit beside, or stand in for, the ownership record.
+ */
+function userTags(tags: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(tags ?? {}).filter(([k]) => !k.toLowerCase().startsWith(TAG_PREFIX)));
+}
+
+/**
  * Creates the planned identity, or brings an owned one's tags and location up to date. Never writes an
  * identity this PodIdentity does not own. `created`: the identity did not exist and this call made it.
  */
 export async function ensureIdentity(d: StepDeps, pid: PodIdentity, plan: Exclude<IdentityPlan, { kind: 'refused' }>): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; error?: unknown }> {
-  if (plan.kind === 'use' && (!plan.owned || pid.spec.identity.existing)) return { identity: plan.identity };
+  if (plan.kind === 'use') return plan.owned && !pid.spec.identity.existing ? write(d, pid, plan.identity.id, plan.identity) : { identity: plan.identity };
+  // A PUT on an existing identity rewrites its tags: two PodIdentities that both planned to create one name
+  // would both end up using it, the second with the tags. Creations of one name run one at a time; one whose
+  // read predates another's creation reads again, sees that identity and is refused.
+  const key = normalizeId(plan.resourceId);
+  return creating.run(key, async () => {
+    let now: AzureIdentity | undefined;
+    if ((creations.get(key) ?? 0) !== plan.epoch) {
+      try {
+        now = await read(d, plan.resourceId);
+      } catch (err) {
+        if (err instanceof ThrottledError) throw err;
+        return { failure: bad('AzureError', errMessage(err)), error: err };
+      }
+    }
+    if (now && !ownedBy(now, pid)) {
+      return { failure: (await refuse(d, pid, now.id, ownerOf(now), 'another PodIdentity created it first; choose another name')).failure };
+    }
+    const written = await write(d, pid, plan.resourceId, now);
+    if ('identity' in written) creations.set(key, (creations.get(key) ?? 0) + 1);
+    return written;
+  });
+}
+
+/** One operator process creates one identity name at a time (see ensureIdentity), and counts them. */
+const creating = new KeyedMutex();
+const creations = new Map<string, number>();
+
+async function write(d: StepDeps, pid: PodIdentity, resourceId: string, current: AzureIdentity | undefined): Promise<{ identity: AzureIdentity; created?: boolean } | { failure: Cond; error?: unknown }> {
   const ns = pid.metadata.namespace ?? '';
   const name = pid.metadata.name ?? '';
-  const current = plan.kind === 'use' ? plan.identity : undefined;
-  const resourceId = plan.kind === 'use' ? plan.identity.id : plan.resourceId;
   try {
     const m = pid.spec.identity.managed ?? {};
-    const tags = { ...(m.tags ?? {}), [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: ns, [TAG_NAME]: name, [TAG_UID]: pid.metadata.uid ?? '' };
+    const tags = { ...userTags(m.tags), [TAG_MANAGED_BY]: MANAGED_BY, [TAG_NAMESPACE]: ns, [TAG_NAME]: name, [TAG_UID]: pid.metadata.uid ?? '' };
     const location = m.location ?? current?.location ?? d.settings.location;
     const upToDate = current && current.location.toLowerCase() === location.toLowerCase() && Object.keys(tags).length === Object.keys(current.tags).length && Object.entries(tags).every(([k, v]) => current.tags[k] === v);
     if (current && upToDate) return { identity: current };
@@ -140,13 +184,20 @@ export async function releaseIdentity(d: StepDeps, pid: PodIdentity, identity: A
   d.logger?.info('managed identity deleted', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: identity.clientId, resourceId: identity.id });
 }
 
-/** Other live PodIdentities that use the identity (recorded in their status, or named by their spec). */
+/**
+ * Other live PodIdentities that use the identity: recorded in their status (the operator wrote it after
+ * deciding they may), or named by the spec of one in the same namespace (not reconciled yet). A spec from
+ * another namespace proves nothing: `identity.existing` is refused across namespaces for an identity the
+ * operator created, so counting it would let any namespace pin another's identity past its deletion.
+ */
 export function othersUsing(d: Pick<StepDeps, 'view'>, pid: PodIdentity, identityId: string): string[] {
   const id = normalizeId(identityId);
   const me = `${pid.metadata.namespace}/${pid.metadata.name}`;
+  const recorded = (o: PodIdentity) => !!o.status?.resourceId && normalizeId(o.status.resourceId) === id;
+  const namedHere = (o: PodIdentity) => o.metadata.namespace === pid.metadata.namespace && !!o.spec.identity.existing && normalizeId(o.spec.identity.existing.resourceId) === id;
   return d.view
     .podIdentities()
     .filter((o) => `${o.metadata.namespace}/${o.metadata.name}` !== me && !o.metadata.deletionTimestamp)
-    .filter((o) => (o.status?.resourceId && normalizeId(o.status.resourceId) === id) || (o.spec.identity.existing && normalizeId(o.spec.identity.existing.resourceId) === id))
+    .filter((o) => recorded(o) || namedHere(o))
     .map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
 }

@@ -1,6 +1,8 @@
 import { shortHash } from '../azure/ids.js';
 
 /** Azure tags the operator puts on identities it creates. Azure tag names may not contain '/'. */
+/** Tag names the operator reserves (compared case-insensitively): users' managed.tags in it are dropped. */
+export const TAG_PREFIX = 'podidentity-';
 export const TAG_MANAGED_BY = 'podidentity-managed-by';
 export const TAG_NAMESPACE = 'podidentity-namespace';
 export const TAG_NAME = 'podidentity-name';
@@ -28,6 +30,16 @@ export function defaultIdentityName(namespace: string, name: string): string {
   const hash = shortHash(`${namespace}/${name}`, 16);
   const cut = sanitize(raw).replace(/^[^A-Za-z0-9]+/, '').slice(0, IDENTITY_MAX - hash.length - 1);
   return `${cut}-${hash}`.replace(/^-/, 'x');
+}
+
+/**
+ * The namespace whose default-name space (`<namespace>_…`) holds `name`, lower-cased (Azure names are
+ * case-insensitive), or undefined for a name without `_`. Only that namespace may give a managed identity such a
+ * name: otherwise any namespace could create another's default name first and lock it out for good.
+ */
+export function reservedForNamespace(name: string): string | undefined {
+  const i = name.indexOf('_');
+  return i > 0 ? name.slice(0, i).toLowerCase() : undefined;
 }
 
 /**

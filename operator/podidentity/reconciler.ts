@@ -11,7 +11,7 @@ import { convergeCredentials, issuerSource, releaseCredentials, type IssuerSourc
 import { applyDenial } from './denial.js';
 import type { ReconcilerDeps, StepDeps } from './deps.js';
 import { decide, isConverged, modeOf } from './desired.js';
-import { finalize } from './finalize.js';
+import { finalize, releaseReplaced } from './finalize.js';
 import { ensureIdentity, planIdentity } from './identity.js';
 import { convergeRoles } from './roles.js';
 import { convergeNodes, withdrawScaleSets } from './scalesets.js';
@@ -89,6 +89,8 @@ export class PodIdentityReconciler {
       this.status.noteWrite(key, pid);
       pid = { ...pid, metadata: { ...pid.metadata, finalizers: [...(pid.metadata.finalizers ?? []), FINALIZER], resourceVersion: rv } };
     }
+    const replaced = await releaseReplaced(d, pid, plan.kind === 'use' ? plan.identity.id : plan.resourceId);
+    if (replaced) return replaced;
     const ensured = await ensureIdentity(d, pid, plan);
     if ('failure' in ensured) return this.identityNotReady(pid, status, conds, mode, ensured);
     const identity = ensured.identity;

@@ -10,7 +10,7 @@ import { NotFoundError, PrincipalNotFoundError, ThrottledError } from '../azure/
 import { parseResourceId, roleAssignmentName } from '../azure/ids.js';
 import type { AzureIdentity, RoleAssignment, RoleDefinition } from '../azure/types.js';
 import type { StepDeps } from './deps.js';
-import { othersClaims } from './desired.js';
+import { othersClaims, othersWantedRoles } from './desired.js';
 import { bad, errMessage, ok, type Cond } from './status.js';
 
 /** Whether an Azure role assignment is one this operator made (its name is the deterministic one). */
@@ -37,6 +37,8 @@ export interface Release {
   principalId: string;
   /** The identity's tags prove this PodIdentity created it: every operator assignment on it is ours. */
   owned: boolean;
+  /** The identity's tags, when read: whether another namespace's PodIdentity may use it at all. */
+  identityTags?: Record<string, string>;
   /** Assignment names to keep (still desired and allowed). */
   keep?: ReadonlySet<string>;
   /** Why, for the log and the Event. */
@@ -47,6 +49,7 @@ export interface Release {
 export async function releaseRoles(d: StepDeps, pid: PodIdentity, r: Release): Promise<void> {
   const recorded = new Set((pid.status?.roleAssignments ?? []).flatMap((s) => (s.roleDefinitionId ? [roleAssignmentName(r.principalId, s.roleDefinitionId, s.scope)] : [])));
   const others = othersClaims(d.view, pid, r.identityId, r.principalId).roleAssignments;
+  for (const name of await othersWantedRoles(d, pid, r.identityId, r.identityTags, r.principalId)) others.add(name);
   for (const sub of subscriptionsOf(d, pid, r.identityId)) {
     let existing: RoleAssignment[];
     try {
@@ -117,7 +120,7 @@ export async function convergeRoles(d: StepDeps, pid: PodIdentity, identity: Azu
   // Remove ours that left the spec. A fresh principal has none but those just made.
   if (!opts.fresh) {
     try {
-      await releaseRoles(d, pid, { identityId: identity.id, principalId: identity.principalId, owned: opts.owned, keep: desiredNames, reason: 'spec' });
+      await releaseRoles(d, pid, { identityId: identity.id, identityTags: identity.tags, principalId: identity.principalId, owned: opts.owned, keep: desiredNames, reason: 'spec' });
     } catch (err) {
       if (err instanceof ThrottledError) throw err;
       error ??= err;

@@ -82,10 +82,18 @@ export function convergeNodes(d: StepDeps, pid: PodIdentity, identityId: string,
   return { statuses, condition, ...(pending ? { requeueAfterMs: batchRequeueMs(d) } : {}) };
 }
 
-/** With deletionPolicy Retain: stop counting the identity as ours, so no flush ever removes it. */
-export async function disownScaleSets(d: StepDeps, identityId: string): Promise<void> {
+/**
+ * With deletionPolicy Retain: the identity stays where this PodIdentity put it and stops counting as the
+ * operator's there, so no flush ever removes it. Only where no other PodIdentity demands it: a scale set another
+ * PodIdentity (perhaps of another namespace) shares stays recorded, so the identity leaves it with that
+ * PodIdentity's pods, and this PodIdentity's demand is withdrawn.
+ */
+export async function retainScaleSets(d: StepDeps, pid: PodIdentity, identityId: string): Promise<void> {
+  const key = keyOf(pid);
   for (const ss of await d.ownership.scaleSetsWith(identityId)) {
+    if (d.batcher.demandedByOthers(ss, identityId, key)) continue;
     const owned = await d.ownership.get(ss);
     await d.ownership.set(ss, owned.filter((o) => normalizeId(o) !== normalizeId(identityId)));
   }
+  d.batcher.setDemand({ key, identityId, scaleSets: [] });
 }
