@@ -168,6 +168,12 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
     for (const service of services) {
       const endpoints = stack.kubelet.serviceEndpoints(service, 'metrics');
       assert.ok(endpoints.length > 0, `${service.metadata.name} has endpoints`);
+      // What the API server (and Prometheus' Kubernetes discovery) sees: the Endpoints object, named port included.
+      const published = await stack.kc.makeApiClient(CoreV1Api).readNamespacedEndpoints({ namespace: 'podidentity-system', name: service.metadata.name });
+      assert.deepEqual(
+        published.subsets?.flatMap((s) => (s.addresses ?? []).map((a) => `${a.targetRef?.name} ${a.ip}:${s.ports?.find((p) => p.name === 'metrics')?.port}`)).sort(),
+        endpoints.map((e) => `${e.pod.name} ${e.ip}:${e.port}`).sort(),
+      );
       for (const { ip, port } of endpoints) {
         const res = await fetch(`http://${ip}:${port}/metrics`);
         assert.equal(res.status, 200, `${service.metadata.name} → ${ip}:${port}`);
