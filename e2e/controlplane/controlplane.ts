@@ -84,6 +84,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         `--service-account-issuer=${server}`,
         '--service-cluster-ip-range=10.96.0.0/16',
         '--enable-priority-and-fairness=false',
+        // No kube-proxy here: the API server reaches Services (the admission webhook's) at their Endpoints'
+        // addresses instead of the ClusterIP. Its webhook clients use the same service resolver.
+        '--enable-aggregator-routing=true',
         '--watch-cache=true',
         '--v=0',
       ],

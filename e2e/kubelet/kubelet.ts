@@ -196,10 +196,21 @@ export class Kubelet {
   private readonly core: CoreV1Api;
   private readonly images = new Map<string, Promise<StagedImage>>();
   private readonly backoff: Backoff;
+  private readonly podListeners = new Set<() => void>();
 
   constructor(private readonly options: KubeletOptions) {
     this.core = options.kc.makeApiClient(CoreV1Api);
     this.backoff = options.backoff ?? KUBELET_BACKOFF;
+  }
+
+  /** Calls `listener` whenever a pod starts, changes readiness or stops (the endpoints controller follows this). */
+  onPodsChanged(listener: () => void): () => void {
+    this.podListeners.add(listener);
+    return () => this.podListeners.delete(listener);
+  }
+
+  private podsChanged(): void {
+    for (const listener of this.podListeners) listener();
   }
 
   /** Stages every image the workloads use (compile, production modules) ahead of starting pods. */
@@ -246,11 +257,14 @@ export class Kubelet {
 
     const saDir = join(this.options.dir, 'pods', `${plan.namespace}_${plan.name}`, 'serviceaccount');
     mkdirSync(saDir, { recursive: true });
-    await this.writeToken(pod, saDir);
+    await this.mountToken(pod, saDir);
     const home = join(this.options.dir, 'pods', `${plan.namespace}_${plan.name}`, 'home');
     mkdirSync(home, { recursive: true });
 
-    const onStatus = () => void this.patchStatus(pod).catch(() => {});
+    const onStatus = () => {
+      this.podsChanged();
+      void this.patchStatus(pod).catch(() => {});
+    };
     const launcher = async (container: Container) => {
       const image = await this.image(container.image);
       return this.launcher(pod, container, saDir, home, image, await this.environment(pod, container, home, image, podObject));
@@ -267,6 +281,23 @@ export class Kubelet {
       this.probe(pod, runner, onStatus);
     }
     return pod;
+  }
+
+  /**
+   * As kubelet's volume manager: a refused TokenRequest (an admission webhook that does not answer yet) is
+   * retried with a back-off while the pod waits to start; here for at most a minute, then the pod fails.
+   */
+  private async mountToken(pod: RunningPod, dir: string): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (let delay = 500; ; delay = Math.min(delay * 2, 8000)) {
+      try {
+        return await this.writeToken(pod, dir);
+      } catch (err) {
+        if (Date.now() + delay > deadline) throw err;
+        this.options.log?.(`token for ${pod.namespace}/${pod.name}: ${(err as Error).message}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 
   /** TokenRequest for the pod's ServiceAccount, bound to the Pod, as kubelet's projected token volume does. */
@@ -451,6 +482,7 @@ export class Kubelet {
       }),
     );
     this.pods.length = 0;
+    this.podsChanged();
   }
 }
 

@@ -57,8 +57,14 @@ describe('the shipped RBAC, one verb short', { skip, timeout: 600_000 }, () => {
       await run('kubectl', ['--kubeconfig', stack.kubeconfigPath, 'wait', '--for=condition=Ready', 'pid', '--all', '-A', '--timeout=120s']);
       const pod = stack.pods.find((p) => p.name === 'rgapi')!;
       const { stdout } = await run('ip', ['netns', 'exec', pod.netns, 'curl', '-s', '-m', '10', '-w', '\n%{http_code}', '-H', 'Metadata: true', TOKEN_URL], { encoding: 'utf8' });
-      const status = Number(stdout.split('\n').pop());
-      assert.ok(status >= 500, `no token without the verb: ${stdout}`);
+      const lines = stdout.split('\n');
+      const status = Number(lines.pop());
+      // A refusal stays a refusal at the agent (agent/issuance/token-request.ts): 403, RBAC's reason in it.
+      assert.equal(status, 403, `no token without the verb: ${stdout}`);
+      const body = JSON.parse(lines.join('\n')) as { error?: string; error_description?: string; access_token?: string };
+      assert.equal(body.error, 'token_request_forbidden');
+      assert.equal(body.access_token, undefined);
+      assert.match(body.error_description ?? '', /cannot create resource "serviceaccounts\/token"/);
       await waitFor('the agent to log the refused TokenRequest', () => /forbidden/i.test(pod.node.agent.container().output()), { timeoutMs: 10_000 });
     } finally {
       await stack.stop();

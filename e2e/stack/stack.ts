@@ -10,9 +10,9 @@
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
@@ -22,7 +22,8 @@ import { createTopology, tcpForward, type Topology } from '../netns/netns.js';
 import { startProcess } from '../testing/processes.js';
 import { waitFor } from '../testing/wait.js';
 import { kustomize, type K8sObject } from '../deploy/render.js';
-import { Kubelet, planPods, type KubeletNode, type RunningPod } from '../kubelet/kubelet.js';
+import { EndpointsController } from '../kubelet/endpoints.js';
+import { Kubelet, planPods, type KubeletNode, type PlannedPod, type RunningPod } from '../kubelet/kubelet.js';
 import { dockerfileFor } from '../kubelet/image.js';
 import { workloadContainers } from '../kubelet/manifests.js';
 import { stageImage } from '../kubelet/program.js';
@@ -112,7 +113,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     const overlay = options.overlay ?? 'config/overlays/dev';
     log(`rendering ${overlay}; staging the images' files (compiled dist/, production node_modules)`);
-    const { objects } = await kustomize(overlay);
+    const { objects } = await kustomize(forThisControlPlane(overlay, dir));
     appendContainerArgs(objects, OPERATOR, options.operatorArgs ?? []);
     appendContainerArgs(objects, AGENT, options.agentArgs ?? []);
     options.mutate?.(objects);
@@ -128,7 +129,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     kc.loadFromFile(cp.kubeconfigPath);
     await installCrds(kc);
     log(`applying ${overlay} (namespace, RBAC, ServiceAccounts, Services, workloads)`);
-    await applyRendered(kc, objects);
+    const webhookConfigurations = objects.filter((o) => o.kind === 'ValidatingWebhookConfiguration');
+    await applyRendered(kc, objects.filter((o) => !webhookConfigurations.includes(o)));
 
     log('creating node and pod network namespaces');
     const topologies: Topology[] = [];
@@ -211,15 +213,27 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       for (const t of topologies) await t.exec(t.nodeNs, process.execPath, [join(agentImage.root, 'dist/agent/main.js'), 'uninstall'], { env: childEnv() });
     });
 
-    log('starting the operator and one agent per node, as the kubelet would');
-    const started = await Promise.all(
-      planned.map((plan) => {
-        const topology = topologies[NODE_NAMES.indexOf(plan.nodeName)]!;
-        const network = plan.hostNetwork ? undefined : topology.pods.find((p) => p.ns === podNetnsName(plan.namespace, plan.name));
-        return kubelet.run(plan, network ? { netns: network.ns, ip: network.ip } : undefined);
-      }),
-    );
-    await Promise.all(started.map((pod) => waitPodReady(pod, options.readyTimeoutMs ?? 90_000)));
+    const endpoints = new EndpointsController(kc, kubelet, objects, log);
+    cleanups.push(() => endpoints.stop());
+    const runPod = (plan: PlannedPod) => {
+      const topology = topologies[NODE_NAMES.indexOf(plan.nodeName)]!;
+      const network = plan.hostNetwork ? undefined : topology.pods.find((p) => p.ns === podNetnsName(plan.namespace, plan.name));
+      return kubelet.run(plan, network ? { netns: network.ns, ip: network.ip } : undefined);
+    };
+    const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+    // The webhook's backends get their tokens before its configuration exists, then the configuration, then
+    // everything else: see e2e/kubelet/README.md ("Admission webhooks").
+    const backends = planned.filter((plan) => servesWebhook(plan, objects, webhookConfigurations));
+    log('starting the operator (it serves the agent-token admission webhook), as the kubelet would');
+    const webhookPods = await Promise.all(backends.map(runPod));
+    if (webhookConfigurations.length > 0) log('applying the admission webhook configuration (config/webhook with components/admission-pre-1.28)');
+    await applyRendered(kc, webhookConfigurations);
+    await Promise.all(webhookPods.map((pod) => waitPodReady(pod, readyTimeoutMs)));
+    await endpoints.sync();
+    log('starting one agent per node');
+    const otherPods = await Promise.all(planned.filter((plan) => !backends.includes(plan)).map(runPod));
+    await Promise.all(otherPods.map((pod) => waitPodReady(pod, readyTimeoutMs)));
+    const started = [...webhookPods, ...otherPods];
     const operators = started.filter((p) => p.plan.workload.metadata.name === OPERATOR);
     const nodeHandles: NodeHandle[] = NODE_NAMES.map((name, i) => {
       const agent = started.find((p) => p.plan.workload.metadata.name === AGENT && p.plan.nodeName === name);
@@ -268,12 +282,39 @@ async function stageImages(objects: K8sObject[]): Promise<void> {
 }
 
 /**
+ * The overlay as an SRE would deploy it on this control plane (Kubernetes 1.20): with
+ * components/admission-pre-1.28, since API servers before 1.28 have no webhook matchConditions. A
+ * kustomization of its own in the run's directory, so the overlay itself stays as users get it.
+ */
+function forThisControlPlane(overlay: string, dir: string): string {
+  const root = join(dir, 'kustomization');
+  mkdirSync(root, { recursive: true });
+  const from = (path: string) => relative(root, join(REPO, path));
+  writeFileSync(
+    join(root, 'kustomization.yaml'),
+    ['apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization', 'resources:', `  - ${from(overlay)}`, 'components:', `  - ${from('config/components/admission-pre-1.28')}`, ''].join('\n'),
+  );
+  return root;
+}
+
+/** Whether a planned pod is behind a Service that a webhook configuration calls. */
+function servesWebhook(plan: PlannedPod, objects: K8sObject[], configurations: K8sObject[]): boolean {
+  const services = configurations.flatMap((c) => ((c['webhooks'] ?? []) as { clientConfig?: { service?: { name: string; namespace: string } } }[]).map((w) => w.clientConfig?.service).filter((s) => s !== undefined));
+  const labels = plan.workload.spec.template.metadata?.labels ?? {};
+  return services.some((ref) => {
+    const service = objects.find((o) => o.kind === 'Service' && o.metadata.name === ref.name && o.metadata.namespace === ref.namespace);
+    const selector = (service?.['spec']?.selector ?? {}) as Record<string, string>;
+    return ref.namespace === plan.namespace && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
+  });
+}
+
+/**
  * What `kubectl apply` of the rendered overlay creates, minus what this control plane can't take or that
  * the harness installs itself: CRDs (installCrds) and policy/v1 PodDisruptionBudgets (Kubernetes 1.20).
  */
 async function applyRendered(kc: KubeConfig, objects: K8sObject[]): Promise<void> {
   const client = KubernetesObjectApi.makeApiClient(kc);
-  const order = ['Namespace', 'PriorityClass', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ConfigMap', 'Service', 'Deployment', 'DaemonSet'];
+  const order = ['Namespace', 'PriorityClass', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ConfigMap', 'Service', 'Deployment', 'DaemonSet', 'ValidatingWebhookConfiguration'];
   const skipped = new Set(['CustomResourceDefinition', 'PodDisruptionBudget']);
   const unknown = objects.filter((o) => !order.includes(o.kind) && !skipped.has(o.kind)).map((o) => `${o.kind}/${o.metadata.name}`);
   if (unknown.length > 0) throw new Error(`the stack does not know how to apply ${unknown.join(', ')}`);

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { checkMetricsReferenced } from '../deploy/metrics-contract.js';
 import { netnsAvailable } from '../netns/netns.js';
@@ -16,6 +16,8 @@ import { REPO, startStack, type PodHandle, type Stack } from './stack.js';
 const run = promisify(execFile);
 const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';
 const TOKEN_URL = 'http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/';
+const EXCHANGE_AUDIENCE = 'api://AzureADTokenExchange';
+const WEBHOOK_DENIED = /admission webhook "agent-token-requests\.podidentity\.dev" denied the request/;
 
 describe('the whole product, as make run starts it', { skip, timeout: 600_000 }, () => {
   let stack: Stack;
@@ -34,8 +36,8 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
   const podIdentity = async (namespace: string, name: string) =>
     (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, name })) as PodIdentity;
 
-  async function curl(p: PodHandle): Promise<{ status: number; body: Record<string, string> }> {
-    const { stdout } = await run('ip', ['netns', 'exec', p.netns!, 'curl', '-s', '-m', '10', '-w', '\n%{http_code}', '-H', 'Metadata: true', TOKEN_URL], { encoding: 'utf8' });
+  async function curl(p: PodHandle, url = TOKEN_URL): Promise<{ status: number; body: Record<string, string> }> {
+    const { stdout } = await run('ip', ['netns', 'exec', p.netns!, 'curl', '-s', '-m', '10', '-w', '\n%{http_code}', '-H', 'Metadata: true', url], { encoding: 'utf8' });
     const lines = stdout.split('\n');
     const status = Number(lines.pop());
     return { status, body: JSON.parse(lines.join('\n') || '{}') as Record<string, string> };
@@ -58,6 +60,81 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
       assert.equal(claims['appid'], status?.clientId);
       assert.equal(res.body['client_id'], status?.clientId);
     }
+  });
+
+  /** The agent-token webhook's allowed decisions, summed over the operator replicas (each serves it). */
+  async function webhookAllowed(): Promise<number> {
+    let total = 0;
+    for (const operator of stack.operators) {
+      const text = await (await fetch(operator.url('metrics', '/metrics'))).text();
+      total += Number(/^podidentity_operator_admission_decisions_total\{outcome="allowed"\} (\S+)$/m.exec(text)?.[1] ?? 0);
+    }
+    return total;
+  }
+
+  /** A client that authenticates with the token the harness mounted into `pod` (its bound ServiceAccount token). */
+  function clientAs(pod: { namespace: string; name: string }): CoreV1Api {
+    const token = readFileSync(join(stack.dir, 'pods', `${pod.namespace}_${pod.name}`, 'serviceaccount', 'token'), 'utf8');
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'local', server: stack.cp.server, caData: Buffer.from(stack.cp.caPem).toString('base64') }],
+      users: [{ name: pod.name, token }],
+      contexts: [{ name: 'local', cluster: 'local', user: pod.name }],
+      currentContext: 'local',
+    });
+    return kc.makeApiClient(CoreV1Api);
+  }
+
+  test("the agent's Federated issuance goes through the agent-token admission webhook, reached at its Service", async () => {
+    // As applied for a 1.20 API server: Service-based, failing closed, no matchConditions, the operator's CA.
+    const configuration = await stack.kc.makeApiClient(AdmissionregistrationV1Api).readValidatingWebhookConfiguration({ name: 'podidentity-agent-token-requests' });
+    const webhook = configuration.webhooks?.[0];
+    assert.equal(webhook?.clientConfig.service?.name, 'podidentity-webhook');
+    assert.equal(webhook?.clientConfig.url, undefined);
+    assert.equal(webhook?.failurePolicy, 'Fail');
+    assert.ok(webhook?.clientConfig.caBundle, 'the operator put its certificate in the caBundle');
+    const endpoints = await stack.kc.makeApiClient(CoreV1Api).readNamespacedEndpoints({ namespace: 'podidentity-system', name: 'podidentity-webhook' });
+    assert.deepEqual(
+      endpoints.subsets?.flatMap((s) => s.addresses?.map((a) => `${a.ip}:${s.ports?.find((p) => p.name === 'webhook')?.port}`) ?? []).sort(),
+      stack.operators.map((o) => `${o.ip}:9443`).sort(),
+      'the webhook Service resolves to the ready operator pods',
+    );
+
+    // A resource no other test asks for: a cache miss, so the agent mints a new assertion for the pod.
+    const p = pod('web');
+    const before = await webhookAllowed();
+    const res = await curl(p, `${TOKEN_URL.replace(/resource=.*$/, '')}resource=https://podid-${randomBytes(3).toString('hex')}.example`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const status = (await podIdentity(p.namespace, p.identity)).status;
+    assert.equal(claimsOf(res.body['access_token']!)['oid'], status?.principalId, "the token is the pod's identity's");
+    assert.ok((await webhookAllowed()) > before, "the agent's TokenRequest was admitted by the webhook");
+  });
+
+  test("the agent's own credential is refused the operator's token by the webhook, and allowed a pod's on its node", async () => {
+    const node = stack.nodes[0]!;
+    const asAgent = clientAs(node.agent);
+    const stealOperatorToken = (spec: object) => asAgent.createNamespacedServiceAccountToken({ namespace: 'podidentity-system', name: 'podidentity-operator', body: { spec } });
+    const denied = (err: { code?: number; body?: unknown }) => {
+      assert.equal(err.code, 403);
+      assert.match((JSON.parse(String(err.body)) as { message?: string }).message ?? '', WEBHOOK_DENIED);
+      return true;
+    };
+    // The API server audience, unbound: the operator's cluster-wide credential.
+    await assert.rejects(stealOperatorToken({ audiences: [], expirationSeconds: 3600 }), denied);
+    // The exchange audience, unbound: the operator's Azure identity, wherever its federated credential allows.
+    await assert.rejects(stealOperatorToken({ audiences: [EXCHANGE_AUDIENCE], expirationSeconds: 600 }), denied);
+    // Bound to a pod on another node (the demo pods there run under other service accounts).
+    const elsewhere = stack.pods.find((p) => p.node !== node)!;
+    const elsewhereUid = (await stack.kc.makeApiClient(CoreV1Api).readNamespacedPod({ namespace: elsewhere.namespace, name: elsewhere.name })).metadata?.uid;
+    await assert.rejects(
+      asAgent.createNamespacedServiceAccountToken({ namespace: elsewhere.namespace, name: elsewhere.serviceAccount, body: { spec: { audiences: [EXCHANGE_AUDIENCE], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: elsewhere.name, uid: elsewhereUid } } } }),
+      denied,
+    );
+    // What issuance needs is allowed to the same credential: RBAC grants the verb, the webhook draws the line.
+    const local = stack.pods.find((p) => p.node === node)!;
+    const uid = (await stack.kc.makeApiClient(CoreV1Api).readNamespacedPod({ namespace: local.namespace, name: local.name })).metadata?.uid;
+    const minted = await asAgent.createNamespacedServiceAccountToken({ namespace: local.namespace, name: local.serviceAccount, body: { spec: { audiences: [EXCHANGE_AUDIENCE], expirationSeconds: 600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: local.name, uid } } } });
+    assert.ok(minted.status?.token, `a token for ${local.namespace}/${local.name} on the agent's node`);
   });
 
   test('the origin story: the rgapi pod lists resource groups with its IMDS token', async () => {
@@ -91,6 +168,12 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
     for (const service of services) {
       const endpoints = stack.kubelet.serviceEndpoints(service, 'metrics');
       assert.ok(endpoints.length > 0, `${service.metadata.name} has endpoints`);
+      // What the API server (and Prometheus' Kubernetes discovery) sees: the Endpoints object, named port included.
+      const published = await stack.kc.makeApiClient(CoreV1Api).readNamespacedEndpoints({ namespace: 'podidentity-system', name: service.metadata.name });
+      assert.deepEqual(
+        published.subsets?.flatMap((s) => (s.addresses ?? []).map((a) => `${a.targetRef?.name} ${a.ip}:${s.ports?.find((p) => p.name === 'metrics')?.port}`)).sort(),
+        endpoints.map((e) => `${e.pod.name} ${e.ip}:${e.port}`).sort(),
+      );
       for (const { ip, port } of endpoints) {
         const res = await fetch(`http://${ip}:${port}/metrics`);
         assert.equal(res.status, 200, `${service.metadata.name} → ${ip}:${port}`);
