@@ -58,6 +58,22 @@ describe('role-assignment scope escape (dot segments and other non-canonical ARM
     assert.match(cond(pid.status, 'Ready')?.message ?? '', /^identity\.existing\.resourceId: /);
   });
 
+  it('an existing identity id that extends an allowed identity id is rejected, and the identity it names is never read (attack: policy allows ".../app", spec names ".../app/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin")', async () => {
+    const app = `${RG('team-a')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app`;
+    const admin = `${RG('team-a')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`;
+    const h = harness();
+    h.world.policyList = [{ ...teamA, spec: { ...teamA.spec, allowedExistingIdentities: [app] } }];
+    h.azure.seedIdentity(app);
+    h.azure.seedIdentity(admin);
+    h.world.create('team-a', 'web', { identity: { existing: { resourceId: `${app}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin` } } });
+    await h.settle('team-a/web');
+    const pid = h.world.pids.get('team-a/web')!;
+    assert.equal(h.azure.calls.length, 0, 'no Azure call');
+    assert.equal(cond(pid.status, 'Ready')?.reason, 'InvalidSpec');
+    assert.match(cond(pid.status, 'Ready')?.message ?? '', /^identity\.existing\.resourceId: /);
+    assert.equal(pid.status?.clientId, undefined, 'admin is not bound');
+  });
+
   it('a managed identity resource group ".." is rejected', async () => {
     const { pid, azure } = await attempt({ identity: { managed: { resourceGroup: '..' } } });
     assert.equal(azure.calls.length, 0, 'no Azure call');
