@@ -53,8 +53,10 @@ async function revoke(d: StepDeps, pid: PodIdentity, decision: PolicyDecision): 
     for (const [i, ra] of (pid.spec.roleAssignments ?? []).entries()) {
       if (decision.roles.has(i)) continue;
       const recorded = pid.status?.roleAssignments?.find((s) => s.role === ra.role && s.scope === ra.scope && s.roleDefinitionId);
-      if (!recorded?.roleDefinitionId) return; // cannot tell which assignment is still allowed without resolving: leave all
-      keep.add(roleAssignmentName(principalId, recorded.roleDefinitionId, ra.scope));
+      // An allowed entry with nothing recorded has no assignment of ours to keep. It must not stop the
+      // revocation of the denied ones: a role that never resolves, or an entry added in the same change as the
+      // tightening, would otherwise keep every revoked grant alive.
+      if (recorded?.roleDefinitionId) keep.add(roleAssignmentName(principalId, recorded.roleDefinitionId, ra.scope));
     }
   }
   await releaseRoles(d, pid, { identityId, principalId, owned: false, keep, reason: 'policy' });

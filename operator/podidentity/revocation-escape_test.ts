@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { PodIdentityPolicy } from '../../lib/api/types.js';
+import { roleDefinitionGuid } from '../azure/ids.js';
+import { harness, SUB } from './testing.js';
+
+/**
+ * Attack: keep a grant the policy has taken away. When a policy is tightened, the operator revokes what the
+ * PodIdentity recorded and the policy no longer allows. If one still-allowed entry has no recorded role
+ * definition (it never resolved, or was added in the same moment), the revocation must still happen for the
+ * denied ones.
+ */
+const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
+const CONTRIBUTOR = 'b24988ac-6180-42a0-ab88-20f7382dd24c';
+const policy = (allowedRoles: string[]): PodIdentityPolicy => ({
+  apiVersion: 'podidentity.dev/v1alpha1',
+  kind: 'PodIdentityPolicy',
+  metadata: { name: 'team' },
+  spec: { allowedRoles, allowedScopes: [RG('data')] },
+});
+const contributorAssignments = (azure: ReturnType<typeof harness>['azure']) =>
+  [...azure.assignments.values()].filter((a) => roleDefinitionGuid(a.roleDefinitionId) === CONTRIBUTOR);
+
+describe('revocation escape: a denied grant survives a tightened policy', () => {
+  it('an allowed entry that never resolved (a role that does not exist) does not keep a revoked grant alive', async () => {
+    const { world, azure, settle } = harness();
+    world.policyList = [policy(['Reader', 'Contributor', 'Ghost Role'])];
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Contributor', scope: RG('data') }, { role: 'Ghost Role', scope: RG('data') }] });
+    await settle('team/web');
+    assert.equal(contributorAssignments(azure).length, 1, 'Contributor granted while allowed');
+
+    world.policyList = [policy(['Reader', 'Ghost Role'])];
+    await settle('team/web');
+    assert.deepEqual(contributorAssignments(azure), [], 'Contributor revoked');
+    assert.equal(world.pids.get('team/web')!.status?.roleAssignments?.[0]?.state, 'Denied');
+  });
+
+  it('adding an allowed entry in the same change as the tightening does not keep a revoked grant alive', async () => {
+    const { world, azure, settle } = harness();
+    world.policyList = [policy(['Reader', 'Contributor'])];
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Contributor', scope: RG('data') }] });
+    await settle('team/web');
+    assert.equal(contributorAssignments(azure).length, 1);
+
+    world.policyList = [policy(['Reader'])];
+    world.updateSpec('team/web', (spec) => spec.roleAssignments!.push({ role: 'Reader', scope: RG('data') }));
+    await settle('team/web');
+    assert.deepEqual(contributorAssignments(azure), [], 'Contributor revoked');
+  });
+});
