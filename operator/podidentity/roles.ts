@@ -6,6 +6,7 @@
  * another PodIdentity on the same identity records.
  */
 import type { PodIdentity, RoleAssignmentStatus } from '../../lib/api/types.js';
+import { parseScope } from '../azure/arm-id.js';
 import { NotFoundError, PrincipalNotFoundError, ThrottledError } from '../azure/errors.js';
 import { parseResourceId, roleAssignmentName } from '../azure/ids.js';
 import type { AzureIdentity, RoleAssignment, RoleDefinition } from '../azure/types.js';
@@ -18,7 +19,11 @@ function isOperatorAssignment(ra: RoleAssignment): boolean {
   return !!ra.scope && !!ra.roleDefinitionId && ra.name.toLowerCase() === roleAssignmentName(ra.principalId, ra.roleDefinitionId, ra.scope);
 }
 
-const subscriptionOf = (scope: string): string | undefined => /^\/subscriptions\/([^/]+)/i.exec(scope)?.[1]?.toLowerCase();
+/** The subscription of a canonical scope; nothing for any other (its "subscription" could be `..`). */
+const subscriptionOf = (scope: string): string | undefined => {
+  const p = parseScope(scope);
+  return p.ok ? p.value.subscriptionId?.toLowerCase() : undefined;
+};
 
 /** Every subscription this PodIdentity may have grants in: the operator's, the identity's, and each scope's. */
 function subscriptionsOf(d: StepDeps, pid: PodIdentity, identityId: string | undefined): string[] {

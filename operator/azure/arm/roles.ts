@@ -90,6 +90,9 @@ export class ArmRoleClient implements RoleClient {
   }
 
   async listForPrincipal(principalId: string, subscriptionId: string): Promise<RoleAssignment[]> {
+    // The SDK leaves "." and ".." unescaped in the path: "/subscriptions/.." would list at the tenant root.
+    if (!isGuid(subscriptionId)) throw new Error(`refusing to list role assignments in subscription ${JSON.stringify(subscriptionId)}: not a GUID`);
+    if (!isGuid(principalId)) throw new Error(`refusing to list role assignments of principal ${JSON.stringify(principalId)}: not a GUID`);
     return this.call('roleAssignments.list', async () => {
       const out: RoleAssignment[] = [];
       const filter = `principalId eq '${principalId}'`;
