@@ -91,6 +91,8 @@ export interface ClusterNetwork {
   networkPlugin?: string;
   /** `overlay` for Azure CNI Overlay. */
   networkPluginMode?: string;
+  /** Azure CNI's `transparent` (routed, the default) or legacy `bridge` (pods on the azure0 bridge). */
+  networkMode?: string;
   networkPolicy?: string;
   networkDataplane?: string;
 }
