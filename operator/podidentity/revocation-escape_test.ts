@@ -48,3 +48,40 @@ describe('revocation escape: a denied grant survives a tightened policy', () => 
     assert.deepEqual(contributorAssignments(azure), [], 'Contributor revoked');
   });
 });
+
+describe('revocation escape: a grant at a management group is never listed, so never removed', () => {
+  const MG = '/providers/Microsoft.Management/managementGroups/other-mg';
+  const identityId = `${RG('shared')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app`;
+  const wide = (allowedScopes: string[]): PodIdentityPolicy => ({
+    apiVersion: 'podidentity.dev/v1alpha1',
+    kind: 'PodIdentityPolicy',
+    metadata: { name: 'team' },
+    spec: { allowedRoles: ['Reader'], allowedScopes, allowedExistingIdentities: [identityId] },
+  });
+  const atMg = (azure: ReturnType<typeof harness>['azure']) => [...azure.assignments.values()].filter((a) => a.scope.toLowerCase() === MG.toLowerCase());
+
+  it('a tightened policy revokes a management-group grant', async () => {
+    const { world, azure, settle } = harness();
+    azure.seedIdentity(identityId);
+    world.policyList = [wide(['/**'])];
+    world.create('team', 'web', { identity: { existing: { resourceId: identityId } }, roleAssignments: [{ role: 'Reader', scope: MG }] });
+    await settle('team/web');
+    assert.equal(atMg(azure).length, 1, 'granted at the management group while allowed');
+    world.policyList = [wide([RG('data')])];
+    await settle('team/web');
+    assert.deepEqual(atMg(azure), [], 'revoked');
+  });
+
+  it('deleting the PodIdentity removes its management-group grant from the existing identity', async () => {
+    const { world, azure, settle } = harness();
+    azure.seedIdentity(identityId);
+    world.policyList = [wide(['/**'])];
+    world.create('team', 'web', { identity: { existing: { resourceId: identityId } }, roleAssignments: [{ role: 'Reader', scope: MG }] });
+    await settle('team/web');
+    assert.equal(atMg(azure).length, 1);
+    world.delete('team/web');
+    await settle('team/web');
+    assert.equal(world.pids.get('team/web'), undefined, 'finalised');
+    assert.deepEqual(atMg(azure), [], 'removed');
+  });
+});
