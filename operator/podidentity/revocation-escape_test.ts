@@ -85,3 +85,20 @@ describe('revocation escape: a grant at a management group is never listed, so n
     assert.deepEqual(atMg(azure), [], 'removed');
   });
 });
+
+describe('revocation keeps what is still allowed', () => {
+  it('an allowed grant respelled from its name to its roleDefinitionId, in the same change as a denied entry, is kept', async () => {
+    const { world, azure, settle } = harness();
+    world.policyList = [policy(['Reader', 'Contributor'])];
+    world.create('team', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('data') }, { role: 'Contributor', scope: RG('data') }] });
+    await settle('team/web');
+    assert.equal(azure.assignments.size, 2);
+    world.policyList = [policy(['Reader'])];
+    world.updateSpec('team/web', (spec) => {
+      spec.roleAssignments![0]!.role = `/subscriptions/${SUB}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7`;
+    });
+    await settle('team/web');
+    assert.deepEqual(contributorAssignments(azure), [], 'Contributor revoked');
+    assert.equal(azure.assignments.size, 1, 'Reader kept');
+  });
+});
