@@ -33,8 +33,15 @@ export async function checkNetworkPlugin(cluster: ClusterClient, check: NetworkP
   const network = await cluster.getNetwork(check.aksClusterId);
   const plugin = network.networkPlugin?.toLowerCase();
   const fields = { aksClusterId: check.aksClusterId, ...network };
-  if (plugin === 'kubenet' || plugin === undefined) {
-    const what = plugin === 'kubenet' ? 'the cluster uses the kubenet network plugin' : 'the cluster did not report its network plugin (networkProfile.networkPlugin)';
+  // Azure CNI's legacy bridge mode puts pods on the azure0 bridge: the same ARP exposure as kubenet.
+  const bridged = plugin === 'azure' && network.networkMode?.toLowerCase() === 'bridge';
+  if (plugin === 'kubenet' || plugin === undefined || bridged) {
+    const what =
+      plugin === 'kubenet'
+        ? 'the cluster uses the kubenet network plugin'
+        : bridged
+          ? 'the cluster uses Azure CNI in bridge mode (networkProfile.networkMode bridge: pods share a Linux bridge)'
+          : 'the cluster did not report its network plugin (networkProfile.networkPlugin)';
     if (!check.allowKubenet) {
       const message = `refusing to start: ${what}, where a pod with NET_RAW can ARP-spoof another pod's IP on its node and be handed that pod's Azure tokens. Use Azure CNI, or accept the risk with ${ALLOW_KUBENET_FLAG} after dropping NET_RAW from every workload (config/security/drop-net-raw.yaml)`;
       logger?.error(message, fields);

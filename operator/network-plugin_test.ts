@@ -27,6 +27,19 @@ describe('ARP spoofing on kubenet: the network plugin check at startup', () => {
     await assert.rejects(checkNetworkPlugin(azure.cluster, { aksClusterId: CLUSTER, allowKubenet: false }), NetworkPluginRefusedError);
   });
 
+  it('refuses Azure CNI in legacy bridge mode (networkMode bridge: pods share the azure0 bridge, so ARP spoofing works as on kubenet)', async () => {
+    for (const network of [{ networkPlugin: 'azure', networkMode: 'bridge' }, { networkPlugin: 'Azure', networkMode: 'Bridge' }]) {
+      const azure = new FakeAzure();
+      azure.clusterNetwork = network;
+      const { lines, logger } = recordingLogger();
+      await assert.rejects(checkNetworkPlugin(azure.cluster, { aksClusterId: CLUSTER, allowKubenet: false }, logger), (err: unknown) => err instanceof NetworkPluginRefusedError && /bridge/.test(err.message) && /--allow-network-plugin-kubenet/.test(err.message));
+      assert.ok(lines.some((l) => l.level === 'error' && /bridge mode/.test(l.message)), JSON.stringify(lines));
+    }
+    const azure = new FakeAzure();
+    azure.clusterNetwork = { networkPlugin: 'azure', networkMode: 'transparent' };
+    assert.deepEqual(await checkNetworkPlugin(azure.cluster, { aksClusterId: CLUSTER, allowKubenet: false }), { networkPlugin: 'azure', networkMode: 'transparent' });
+  });
+
   it('runs on kubenet with --allow-network-plugin-kubenet, warning about NET_RAW', async () => {
     const azure = new FakeAzure();
     azure.clusterNetwork = { networkPlugin: 'kubenet' };

@@ -83,6 +83,8 @@ export interface ManagedClusterSeed {
   networkPlugin?: 'azure' | 'kubenet' | 'none';
   /** networkProfile.networkPluginMode (`overlay`); default none. */
   networkPluginMode?: string;
+  /** networkProfile.networkMode for Azure CNI (`transparent`, or the legacy `bridge`); default none. */
+  networkMode?: string;
 }
 
 export interface IdentitySeed {
@@ -234,6 +236,7 @@ export function createSeeder(deps: ArmDeps, issuers: IssuerTrust): Seeder {
         kubeletIdentity: { resourceId: kubelet.id, clientId: kubelet.clientId, objectId: kubelet.principalId },
         networkPlugin: seed.networkPlugin ?? 'azure',
         ...(seed.networkPluginMode ? { networkPluginMode: seed.networkPluginMode } : {}),
+        ...(seed.networkMode ? { networkMode: seed.networkMode } : {}),
       });
       return { id, kubeletIdentity: identityView(kubelet, state.tenantId) };
     },

@@ -107,6 +107,8 @@ export interface ManagedCluster {
   networkPlugin: string;
   /** networkProfile.networkPluginMode, e.g. `overlay` (Azure CNI Overlay). */
   networkPluginMode?: string;
+  /** networkProfile.networkMode for Azure CNI: `transparent` or the legacy `bridge`. */
+  networkMode?: string;
 }
 
 export interface AsyncOperation {

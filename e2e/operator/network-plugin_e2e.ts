@@ -27,6 +27,7 @@ describe('ARP spoofing on kubenet: network plugin detection', () => {
     ] as const) {
       clusters[name] = env.emu.seed.managedCluster({ resourceGroup: 'aks', name, nodeResourceGroup: `mc_${name}`, oidcIssuerUrl: env.cluster.issuer, networkPlugin, ...(networkPluginMode ? { networkPluginMode } : {}) }).id;
     }
+    clusters['bridge-aks'] = env.emu.seed.managedCluster({ resourceGroup: 'aks', name: 'bridge-aks', nodeResourceGroup: 'mc_bridge-aks', oidcIssuerUrl: env.cluster.issuer, networkPlugin: 'azure', networkMode: 'bridge' }).id;
   });
   after(async () => {
     await Promise.all(running.map((p) => p.stop()));
@@ -40,6 +41,16 @@ describe('ARP spoofing on kubenet: network plugin detection', () => {
     assert.deepEqual(await azure.cluster.getNetwork(clusters['cni-aks']!), { networkPlugin: 'azure' });
     assert.deepEqual(await azure.cluster.getNetwork(clusters['overlay-aks']!), { networkPlugin: 'azure', networkPluginMode: 'overlay' });
     assert.deepEqual(await azure.cluster.getNetwork(clusters['byo-aks']!), { networkPlugin: 'none' });
+    assert.deepEqual(await azure.cluster.getNetwork(clusters['bridge-aks']!), { networkPlugin: 'azure', networkMode: 'bridge' });
+  });
+
+  it('on Azure CNI in legacy bridge mode (pods on a Linux bridge, ARP-spoofable like kubenet) the operator refuses to start', async () => {
+    const operator = env.startOperator('operator-bridge', ['--aks-cluster-id', clusters['bridge-aks']!]);
+    running.push(operator);
+    const code = await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 60_000, 'still running'))]);
+    assert.notEqual(code, 'still running', `the operator kept running on a bridged Azure CNI:\n${operator.output().slice(-4000)}`);
+    assert.notEqual(code, 0, operator.output());
+    assert.match(operator.output(), /refusing to start: the cluster uses Azure CNI in bridge mode.*--allow-network-plugin-kubenet/);
   });
 
   it('on kubenet the operator refuses to start, naming --allow-network-plugin-kubenet, and reconciles nothing', async () => {

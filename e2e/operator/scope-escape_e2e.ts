@@ -22,6 +22,7 @@ async function installLooseCrd(env: OperatorEnv): Promise<void> {
   const item = spec.properties!['roleAssignments']!.items as V1JSONSchemaProps;
   delete item.properties!['scope']!.pattern;
   delete item.properties!['role']!.pattern;
+  delete spec.properties!['identity']!.properties!['existing']!.properties!['resourceId']!.pattern;
   const name = crd.metadata!.name!;
   const existing = await api.readCustomResourceDefinition({ name });
   crd.metadata = { ...crd.metadata, resourceVersion: existing.metadata?.resourceVersion };
@@ -82,6 +83,20 @@ describe('role-assignment scope escape, end to end (past the schema)', () => {
       await deletePodIdentity(env, name);
     });
   }
+
+  it('an existing identity id extending the allowed identity id (…/app/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin) is InvalidSpec, and admin is never bound', async () => {
+    const app = env.emu.seed.identity({ resourceGroup: 'team-a', name: 'app' });
+    const admin = env.emu.seed.identity({ resourceGroup: 'team-a', name: 'admin' });
+    await applyPolicy(env, policyName, { allowedRoles: ['Reader'], allowedScopes: [env.rg('team-a')], allowedExistingIdentities: [app.id] });
+    const name = 'escape-extension';
+    const resourceId = `${app.id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`;
+    await createPodIdentity(env, name, { identity: { existing: { resourceId } } });
+    const pid = await settled(name);
+    assert.equal(condition(pid, 'Ready')?.reason, 'InvalidSpec', `status: ${JSON.stringify(pid?.status)}`);
+    assert.match(condition(pid, 'Ready')?.message ?? '', /^identity\.existing\.resourceId: .*is not a user-assigned identity id/);
+    assert.notEqual(pid?.status?.clientId, admin.clientId, 'admin is not bound');
+    await deletePodIdentity(env, name);
+  });
 
   it('a canonical scope inside the allowed resource group is assigned exactly there', async () => {
     const scope = env.rg('team-a');

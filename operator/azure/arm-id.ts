@@ -29,6 +29,11 @@ export interface ArmId {
   provider?: string;
   type?: string;
   name?: string;
+  /**
+   * For a resource: it is an extension resource (a later `providers` section), so provider/type/name describe
+   * the extension, not a resource in `resourceGroup`. Such an id never names a top-level resource.
+   */
+  extension?: boolean;
 }
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
@@ -111,6 +116,7 @@ export function parseArmId(input: string): Parsed<ArmId> {
   let provider: string | undefined;
   const types: string[] = [];
   let name: string | undefined;
+  let sections = 0;
   while (i < seg.length) {
     if (!eq(seg[i], 'providers')) {
       const type = seg[i]!;
@@ -133,6 +139,7 @@ export function parseArmId(input: string): Parsed<ArmId> {
     if (!NAME.test(n)) return fail(`has an invalid resource name "${n}"`);
     // A later section is an extension resource: its own namespace and type.
     provider = namespace;
+    sections++;
     types.length = 0;
     types.push(type);
     name = n;
@@ -140,7 +147,7 @@ export function parseArmId(input: string): Parsed<ArmId> {
   }
   return {
     ok: true,
-    value: { ...base, kind: 'resource', subscriptionId, ...(resourceGroup !== undefined ? { resourceGroup } : {}), provider: provider!, type: types.join('/'), name: name! },
+    value: { ...base, kind: 'resource', subscriptionId, ...(resourceGroup !== undefined ? { resourceGroup } : {}), provider: provider!, type: types.join('/'), name: name!, ...(sections > 1 ? { extension: true } : {}) },
   };
 }
 
@@ -162,7 +169,10 @@ export function parseTyped(input: string, provider: string, type: string, what: 
   const p = parseArmId(input);
   if (!p.ok) return p;
   const v = p.value;
-  if (v.kind !== 'resource' || v.resourceGroup === undefined || !eq(v.provider, provider) || !eq(v.type, type)) {
+  // Exactly one provider section: an extension resource's own namespace and type could otherwise pose as
+  // `provider`/`type` (`…/userAssignedIdentities/app/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`
+  // would pass a policy allowing `…/app` and then be read as `admin`).
+  if (v.kind !== 'resource' || v.resourceGroup === undefined || v.extension || !eq(v.provider, provider) || !eq(v.type, type)) {
     return fail(`is not ${what} (/subscriptions/{id}/resourceGroups/{rg}/providers/${provider}/${type}/{name})`);
   }
   return p;

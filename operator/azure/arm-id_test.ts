@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseArmId, parsePathPattern, parseRole, parseScope } from './arm-id.js';
+import { parseArmId, parseIdentityResourceId, parsePathPattern, parseRole, parseScope } from './arm-id.js';
+import { parseIdentityId, parseResourceId } from './ids.js';
 
 const SUB = '00000000-0000-4000-8000-000000000001';
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
@@ -103,5 +104,27 @@ describe('policy path patterns', () => {
     for (const p of [`${RG('a')}/..`, `${RG('a')}/.`, `${RG('a')}/`, `${RG('a')}//x`, `${RG('a')}/%2e%2e`, `${RG('a')}/**/x`, `${RG('a')}/a**`, ` ${RG('a')}`]) {
       assert.equal(parsePathPattern(p).ok, false, p);
     }
+  });
+});
+
+describe('identity ids that extend another id (attack: an allowed identity id as a prefix of another identity)', () => {
+  const app = `${RG('team-a')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app`;
+  const extended: [string, string][] = [
+    ['an extension section on the allowed identity', `${app}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`],
+    ['an extension section on another resource', `${RG('team-a')}/providers/Microsoft.Storage/storageAccounts/x/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`],
+    ['nested "resourceGroups" after a provider section', `${RG('team-a')}/providers/Microsoft.Foo/bar/x/resourceGroups/prod/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`],
+  ];
+  for (const [how, id] of extended) {
+    it(`rejects ${how} as a user-assigned identity id, and the adapters cannot parse it into another identity`, () => {
+      const p = parseIdentityResourceId(id);
+      assert.equal(p.ok, false, 'not an identity id');
+      if (!p.ok) assert.match(p.problem, /is not a user-assigned identity id/);
+      assert.equal(parseIdentityId(id), undefined, 'adapters refuse it');
+      assert.equal(parseResourceId(id), undefined, 'not a top-level resource');
+    });
+  }
+  it('still accepts the identity id itself', () => {
+    assert.ok(parseIdentityResourceId(app).ok);
+    assert.equal(parseIdentityId(app)?.name, 'app');
   });
 });

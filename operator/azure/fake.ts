@@ -185,6 +185,10 @@ export class FakeAzure implements AzureClients {
       const under = `/subscriptions/${subscriptionId.toLowerCase()}`;
       return [...this.assignments.values()].filter((a) => a.principalId === principalId && normalizeId(a.scope).startsWith(under)).map((a) => ({ ...a }));
     },
+    listForPrincipalAtManagementGroup: async (principalId: string, managementGroupScope: string) => {
+      await this.enter('roleAssignments.list');
+      return [...this.assignments.values()].filter((a) => a.principalId === principalId && normalizeId(a.scope) === normalizeId(managementGroupScope)).map((a) => ({ ...a }));
+    },
   };
 
   readonly scaleSets: ScaleSetClient = {

@@ -12,12 +12,13 @@ export interface ResourceIdParts {
 }
 
 /**
- * Parses a top-level ARM resource id in canonical form (see arm-id.ts); undefined when it is not one. The
+ * Parses a top-level ARM resource id in canonical form (see arm-id.ts); undefined when it is not one (nested
+ * and extension resources included: their last type and name are not a resource in the resource group). The
  * adapters parse every id through here, so a non-canonical id never reaches an Azure SDK call.
  */
 export function parseResourceId(id: string): ResourceIdParts | undefined {
   const p = parseArmId(id);
-  if (!p.ok || p.value.kind !== 'resource' || !p.value.resourceGroup || p.value.type?.includes('/')) return undefined;
+  if (!p.ok || p.value.kind !== 'resource' || !p.value.resourceGroup || p.value.extension || p.value.type?.includes('/')) return undefined;
   const v = p.value;
   return { subscriptionId: v.subscriptionId!, resourceGroup: v.resourceGroup!, provider: v.provider!, type: v.type!, name: v.name! };
 }

@@ -66,6 +66,11 @@ export interface RoleClient {
   delete(scope: string, name: string): Promise<void>;
   /** Every assignment of the principal in one subscription (ARM lists per subscription). */
   listForPrincipal(principalId: string, subscriptionId: string): Promise<RoleAssignment[]>;
+  /**
+   * The principal's assignments at a management group (canonical `/providers/Microsoft.Management/managementGroups/{name}`):
+   * a subscription's list does not hold them unless the group is above that subscription.
+   */
+  listForPrincipalAtManagementGroup(principalId: string, managementGroupScope: string): Promise<RoleAssignment[]>;
 }
 
 export interface ScaleSetIdentities {
@@ -91,6 +96,8 @@ export interface ClusterNetwork {
   networkPlugin?: string;
   /** `overlay` for Azure CNI Overlay. */
   networkPluginMode?: string;
+  /** Azure CNI's `transparent` (routed, the default) or legacy `bridge` (pods on the azure0 bridge). */
+  networkMode?: string;
   networkPolicy?: string;
   networkDataplane?: string;
 }

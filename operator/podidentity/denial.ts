@@ -4,6 +4,7 @@
  * granted and nothing revoked until its labels are known.
  */
 import { CONDITION_IDENTITY_READY, CONDITION_READY, CONDITION_ROLES_ASSIGNED, type Mode, type PodIdentity } from '../../lib/api/types.js';
+import { parseRole } from '../azure/arm-id.js';
 import { roleAssignmentName } from '../azure/ids.js';
 import { violations, type PolicyDecision } from '../policy/evaluate.js';
 import { releaseCredentials } from './credentials.js';
@@ -53,8 +54,13 @@ async function revoke(d: StepDeps, pid: PodIdentity, decision: PolicyDecision): 
     for (const [i, ra] of (pid.spec.roleAssignments ?? []).entries()) {
       if (decision.roles.has(i)) continue;
       const recorded = pid.status?.roleAssignments?.find((s) => s.role === ra.role && s.scope === ra.scope && s.roleDefinitionId);
-      if (!recorded?.roleDefinitionId) return; // cannot tell which assignment is still allowed without resolving: leave all
-      keep.add(roleAssignmentName(principalId, recorded.roleDefinitionId, ra.scope));
+      // The definition: as recorded, or as written when the role is a roleDefinitionId (no read needed). An
+      // allowed entry with neither has no assignment of ours to keep; it must not stop the revocation of the
+      // denied ones (a role that never resolves, or an entry added with the tightening, would otherwise keep
+      // every revoked grant alive).
+      const role = parseRole(ra.role);
+      const definition = recorded?.roleDefinitionId ?? (role.ok ? role.value.guid : undefined);
+      if (definition) keep.add(roleAssignmentName(principalId, definition, ra.scope));
     }
   }
   await releaseRoles(d, pid, { identityId, principalId, owned: false, keep, reason: 'policy' });

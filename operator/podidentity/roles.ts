@@ -6,6 +6,7 @@
  * another PodIdentity on the same identity records.
  */
 import type { PodIdentity, RoleAssignmentStatus } from '../../lib/api/types.js';
+import { parseScope } from '../azure/arm-id.js';
 import { NotFoundError, PrincipalNotFoundError, ThrottledError } from '../azure/errors.js';
 import { parseResourceId, roleAssignmentName } from '../azure/ids.js';
 import type { AzureIdentity, RoleAssignment, RoleDefinition } from '../azure/types.js';
@@ -18,18 +19,48 @@ function isOperatorAssignment(ra: RoleAssignment): boolean {
   return !!ra.scope && !!ra.roleDefinitionId && ra.name.toLowerCase() === roleAssignmentName(ra.principalId, ra.roleDefinitionId, ra.scope);
 }
 
-const subscriptionOf = (scope: string): string | undefined => /^\/subscriptions\/([^/]+)/i.exec(scope)?.[1]?.toLowerCase();
+/** The subscription of a canonical scope; nothing for any other (its "subscription" could be `..`). */
+const subscriptionOf = (scope: string): string | undefined => {
+  const p = parseScope(scope);
+  return p.ok ? p.value.subscriptionId?.toLowerCase() : undefined;
+};
 
-/** Every subscription this PodIdentity may have grants in: the operator's, the identity's, and each scope's. */
-function subscriptionsOf(d: StepDeps, pid: PodIdentity, identityId: string | undefined): string[] {
+/**
+ * Everywhere this PodIdentity may have grants: the operator's subscription, the identity's, each scope's, and
+ * each management group it named (a subscription's list does not hold those).
+ */
+function placesOf(d: StepDeps, pid: PodIdentity, identityId: string | undefined): { subscriptions: string[]; managementGroups: string[] } {
   const subs = new Set<string>([d.settings.subscriptionId.toLowerCase()]);
+  const groups = new Map<string, string>();
   const idSub = identityId ? parseResourceId(identityId)?.subscriptionId : undefined;
   if (idSub) subs.add(idSub.toLowerCase());
   for (const s of [...(pid.spec.roleAssignments ?? []), ...(pid.status?.roleAssignments ?? [])]) {
     const sub = subscriptionOf(s.scope);
     if (sub) subs.add(sub);
   }
-  return [...subs].sort();
+  // Groups only where an assignment may exist (a role definition recorded): listing a group the operator has
+  // no rights on would fail, and hold up a release that has nothing there to remove.
+  for (const s of pid.status?.roleAssignments ?? []) {
+    const p = parseScope(s.scope);
+    if (s.roleDefinitionId && p.ok && p.value.kind === 'managementGroup') groups.set(p.value.key, p.value.id);
+  }
+  return { subscriptions: [...subs].sort(), managementGroups: [...groups.values()].sort() };
+}
+
+async function listAll(d: StepDeps, principalId: string, places: { subscriptions: string[]; managementGroups: string[] }): Promise<RoleAssignment[]> {
+  const byName = new Map<string, RoleAssignment>();
+  const lists = [
+    ...places.subscriptions.map((sub) => () => d.azure.roles.listForPrincipal(principalId, sub)),
+    ...places.managementGroups.map((mg) => () => d.azure.roles.listForPrincipalAtManagementGroup(principalId, mg)),
+  ];
+  for (const list of lists) {
+    try {
+      for (const ra of await list()) byName.set(ra.name.toLowerCase(), ra);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+  return [...byName.values()];
 }
 
 export interface Release {
@@ -50,27 +81,18 @@ export async function releaseRoles(d: StepDeps, pid: PodIdentity, r: Release): P
   const recorded = new Set((pid.status?.roleAssignments ?? []).flatMap((s) => (s.roleDefinitionId ? [roleAssignmentName(r.principalId, s.roleDefinitionId, s.scope)] : [])));
   const others = othersClaims(d.view, pid, r.identityId, r.principalId).roleAssignments;
   for (const name of await othersWantedRoles(d, pid, r.identityId, r.identityTags, r.principalId)) others.add(name);
-  for (const sub of subscriptionsOf(d, pid, r.identityId)) {
-    let existing: RoleAssignment[];
-    try {
-      existing = await d.azure.roles.listForPrincipal(r.principalId, sub);
-    } catch (err) {
-      if (err instanceof NotFoundError) continue;
-      throw err;
-    }
-    for (const ra of existing) {
-      const name = ra.name.toLowerCase();
-      if (!isOperatorAssignment(ra) || r.keep?.has(name) || others.has(name)) continue;
-      if (!r.owned && !recorded.has(name)) continue;
-      await d.azure.roles.delete(ra.scope, ra.name);
-      const fields = { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: pid.status?.clientId, roleDefinitionId: ra.roleDefinitionId, scope: ra.scope };
-      if (r.reason === 'policy') {
-        d.logger?.info('role assignment revoked by policy', fields);
-        await d.writer.event(pid, 'Warning', 'RoleAssignmentRevoked', `policy no longer allows ${ra.roleDefinitionId} at ${ra.scope}; removed`);
-      } else {
-        d.logger?.info('role assignment removed', fields);
-        if (r.reason === 'spec') await d.writer.event(pid, 'Normal', 'RoleAssignmentRemoved', `removed ${ra.roleDefinitionId} at ${ra.scope}`);
-      }
+  for (const ra of await listAll(d, r.principalId, placesOf(d, pid, r.identityId))) {
+    const name = ra.name.toLowerCase();
+    if (!isOperatorAssignment(ra) || r.keep?.has(name) || others.has(name)) continue;
+    if (!r.owned && !recorded.has(name)) continue;
+    await d.azure.roles.delete(ra.scope, ra.name);
+    const fields = { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: pid.status?.clientId, roleDefinitionId: ra.roleDefinitionId, scope: ra.scope };
+    if (r.reason === 'policy') {
+      d.logger?.info('role assignment revoked by policy', fields);
+      await d.writer.event(pid, 'Warning', 'RoleAssignmentRevoked', `policy no longer allows ${ra.roleDefinitionId} at ${ra.scope}; removed`);
+    } else {
+      d.logger?.info('role assignment removed', fields);
+      if (r.reason === 'spec') await d.writer.event(pid, 'Normal', 'RoleAssignmentRemoved', `removed ${ra.roleDefinitionId} at ${ra.scope}`);
     }
   }
 }

@@ -58,6 +58,40 @@ describe('role-assignment scope escape (dot segments and other non-canonical ARM
     assert.match(cond(pid.status, 'Ready')?.message ?? '', /^identity\.existing\.resourceId: /);
   });
 
+  it('an existing identity id that extends an allowed identity id is rejected, and the identity it names is never read (attack: policy allows ".../app", spec names ".../app/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin")', async () => {
+    const app = `${RG('team-a')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app`;
+    const admin = `${RG('team-a')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin`;
+    const h = harness();
+    h.world.policyList = [{ ...teamA, spec: { ...teamA.spec, allowedExistingIdentities: [app] } }];
+    h.azure.seedIdentity(app);
+    h.azure.seedIdentity(admin);
+    h.world.create('team-a', 'web', { identity: { existing: { resourceId: `${app}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/admin` } } });
+    await h.settle('team-a/web');
+    const pid = h.world.pids.get('team-a/web')!;
+    assert.equal(h.azure.calls.length, 0, 'no Azure call');
+    assert.equal(cond(pid.status, 'Ready')?.reason, 'InvalidSpec');
+    assert.match(cond(pid.status, 'Ready')?.message ?? '', /^identity\.existing\.resourceId: /);
+    assert.equal(pid.status?.clientId, undefined, 'admin is not bound');
+  });
+
+  it('a non-canonical subscription in a scope never reaches an Azure list, even while revoking (attack: "/subscriptions/.." turns the per-subscription list into a tenant-wide one)', async () => {
+    const h = harness();
+    h.world.policyList = [teamA];
+    h.world.create('team-a', 'web', { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: RG('team-a') }] });
+    await h.settle('team-a/web');
+    assert.equal(cond(h.world.pids.get('team-a/web')!.status, 'Ready')?.status, 'True');
+    const listed: string[] = [];
+    const list = h.azure.roles.listForPrincipal.bind(h.azure.roles);
+    h.azure.roles.listForPrincipal = (principalId, subscriptionId) => {
+      listed.push(subscriptionId);
+      return list(principalId, subscriptionId);
+    };
+    h.world.updateSpec('team-a/web', (spec) => spec.roleAssignments!.push({ role: 'Reader', scope: '/subscriptions/../resourceGroups/team-a' }));
+    await h.settle('team-a/web');
+    assert.equal(cond(h.world.pids.get('team-a/web')!.status, 'Ready')?.reason, 'InvalidSpec');
+    assert.deepEqual(listed.filter((s) => !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s)), [], 'only GUID subscriptions are listed');
+  });
+
   it('a managed identity resource group ".." is rejected', async () => {
     const { pid, azure } = await attempt({ identity: { managed: { resourceGroup: '..' } } });
     assert.equal(azure.calls.length, 0, 'no Azure call');

@@ -86,8 +86,9 @@ const allowsScope = (policy: PodIdentityPolicy, scope: string): boolean => (poli
 
 /**
  * Pure evaluation of the PodIdentityPolicies that select the namespace (their union: an entry is allowed when
- * one policy allows it whole, so policy A's roles never combine with policy B's scopes). Without any matching
- * policy: only a managed identity in the operator's default resource group, and no roles.
+ * one policy allows it whole, mode included, so policy A's roles never combine with policy B's scopes or
+ * mode). Without any matching policy: only a managed identity in the operator's default resource group, and no
+ * roles.
  */
 export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   const ns = input.namespace;
@@ -117,22 +118,28 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   };
 
   // Mode: omitted allowedModes allows both; no matching policy allows both.
-  if (matching.length > 0 && !matching.some((p) => !p.spec.allowedModes || p.spec.allowedModes.includes(input.mode))) {
+  const allowsMode = (p: PodIdentityPolicy): boolean => !p.spec.allowedModes || p.spec.allowedModes.includes(input.mode);
+  if (matching.length > 0 && !matching.some(allowsMode)) {
     decision.mode = `mode: "${input.mode}" is not allowed ${byAny}`;
   }
+  // The mode decides where the identity lives (Node mode puts it on the nodes' scale sets), so it is part of
+  // every entry: an identity or role is allowed only by a policy that also allows the mode. Otherwise one
+  // policy's Node mode would combine with another's Federated-only roles. (With the mode denied, the entries
+  // are still judged against every matching policy, for the messages.)
+  const eligible = decision.mode ? matching : matching.filter(allowsMode);
 
   const existing = input.spec.identity.existing;
   if (identityInvalid.length) {
     // already reported; no policy question to ask about an id that is not canonical
   } else if (existing) {
-    if (!matching.some((p) => (p.spec.allowedExistingIdentities ?? []).some((pattern) => matchesPathPattern(pattern, existing.resourceId)))) {
+    if (!eligible.some((p) => (p.spec.allowedExistingIdentities ?? []).some((pattern) => matchesPathPattern(pattern, existing.resourceId)))) {
       decision.identity = withIgnored(`identity.existing.resourceId: "${existing.resourceId}" is not allowed ${byAny} (allowedExistingIdentities)`, 'allowedExistingIdentities');
     }
   } else {
     const rg = input.managedResourceGroup ?? input.defaultResourceGroup;
     if (rg.toLowerCase() !== input.defaultResourceGroup.toLowerCase()) {
       const rgScope = `/subscriptions/${input.subscriptionId}/resourceGroups/${rg}`;
-      if (!matching.some((p) => allowsScope(p, rgScope))) {
+      if (!eligible.some((p) => allowsScope(p, rgScope))) {
         decision.identity = withIgnored(`identity.managed.resourceGroup: "${rg}" is not the operator's default resource group and is not allowed ${byAny} (allowedScopes)`, 'allowedScopes');
       }
     }
@@ -141,7 +148,7 @@ export function evaluatePolicy(input: PolicyInput): PolicyDecision {
   (input.spec.roleAssignments ?? []).forEach((ra, index) => {
     if (decision.roles.has(index)) return; // not canonical: already reported
     const info = input.roleInfo?.get(ra.role);
-    const roleAllowed = matching.filter((p) => allowsRole(p, ra.role, info));
+    const roleAllowed = eligible.filter((p) => allowsRole(p, ra.role, info));
     if (roleAllowed.length === 0) decision.roles.set(index, withIgnored(`roleAssignments[${index}]: role "${ra.role}" is not allowed ${byAny}`, 'allowedRoles'));
     else if (!roleAllowed.some((p) => allowsScope(p, ra.scope))) decision.roles.set(index, withIgnored(`roleAssignments[${index}]: scope "${ra.scope}" is not allowed for role "${ra.role}" ${byAny}`, 'allowedScopes'));
   });

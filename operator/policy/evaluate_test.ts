@@ -195,3 +195,26 @@ describe('evaluatePolicy', () => {
     assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope }] }, [policyA])).allowed, true);
   });
 });
+
+describe('policy escape: combining one policy\'s mode with another\'s roles or identities', () => {
+  // The admin allows Owner only in Federated mode (kept off the nodes' scale sets), and Node mode only for Reader.
+  const federatedOwner = policy('owner-federated-only', { allowedModes: ['Federated'], allowedRoles: ['Owner'], allowedScopes: [RG('team-a')], allowedExistingIdentities: [IDENTITY('ids', 'deployer')] });
+  const nodeReader = policy('node-reader', { allowedModes: ['Node'], allowedRoles: ['Reader'], allowedScopes: [RG('team-a')] });
+
+  it('a role allowed only by a policy that does not allow the mode is denied (Owner in Node mode)', () => {
+    const d = evaluatePolicy(input({ roleAssignments: [{ role: 'Owner', scope: RG('team-a') }] }, [federatedOwner, nodeReader], { mode: 'Node' }));
+    assert.equal(d.allowed, false);
+    assert.match(d.roles.get(0) ?? '', /role "Owner" is not allowed/);
+  });
+
+  it('an existing identity allowed only by a policy that does not allow the mode is denied', () => {
+    const d = evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('ids', 'deployer') } } }, [federatedOwner, nodeReader], { mode: 'Node' }));
+    assert.equal(d.allowed, false);
+    assert.match(d.identity ?? '', /is not allowed/);
+  });
+
+  it('each policy still allows its own mode with its own entries', () => {
+    assert.equal(evaluatePolicy(input({ roleAssignments: [{ role: 'Reader', scope: RG('team-a') }] }, [federatedOwner, nodeReader], { mode: 'Node' })).allowed, true);
+    assert.equal(evaluatePolicy(input({ identity: { existing: { resourceId: IDENTITY('ids', 'deployer') } }, roleAssignments: [{ role: 'Owner', scope: RG('team-a') }] }, [federatedOwner, nodeReader])).allowed, true);
+  });
+});

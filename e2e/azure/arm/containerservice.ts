@@ -27,6 +27,7 @@ export function managedClusterJson(c: ManagedCluster): Record<string, unknown> {
       networkProfile: {
         networkPlugin: c.networkPlugin,
         ...(c.networkPluginMode ? { networkPluginMode: c.networkPluginMode } : {}),
+        ...(c.networkMode ? { networkMode: c.networkMode } : {}),
         ...(c.networkPlugin === 'kubenet' || c.networkPluginMode === 'overlay' ? { podCidr: '10.244.0.0/16' } : {}),
         serviceCidr: '10.0.0.0/16',
         dnsServiceIP: '10.0.0.10',

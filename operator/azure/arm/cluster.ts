@@ -25,6 +25,7 @@ export class ArmClusterClient implements ClusterClient {
     return {
       ...(n.networkPlugin ? { networkPlugin: n.networkPlugin } : {}),
       ...(n.networkPluginMode ? { networkPluginMode: n.networkPluginMode } : {}),
+      ...(n.networkMode ? { networkMode: n.networkMode } : {}),
       ...(n.networkPolicy ? { networkPolicy: n.networkPolicy } : {}),
       ...(n.networkDataplane ? { networkDataplane: n.networkDataplane } : {}),
     };

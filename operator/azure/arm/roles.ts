@@ -90,11 +90,29 @@ export class ArmRoleClient implements RoleClient {
   }
 
   async listForPrincipal(principalId: string, subscriptionId: string): Promise<RoleAssignment[]> {
+    // The SDK leaves "." and ".." unescaped in the path: "/subscriptions/.." would list at the tenant root.
+    if (!isGuid(subscriptionId)) throw new Error(`refusing to list role assignments in subscription ${JSON.stringify(subscriptionId)}: not a GUID`);
+    if (!isGuid(principalId)) throw new Error(`refusing to list role assignments of principal ${JSON.stringify(principalId)}: not a GUID`);
     return this.call('roleAssignments.list', async () => {
       const out: RoleAssignment[] = [];
       const filter = `principalId eq '${principalId}'`;
       for await (const ra of this.clientFor(subscriptionId).roleAssignments.listForSubscription({ filter })) {
         if (ra.principalId && ra.principalId.toLowerCase() !== principalId.toLowerCase()) continue;
+        out.push({ id: ra.id ?? '', name: ra.name ?? '', scope: ra.scope ?? '', roleDefinitionId: ra.roleDefinitionId ?? '', principalId });
+      }
+      return out;
+    });
+  }
+
+  async listForPrincipalAtManagementGroup(principalId: string, managementGroupScope: string): Promise<RoleAssignment[]> {
+    const p = parseScope(managementGroupScope);
+    if (!p.ok || p.value.kind !== 'managementGroup') throw new Error(`refusing to list role assignments at ${JSON.stringify(managementGroupScope)}: not a canonical management group id`);
+    if (!isGuid(principalId)) throw new Error(`refusing to list role assignments of principal ${JSON.stringify(principalId)}: not a GUID`);
+    return this.call('roleAssignments.list', async () => {
+      const out: RoleAssignment[] = [];
+      // Management groups filter by assignedTo() (principalId eq is for subscriptions and below).
+      for await (const ra of this.client.roleAssignments.listForScope(sdkScope(managementGroupScope), { filter: `assignedTo('${principalId}')` })) {
+        if (ra.principalId?.toLowerCase() !== principalId.toLowerCase()) continue;
         out.push({ id: ra.id ?? '', name: ra.name ?? '', scope: ra.scope ?? '', roleDefinitionId: ra.roleDefinitionId ?? '', principalId });
       }
       return out;
