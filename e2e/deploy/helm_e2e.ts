@@ -12,7 +12,9 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import { kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
@@ -124,6 +126,24 @@ describe('Helm chart', () => {
     const fromHelm = await template(Object.values(values).map(([path, value]) => `${path}=${value}`));
     const pick = (objs: K8sObject[]) => objs.filter((o) => (o.kind === 'Deployment' || o.kind === 'ServiceAccount') && o.metadata.name === 'podidentity-operator');
     assertSameObjects(pick(fromHelm), pick(parseObjects(yaml)));
+  });
+
+  test('the values for the optional components render what config/components adds to config/default', async () => {
+    // webhook.matchConditions=false is components/admission-pre-1.28; the other two add objects.
+    const dir = await mkdtemp(join(tmpdir(), 'podid-helm-components-'));
+    try {
+      const rel = (p: string) => relative(dir, join(repoRoot, 'config', p));
+      await writeFile(join(dir, 'kustomization.yaml'), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${rel('default')}]\ncomponents: [${['components/admission-pre-1.28', 'components/admission-policy', 'components/namespace-user-roles'].map(rel).join(', ')}]\n`);
+      const [fromHelm, { objects }] = await Promise.all([
+        template(['webhook.matchConditions=false', 'admissionPolicy.enabled=true', 'namespaceUserRoles.enabled=true']),
+        kustomize(dir),
+      ]);
+      const kinds = objects.map((o) => o.kind);
+      assert.ok(kinds.includes('ValidatingAdmissionPolicy') && kinds.includes('ValidatingAdmissionPolicyBinding'), kinds.join(', '));
+      assertSameObjects(fromHelm, objects.filter((o) => o.kind !== 'Namespace'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('the monitoring values render what overlays/monitoring adds', async () => {
