@@ -41,7 +41,9 @@ describe('Argo CD health check for PodIdentity (lua5.1)', () => {
   });
 
   test('the test data covers every condition reason the operator sets', () => {
-    const source = readFileSync(join(repoRoot, 'operator/podidentity/reconciler.ts'), 'utf8');
+    // The reconciler's steps set their conditions in their own modules; a policy decision's reason becomes Ready's.
+    const dir = join(repoRoot, 'operator/podidentity');
+    const source = readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.endsWith('_test.ts') && f !== 'testing.ts').map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
     const falseReasons = new Set([...source.matchAll(/\bbad\(\s*'([A-Za-z]+)'/g)].map((m) => m[1]!));
     const trueReasons = new Set([...source.matchAll(/\bok\(\s*'([A-Za-z]+)'/g)].map((m) => m[1]!));
     // Ready=False falls back to this reason when a step has no condition yet.
@@ -50,6 +52,9 @@ describe('Argo CD health check for PodIdentity (lua5.1)', () => {
     for (const m of source.matchAll(/\b(bad|ok)\([^,]*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g)) {
       for (const r of [m[2]!, m[3]!]) (m[1] === 'bad' ? falseReasons : trueReasons).add(r);
     }
+    const policy = readFileSync(join(repoRoot, 'operator/policy/evaluate.ts'), 'utf8');
+    for (const m of policy.matchAll(/\breason: '([A-Za-z]+)'/g)) falseReasons.add(m[1]!);
+    for (const m of policy.matchAll(/\breason = [^;]*\?\s*'([A-Za-z]+)'\s*:\s*'([A-Za-z]+)'/g)) falseReasons.add(m[1]!).add(m[2]!);
     assert.ok(falseReasons.size >= 10 && trueReasons.size >= 5, `reasons found in the reconciler: ${[...falseReasons]} / ${[...trueReasons]}`);
     const readyFalse = new Set<string>();
     const anyTrue = new Set<string>();

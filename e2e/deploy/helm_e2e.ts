@@ -12,7 +12,9 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import { kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
@@ -126,6 +128,24 @@ describe('Helm chart', () => {
     assertSameObjects(pick(fromHelm), pick(parseObjects(yaml)));
   });
 
+  test('the values for the optional components render what config/components adds to config/default', async () => {
+    // webhook.matchConditions=false is components/admission-pre-1.28; the other two add objects.
+    const dir = await mkdtemp(join(tmpdir(), 'podid-helm-components-'));
+    try {
+      const rel = (p: string) => relative(dir, join(repoRoot, 'config', p));
+      await writeFile(join(dir, 'kustomization.yaml'), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${rel('default')}]\ncomponents: [${['components/admission-pre-1.28', 'components/admission-policy', 'components/namespace-user-roles'].map(rel).join(', ')}]\n`);
+      const [fromHelm, { objects }] = await Promise.all([
+        template(['webhook.matchConditions=false', 'admissionPolicy.enabled=true', 'namespaceUserRoles.enabled=true']),
+        kustomize(dir),
+      ]);
+      const kinds = objects.map((o) => o.kind);
+      assert.ok(kinds.includes('ValidatingAdmissionPolicy') && kinds.includes('ValidatingAdmissionPolicyBinding'), kinds.join(', '));
+      assertSameObjects(fromHelm, objects.filter((o) => o.kind !== 'Namespace'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('the monitoring values render what overlays/monitoring adds', async () => {
     const [fromHelm, monitoring, base] = await Promise.all([
       template(['monitoring.serviceMonitor.enabled=true', 'monitoring.prometheusRule.enabled=true', 'monitoring.grafanaDashboard.enabled=true']),
@@ -157,8 +177,13 @@ describe('Helm chart', () => {
       // --take-ownership: objects other tests left on this shared server are no conflict for a dry run, which
       // changes nothing. The local server is Kubernetes 1.20, which does not serve policy/v1 (see
       // dryrun_e2e.ts): there the PodDisruptionBudget must be the only object refused.
+      // The webhook's matchConditions exist from Kubernetes 1.28; an older server rejects the field, and the chart's
+      // value for such clusters (webhook.matchConditions=false) leaves it out.
+      const { stdout: serverVersion } = await run('kubectl', ['--kubeconfig', cluster.kubeconfigPath, 'version', '-o', 'json'], { encoding: 'utf8' });
+      const minor = Number.parseInt((JSON.parse(serverVersion) as { serverVersion: { minor: string } }).serverVersion.minor, 10);
       const base = ['install', 'pod-identity', CHART, '--namespace', NAMESPACE, '--dry-run=server', '--take-ownership',
-        '--set', 'azure.subscriptionId=00000000-0000-4000-8000-000000000001', '--set', 'azure.resourceGroup=identities', '--set', 'azure.location=westeurope'];
+        '--set', 'azure.subscriptionId=00000000-0000-4000-8000-000000000001', '--set', 'azure.resourceGroup=identities', '--set', 'azure.location=westeurope',
+        ...(minor < 28 ? ['--set', 'webhook.matchConditions=false'] : [])];
       const { stdout: versions } = await run('kubectl', ['--kubeconfig', cluster.kubeconfigPath, 'api-versions'], { encoding: 'utf8' });
       const full = await helm(base, cluster.kubeconfigPath);
       if (versions.split('\n').includes('policy/v1')) {
@@ -170,6 +195,7 @@ describe('Helm chart', () => {
         assert.equal(withoutPdb.code, 0, withoutPdb.stderr);
         assert.match(withoutPdb.stdout, /STATUS: pending-install/);
         assert.match(withoutPdb.stdout, /kind: DaemonSet/);
+        assert.match(withoutPdb.stdout, /kind: ValidatingWebhookConfiguration/);
       }
     });
   });
