@@ -189,10 +189,14 @@ function deny(result: RequestResult, err: ImdsError): Outcome {
   return { result, status: err.status, ...errBody(err), reason: err.description };
 }
 
-/** Who a token is for upstream: Federated tokens come from the service account's federated credential. */
+/**
+ * Whose token it is, for the cache and the issuance caps: the identity and the pod's service account, in
+ * both modes. Federated tokens come from the service account's federated credential. A Node-mode token does
+ * not depend on the pod, but an identity can be bound in several namespaces (`identity.existing`): sharing
+ * its cache slots and caps would let one namespace evict and starve another's tokens.
+ */
 function principal(identity: ReadyIdentity, pod: PodInfo): string {
-  const account = identity.mode === 'Federated' ? `|${pod.namespace}/${pod.serviceAccountName}` : '';
-  return `${identity.mode}|${identity.clientId}${account}`;
+  return `${identity.mode}|${identity.clientId}|${pod.namespace}/${pod.serviceAccountName}`;
 }
 
 async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identity: ReadyIdentity): Promise<Outcome> {
