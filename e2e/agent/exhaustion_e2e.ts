@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -169,6 +169,42 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
       assert.ok(!at.body.includes(`namespace ${previous} `), `round ${round}: the deleted pod of ${previous} was served: ${at.body}`);
     }
     await core.deleteNamespacedPod({ namespace: owner, name: 'reused', gracePeriodSeconds: 0 });
+  });
+
+  test('IP reuse behind a terminating pod: once a pod is being deleted, no new connection from its address is attributed to it; its pinned one is', async () => {
+    const ip = '127.0.6.2';
+    const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    // A finalizer holds the pod in the terminating state, as the kubelet does while it tears the pod down
+    // (its sandbox, and so its address, may already be released and taken by the next pod).
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name: 'leaving', finalizers: ['example.invalid/hold'] }, spec: { nodeName, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } },
+    });
+    await core.patchNamespacedPodStatus({ namespace: ns, name: 'leaving', body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, mergePatch);
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+    const pinned = (): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: ip, headers: { Metadata: 'true' }, agent: keepAlive, timeout: 5000 }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('timeout', () => req.destroy(new Error('no answer in 5 s')));
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      await waitFor('the pod attributed at its address', async () => (await legitRequest(ip)).body.includes(`namespace ${ns} selects pod leaving`), { timeoutMs: 10_000 });
+      assert.match((await pinned()).body, /selects pod leaving/);
+      await core.deleteNamespacedPod({ namespace: ns, name: 'leaving', gracePeriodSeconds: 0 });
+      const fresh = await legitRequest(ip);
+      assert.equal(fresh.status, 400, fresh.body);
+      assert.match(fresh.body, /no pod on node/, 'a new connection from a terminating pod\'s address names nobody');
+      assert.match((await pinned()).body, /selects pod leaving/, 'the connection it opened before is still its own');
+    } finally {
+      keepAlive.destroy();
+      await core.patchNamespacedPod({ namespace: ns, name: 'leaving', body: { metadata: { finalizers: null } } }, mergePatch).catch(() => undefined);
+    }
   });
 
   test('slowloris from one pod: connections past the per-source cap are closed at once, the rest at the header deadline; other pods are served', async () => {
