@@ -139,7 +139,7 @@ async function decide(deps: HandlerDeps, req: IncomingMessage, target: Canonical
   for (;;) {
     const who = await deps.attributor.attribute(req.socket);
     if (who.kind === 'unknown') {
-      return deny('unknown_pod', badRequest(`Identity not found: no pod on node ${deps.nodeName} has IP ${who.ip || 'unknown'}. Pod identities are only issued to Running or Pending pods of this node, never to hostNetwork pods or the node itself.`));
+      return deny('unknown_pod', badRequest(`Identity not found: no pod on node ${deps.nodeName} has IP ${who.ip || 'unknown'}. Pod identities are only issued to Running or Pending pods of this node, never to hostNetwork pods or the node itself, and to a pod being deleted only on a connection it opened before.`));
     }
     if (who.kind === 'ambiguous') {
       const names = who.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
