@@ -129,6 +129,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     {
       maxConnections: config.maxConnections,
       maxConnectionsPerSource: config.maxConnectionsPerSource,
+      maxStrangerConnections: config.maxStrangerConnections,
       headersTimeoutMs: config.headersTimeoutMs,
       requestTimeoutMs: config.requestTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
