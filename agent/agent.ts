@@ -129,6 +129,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     {
       maxConnections: config.maxConnections,
       maxConnectionsPerSource: config.maxConnectionsPerSource,
+      maxStrangerConnections: config.maxStrangerConnections,
       headersTimeoutMs: config.headersTimeoutMs,
       requestTimeoutMs: config.requestTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -137,6 +138,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       onConnection: (socket) => attributor.connectionOpened(socket),
       onRejected: (reason) => metrics.rejections.inc({ reason }),
       onOpenConnections: (n) => metrics.openConnections.set(n),
+      isNodePodAddress: (ip) => pods.byIp(ip).length > 0,
     },
   );
   const health = createServer((req, res) => {

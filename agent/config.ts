@@ -32,6 +32,8 @@ export interface AgentConfig {
   /** Open connections to the IMDS listener, in total and from one source address. */
   maxConnections: number;
   maxConnectionsPerSource: number;
+  /** Open IMDS connections, together, from addresses no pod of this node claims (pods of other nodes, hosts). */
+  maxStrangerConnections: number;
   /** Node http server timeouts: the whole header block, the whole request, and an idle keep-alive connection. */
   headersTimeoutMs: number;
   requestTimeoutMs: number;
@@ -105,6 +107,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   'verify-read-window': { env: 'VERIFY_READ_WINDOW', default: '1s', help: 'window of the verification read budgets' },
   'max-connections': { env: 'MAX_CONNECTIONS', default: '1000', help: 'open IMDS connections in total; more are closed at once' },
   'max-connections-per-source': { env: 'MAX_CONNECTIONS_PER_SOURCE', default: '100', help: 'open IMDS connections from one source address' },
+  'max-stranger-connections': { env: 'MAX_STRANGER_CONNECTIONS', default: '100', help: 'open IMDS connections, together, from addresses no pod of this node claims (on top of --max-connections)' },
   'headers-timeout': { env: 'HEADERS_TIMEOUT', default: '5s', help: 'time a client has to send its request headers' },
   'request-timeout': { env: 'REQUEST_TIMEOUT', default: '10s', help: 'time a client has to send its whole request' },
   'keep-alive-timeout': { env: 'KEEP_ALIVE_TIMEOUT', default: '5s', help: 'idle time before a keep-alive connection is closed' },
@@ -235,6 +238,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     verifyReadWindowMs: duration('verify-read-window', 10, 3_600_000),
     maxConnections: int('max-connections', 1, 1_000_000),
     maxConnectionsPerSource: int('max-connections-per-source', 1, 1_000_000),
+    maxStrangerConnections: int('max-stranger-connections', 1, 1_000_000),
     headersTimeoutMs: duration('headers-timeout', 100, 300_000),
     requestTimeoutMs: duration('request-timeout', 100, 300_000),
     keepAliveTimeoutMs: duration('keep-alive-timeout', 100, 300_000),

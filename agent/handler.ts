@@ -163,7 +163,7 @@ async function decide(deps: HandlerDeps, req: IncomingMessage, target: Canonical
   for (;;) {
     const who = await deps.attributor.attribute(req.socket);
     if (who.kind === 'unknown') {
-      return deny('unknown_pod', badRequest(`Identity not found: no pod on node ${deps.nodeName} has IP ${who.ip || 'unknown'}. Pod identities are only issued to Running or Pending pods of this node, never to hostNetwork pods or the node itself.`));
+      return deny('unknown_pod', badRequest(`Identity not found: no pod on node ${deps.nodeName} has IP ${who.ip || 'unknown'}. Pod identities are only issued to Running or Pending pods of this node, never to hostNetwork pods or the node itself, and to a pod being deleted only on a connection it opened before.`));
     }
     if (who.kind === 'ambiguous') {
       const names = who.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
@@ -213,10 +213,14 @@ function deny(result: RequestResult, err: ImdsError): Outcome {
   return { result, status: err.status, ...errBody(err), reason: err.description };
 }
 
-/** Who a token is for upstream: Federated tokens come from the service account's federated credential. */
+/**
+ * Whose token it is, for the cache and the issuance caps: the identity and the pod's service account, in
+ * both modes. Federated tokens come from the service account's federated credential. A Node-mode token does
+ * not depend on the pod, but an identity can be bound in several namespaces (`identity.existing`): sharing
+ * its cache slots and caps would let one namespace evict and starve another's tokens.
+ */
 function principal(identity: ReadyIdentity, pod: PodInfo): string {
-  const account = identity.mode === 'Federated' ? `|${pod.namespace}/${pod.serviceAccountName}` : '';
-  return `${identity.mode}|${identity.clientId}${account}`;
+  return `${identity.mode}|${identity.clientId}|${pod.namespace}/${pod.serviceAccountName}`;
 }
 
 async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identity: ReadyIdentity): Promise<Outcome> {

@@ -278,6 +278,20 @@ describe('IMDS handler', () => {
     assert.equal(await counter('podidentity_agent_rejections_total', { reason: 'resources_per_identity' }), 25);
   });
 
+  test('cross-namespace starvation through a shared Node identity: one namespace busting the caps leaves another namespace its tokens', async () => {
+    // Two namespaces bind the same existing identity (a policy allows both); Node mode tokens do not depend on the pod.
+    identities.set([podIdentity('reader', 'app', { clientId: 'shared-client', mode: 'Node' }), podIdentity('reader', 'other', { clientId: 'shared-client', mode: 'Node' })]);
+    pods.cached = pods.server = [pod('a', POD_A), pod('b', POD_B, { namespace: 'other' })];
+    const victim = await get(TOKEN, { from: POD_B });
+    assert.equal(victim.status, 200);
+    for (let i = 0; i < 30; i++) await get(TOKEN.replace('vault.azure.net', `bust-${i}.example`));
+    assert.equal((await get(TOKEN.replace('vault.azure.net', 'bust-0.example'), { from: POD_A })).status, 200, 'the attacker keeps what it got');
+    const next = await get(TOKEN.replace('vault.azure.net', 'storage.azure.com'), { from: POD_B });
+    assert.equal(next.status, 200, `the other namespace is not capped by the attacker: ${JSON.stringify(next.body)}`);
+    const again = await get(TOKEN, { from: POD_B });
+    assert.equal(again.body['access_token'], victim.body['access_token'], 'and its cached token was not evicted');
+  });
+
   test('upstream errors are IMDS JSON with their status', async () => {
     federated.fail = new UpstreamError('aad', 429, 'throttled', 'slow down', 7);
     const res = await get(TOKEN);

@@ -9,6 +9,13 @@ export interface ConnectionLimits {
   maxConnections: number;
   /** Open connections from one source address. */
   maxConnectionsPerSource: number;
+  /**
+   * Open connections, all together, from addresses that no pod of this node claims. The listener is on the
+   * node's address, so any pod of the cluster (or any host that can route to the node) can connect to it
+   * directly: without this, a few of them could take every slot from this node's pods. Default:
+   * `maxConnectionsPerSource` (one source's worth).
+   */
+  maxStrangerConnections?: number;
   /** Time a client has to send its request headers, and its whole request. */
   headersTimeoutMs: number;
   requestTimeoutMs: number;
@@ -21,6 +28,8 @@ export interface ImdsServerHooks {
   onConnection?: (socket: Socket) => void;
   onRejected?: (reason: RejectionReason) => void;
   onOpenConnections?: (open: number) => void;
+  /** True when a pod of this node claims the address (in the pod cache, any phase). Default: every address. */
+  isNodePodAddress?: (address: string) => boolean;
 }
 
 /** IMDS headers are a few hundred bytes; real clients never come near this. */
@@ -42,10 +51,17 @@ export function createImdsServer(handler: (req: IncomingMessage, res: ServerResp
     },
     handler,
   );
-  server.maxConnections = limits.maxConnections;
+  const strangerCap = limits.maxStrangerConnections ?? limits.maxConnectionsPerSource;
+  // The caps are counted below, on connections kept; strangers have their own pool on top, so they never take
+  // a slot from this node's pods. Node's own cap is only a backstop for an accept storm: it also counts
+  // connections refused a moment ago that have not closed yet, so at the exact sum it would drop a pod's
+  // connection that the counts below admit.
+  server.maxConnections = 2 * (limits.maxConnections + strangerCap);
   refuseTunnels(server);
   const perSource = new Map<string, number>();
   let open = 0;
+  let podConnections = 0;
+  let strangers = 0;
   server.on('drop', () => hooks.onRejected?.('connections_total'));
   server.on('connection', (socket: Socket) => {
     const source = normaliseAddress(socket.remoteAddress);
@@ -55,9 +71,19 @@ export function createImdsServer(handler: (req: IncomingMessage, res: ServerResp
       socket.destroy();
       return;
     }
+    const stranger = !(hooks.isNodePodAddress?.(source) ?? true);
+    if (stranger ? strangers >= strangerCap : podConnections >= limits.maxConnections) {
+      hooks.onRejected?.(stranger ? 'connections_strangers' : 'connections_total');
+      socket.destroy();
+      return;
+    }
+    if (stranger) strangers++;
+    else podConnections++;
     perSource.set(source, mine);
     hooks.onOpenConnections?.(++open);
     socket.once('close', () => {
+      if (stranger) strangers--;
+      else podConnections--;
       const left = (perSource.get(source) ?? 1) - 1;
       if (left <= 0) perSource.delete(source);
       else perSource.set(source, left);

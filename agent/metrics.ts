@@ -26,6 +26,7 @@ export type RejectionReason =
   | 'cache_behind'
   | 'connections_per_source'
   | 'connections_total'
+  | 'connections_strangers'
   | 'request_timeout'
   | 'resources_per_identity'
   | 'exchanges_per_identity';

@@ -95,9 +95,20 @@ export class Attributor {
     this.openedAt.set(peer, performance.now());
   }
 
-  /** A pod counts when it is on this node, Running or Pending, not hostNetwork, and has claimed the IP. */
-  isLive(pod: PodInfo, ip: string): boolean {
-    return pod.nodeName === this.nodeName && !pod.hostNetwork && (pod.phase === 'Running' || pod.phase === 'Pending') && pod.ips.includes(ip);
+  /**
+   * A pod counts when it is on this node, Running or Pending, not hostNetwork, has claimed the IP and is not
+   * being deleted. A terminating pod counts only for a connection already pinned to it (`pinnedUid`): its
+   * address may be released, and taken by a pod whose status the kubelet has not written yet, before the API
+   * server shows the terminating pod anything but Running, so a new connection from it proves nothing.
+   */
+  isLive(pod: PodInfo, ip: string, pinnedUid?: string): boolean {
+    return (
+      pod.nodeName === this.nodeName &&
+      !pod.hostNetwork &&
+      (pod.phase === 'Running' || pod.phase === 'Pending') &&
+      pod.ips.includes(ip) &&
+      (!pod.terminating || pod.uid === pinnedUid)
+    );
   }
 
   async attribute(peer: Peer): Promise<Attribution> {
@@ -112,7 +123,7 @@ export class Attributor {
       return who;
     }
     if (this.pods.isFresh()) {
-      const cached = this.liveCached(ip);
+      const cached = this.liveCached(ip, pin.uid);
       if (cached.length === 1 && cached[0]!.uid === pin.uid) return { kind: 'pod', pod: cached[0]! };
       if (cached.length > 1 && cached.some((p) => p.uid === pin.uid)) return { kind: 'ambiguous', ip, pods: cached };
     }
@@ -125,9 +136,9 @@ export class Attributor {
     return this.identities.inNamespace(pod.namespace).filter((pid) => !pid.metadata.deletionTimestamp && matchesSelector(effectiveSelector(pid), pod.labels));
   }
 
-  private liveCached(ip: string): PodInfo[] {
+  private liveCached(ip: string, pinnedUid?: string): PodInfo[] {
     const byUid = new Map<string, PodInfo>();
-    for (const p of this.pods.byIp(ip)) if (this.isLive(p, ip) && !this.gone.has(p.uid)) byUid.set(p.uid, p);
+    for (const p of this.pods.byIp(ip)) if (this.isLive(p, ip, pinnedUid) && !this.gone.has(p.uid)) byUid.set(p.uid, p);
     return [...byUid.values()];
   }
 
@@ -139,14 +150,14 @@ export class Attributor {
     const deadline = performance.now() + this.options.catchUpMs;
     for (;;) {
       const fresh = this.pods.isFresh();
-      const candidates = this.liveCached(ip);
+      const candidates = this.liveCached(ip, pin?.uid);
       if (pin && !candidates.some((p) => p.uid === pin.uid) && !this.gone.has(pin.uid)) candidates.push(pin);
       if (candidates.length > MAX_CANDIDATES) return { kind: 'ambiguous', ip, pods: candidates };
       // Listen before reading, so that an event arriving during the reads is not missed.
       const waiting = new AbortController();
       const change = pin ? undefined : this.pods.nextChange(ip, waiting.signal);
       try {
-        const confirmed = (await Promise.all(candidates.map((c) => this.confirm(ip, c, notBefore, deadline)))).filter((p): p is PodInfo => p !== undefined);
+        const confirmed = (await Promise.all(candidates.map((c) => this.confirm(ip, c, notBefore, deadline, pin?.uid)))).filter((p): p is PodInfo => p !== undefined);
         if (pin) {
           const mine = confirmed.find((p) => p.uid === pin.uid);
           if (!mine) return { kind: 'unknown', ip };
@@ -172,7 +183,7 @@ export class Attributor {
   }
 
   /** `candidate` as the API server has it now, if it is the same pod and live at `ip`; undefined otherwise. */
-  private async confirm(ip: string, candidate: PodInfo, notBefore: number, deadline: number): Promise<PodInfo | undefined> {
+  private async confirm(ip: string, candidate: PodInfo, notBefore: number, deadline: number, pinnedUid?: string): Promise<PodInfo | undefined> {
     if (this.gone.has(candidate.uid)) return undefined;
     const read = await this.readAfter(ip, candidate, notBefore, deadline);
     let server: PodInfo | undefined;
@@ -181,9 +192,12 @@ export class Attributor {
     } catch {
       throw this.refuse('verify_read_failed', `The pod identity agent could not confirm which pod holds ${ip} with the API server; retry shortly`, 1);
     }
-    if (server && server.uid === candidate.uid && this.isLive(server, ip)) return server;
-    // Deleted, replaced by a pod of the same name (another UID), finished, or never ours: for good.
-    this.remember(candidate.uid);
+    if (server && server.uid === candidate.uid && this.isLive(server, ip, pinnedUid)) return server;
+    // Remembered only for what never changes back. A live pod that merely no longer holds this address (its
+    // sandbox was recreated with another) must stay attributable at its new one: otherwise whoever connects
+    // from its old address before the watch catches up locks it out. A terminating pod stays readable for
+    // the connections pinned to it.
+    if (!server || server.uid !== candidate.uid || this.finished(server)) this.remember(candidate.uid);
     return undefined;
   }
 
@@ -266,6 +280,11 @@ export class Attributor {
       // A rate limiter's pause, not a poll: the bucket has a token again at exactly this time.
       await new Promise((r) => setTimeout(r, decision.retryInMs));
     }
+  }
+
+  /** Facts about a pod that never change back. */
+  private finished(pod: PodInfo): boolean {
+    return pod.nodeName !== this.nodeName || pod.hostNetwork || pod.phase === 'Succeeded' || pod.phase === 'Failed';
   }
 
   private remember(uid: string): void {

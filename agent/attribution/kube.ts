@@ -25,6 +25,7 @@ export function podInfo(pod: PodJson): PodInfo {
     hostNetwork: pod.spec?.hostNetwork === true,
     phase: pod.status?.phase ?? '',
     ips: [...ips],
+    terminating: pod.metadata?.deletionTimestamp !== undefined && pod.metadata?.deletionTimestamp !== null,
   };
 }
 
@@ -37,6 +38,7 @@ function slimPod(pod: PodJson): PodJson {
       uid: pod.metadata?.uid,
       resourceVersion: pod.metadata?.resourceVersion,
       labels: pod.metadata?.labels,
+      deletionTimestamp: pod.metadata?.deletionTimestamp,
     },
     spec: { nodeName: pod.spec?.nodeName, hostNetwork: pod.spec?.hostNetwork, serviceAccountName: pod.spec?.serviceAccountName, containers: [] },
     status: { phase: pod.status?.phase, podIP: pod.status?.podIP, podIPs: pod.status?.podIPs },

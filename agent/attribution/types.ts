@@ -11,6 +11,11 @@ export interface PodInfo {
   hostNetwork: boolean;
   phase: string;
   ips: string[];
+  /**
+   * Being deleted (deletionTimestamp set). Its sandbox, and so its address, may be released before the API
+   * server shows anything else, so a new connection from that address may already be another pod's.
+   */
+  terminating?: boolean;
 }
 
 /** Pods scheduled to this node, by IP. Implemented on the shared informer; faked in unit tests. */

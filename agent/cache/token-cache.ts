@@ -3,7 +3,7 @@ import type { IssuedToken } from '../imds/protocol.js';
 /** Separates a key's principal (who the token is for) from its resource; neither can contain it. */
 const SEPARATOR = '\u0000';
 
-/** The cache key of a token for `principal` (identity, and service account for Federated) and `resource`. */
+/** The cache key of a token for `principal` (identity and the pod's service account, in both modes) and `resource`. */
 export function cacheKeyOf(principal: string, resource: string): string {
   return `${principal}${SEPARATOR}${resource}`;
 }

@@ -21,7 +21,7 @@ interface Usage {
 const SWEEP_AT = 4096;
 
 /**
- * Caps what one principal (an identity, and for Federated the service account it is exchanged for) can
+ * Caps what one principal (an identity and the service account of the pod that uses it, in both modes) can
  * make the agent do upstream: a pod asking for endless distinct resources would otherwise push other pods'
  * tokens out of the cache and spend its identity's Azure AD rate limit. Only upstream work is counted:
  * cached tokens are always served. Past a cap: 429 with Retry-After, as IMDS throttles.

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -171,6 +171,42 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
     await core.deleteNamespacedPod({ namespace: owner, name: 'reused', gracePeriodSeconds: 0 });
   });
 
+  test('IP reuse behind a terminating pod: once a pod is being deleted, no new connection from its address is attributed to it; its pinned one is', async () => {
+    const ip = '127.0.6.2';
+    const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    // A finalizer holds the pod in the terminating state, as the kubelet does while it tears the pod down
+    // (its sandbox, and so its address, may already be released and taken by the next pod).
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name: 'leaving', finalizers: ['example.invalid/hold'] }, spec: { nodeName, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } },
+    });
+    await core.patchNamespacedPodStatus({ namespace: ns, name: 'leaving', body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, mergePatch);
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+    const pinned = (): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: ip, headers: { Metadata: 'true' }, agent: keepAlive, timeout: 5000 }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('timeout', () => req.destroy(new Error('no answer in 5 s')));
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      await waitFor('the pod attributed at its address', async () => (await legitRequest(ip)).body.includes(`namespace ${ns} selects pod leaving`), { timeoutMs: 10_000 });
+      assert.match((await pinned()).body, /selects pod leaving/);
+      await core.deleteNamespacedPod({ namespace: ns, name: 'leaving', gracePeriodSeconds: 0 });
+      const fresh = await legitRequest(ip);
+      assert.equal(fresh.status, 400, fresh.body);
+      assert.match(fresh.body, /no pod on node/, 'a new connection from a terminating pod\'s address names nobody');
+      assert.match((await pinned()).body, /selects pod leaving/, 'the connection it opened before is still its own');
+    } finally {
+      keepAlive.destroy();
+      await core.patchNamespacedPod({ namespace: ns, name: 'leaving', body: { metadata: { finalizers: null } } }, mergePatch).catch(() => undefined);
+    }
+  });
+
   test('slowloris from one pod: connections past the per-source cap are closed at once, the rest at the header deadline; other pods are served', async () => {
     const slow = new SlowClients(port);
     try {
@@ -196,13 +232,41 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
     }
   });
 
+  /** A Running pod of this node at `ip` (the flood's sources must be this node's pods to count against its caps). */
+  async function podAt(name: string, ip: string): Promise<void> {
+    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name }, spec: { nodeName, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } } });
+    await core.patchNamespacedPodStatus({ namespace: ns, name, body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  }
+
+  test('slowloris from other nodes: addresses that are no pod of this node share one small pool, and never take the slots of this node\'s pods', async () => {
+    const slow = new SlowClients(port);
+    try {
+      // Pods elsewhere in the cluster reach the listener on the node's address directly. 12 × 100: each at its
+      // per-source cap, together past the total cap.
+      await Promise.all(Array.from({ length: 12 }, (_, i) => slow.open(`127.0.7.${i + 1}`, 100)));
+      // Well before the 5 s header deadline, which would close them all anyway.
+      const during = await legitRequest();
+      assert.equal(during.status, 400, during.body);
+      assert.match(during.body, /selects pod legit/, 'this node\'s pod is served during the flood');
+      await waitFor('strangers held to their pool', () => slow.closed >= 1100, { timeoutMs: 2000 });
+      assert.ok(slow.open_ <= 100, `${slow.open_} connections from strangers still open`);
+      const strangers = await metric('podidentity_agent_rejections_total', '{reason="connections_strangers"}');
+      assert.ok(strangers >= 1000, `connections_strangers rejections: ${strangers}`);
+    } finally {
+      slow.stop();
+    }
+    await waitFor('stranger connections closed', async () => (await metric('podidentity_agent_open_connections')) === 0, { timeoutMs: 15_000, intervalMs: 100 });
+  });
+
   test('slow connections from many pods: the total cap holds, memory stays far inside the container limit, service resumes', async (t) => {
     const slow = new SlowClients(port);
     const baseline = rssBytes(agent.pid);
     let peakRss = baseline;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(agent.pid))), 100);
     try {
-      // 40 sources × 80 connections: each under its per-source cap, together well past the total cap (1000).
+      // 40 pods × 80 connections: each under its per-source cap, together well past the total cap (1000).
+      await Promise.all(Array.from({ length: 40 }, (_, i) => podAt(`flood-${i + 1}`, `127.0.5.${i + 1}`)));
+      await waitFor('the flooding pods in the agent\'s cache', async () => (await legitRequest('127.0.5.40')).body.includes('selects pod flood-40'), { timeoutMs: 10_000 });
       await Promise.all(Array.from({ length: 40 }, (_, i) => slow.open(`127.0.5.${i + 1}`, 80)));
       await waitFor('the total cap enforced', async () => (await metric('podidentity_agent_open_connections')) <= 1000 && slow.closed >= 2200, { timeoutMs: 10_000 });
       assert.ok(slow.open_ <= 1000, `${slow.open_} slow connections open`);
