@@ -7,32 +7,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseStages, type Stage } from '../kubelet/image.js';
 import { repoRoot } from './render.js';
 
-interface Stage { base: string; name?: string; instructions: { op: string; args: string }[] }
-
-/** Splits a Dockerfile into stages of instructions (line continuations joined, comments dropped). */
-function parseDockerfile(text: string): Stage[] {
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-  const stages: Stage[] = [];
-  for (const line of lines) {
-    const [op = '', ...rest] = line.split(/\s+/);
-    const args = rest.join(' ');
-    if (op.toUpperCase() === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
-      assert.ok(m, `FROM ${args}`);
-      stages.push({ base: m[1] as string, name: m[2], instructions: [] });
-    } else {
-      const stage = stages.at(-1);
-      assert.ok(stage, `${op} before FROM`);
-      stage.instructions.push({ op: op.toUpperCase(), args });
-    }
-  }
-  return stages;
-}
-
 function read(file: string): Stage[] {
-  return parseDockerfile(readFileSync(join(repoRoot, file), 'utf8'));
+  return parseStages(readFileSync(join(repoRoot, file), 'utf8'));
 }
 
 function last<T>(xs: T[]): T {

@@ -40,12 +40,13 @@ interface Instruction {
   args: string;
 }
 
-interface Stage {
+export interface Stage {
   base: string;
   name?: string;
   instructions: Instruction[];
 }
 
+/** Splits a Dockerfile into stages of instructions (line continuations joined, comments dropped). */
 export function parseStages(text: string): Stage[] {
   const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
   const stages: Stage[] = [];
