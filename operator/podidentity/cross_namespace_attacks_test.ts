@@ -8,21 +8,11 @@ import { describe, it } from 'node:test';
 import { type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { identityResourceId } from '../azure/ids.js';
 import { defaultIdentityName, federatedCredentialName, serviceAccountSubject } from './names.js';
-import { harness, SUB } from './testing.js';
+import { harness, namespacePolicy, SUB } from './testing.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
-const policy = (name: string, namespaces: string[] | undefined, spec: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPolicy => ({
-  apiVersion: 'podidentity.dev/v1alpha1',
-  kind: 'PodIdentityPolicy',
-  metadata: { name },
-  spec: {
-    ...(namespaces ? { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] } } : {}),
-    allowedRoles: ['Reader', 'Contributor'],
-    allowedScopes: [RG('data')],
-    allowedExistingIdentities: ['/**'],
-    ...spec,
-  },
-});
+const policy = (name: string, namespaces: string[] | undefined, spec: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPolicy =>
+  namespacePolicy(name, namespaces, { allowedRoles: ['Reader', 'Contributor'], allowedScopes: [RG('data')], allowedExistingIdentities: ['/**'], ...spec });
 const cond = (status: { conditions?: Condition[] } | undefined, type: string) => status?.conditions?.find((c) => c.type === type);
 
 function world(settings: Parameters<typeof harness>[0] = {}) {

@@ -7,22 +7,12 @@ import { describe, it } from 'node:test';
 import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { identityResourceId } from '../azure/ids.js';
 import { legacyIdentityName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
-import { harness, SUB } from './testing.js';
+import { harness, namespacePolicy, SUB } from './testing.js';
 
 const OTHER_SUB = '00000000-0000-4000-8000-0000000000ff';
 const RG = (n: string, sub = SUB) => `/subscriptions/${sub}/resourceGroups/${n}`;
-const policy = (name: string, namespaces: string[] | undefined, spec: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPolicy => ({
-  apiVersion: 'podidentity.dev/v1alpha1',
-  kind: 'PodIdentityPolicy',
-  metadata: { name },
-  spec: {
-    ...(namespaces ? { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] } } : {}),
-    allowedRoles: ['Reader', 'Contributor'],
-    allowedScopes: [RG('data'), RG('data', OTHER_SUB)],
-    allowedExistingIdentities: ['/**'],
-    ...spec,
-  },
-});
+const policy = (name: string, namespaces: string[] | undefined, spec: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPolicy =>
+  namespacePolicy(name, namespaces, { allowedRoles: ['Reader', 'Contributor'], allowedScopes: [RG('data'), RG('data', OTHER_SUB)], allowedExistingIdentities: ['/**'], ...spec });
 const cond = (status: { conditions?: Condition[] } | undefined, type: string) => status?.conditions?.find((c) => c.type === type);
 
 function world() {

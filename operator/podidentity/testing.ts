@@ -143,3 +143,16 @@ export function harness(settings: Partial<ReconcilerSettings> = {}) {
   }
   return { world, azure, ownership, batcher, reconciler: r, settle };
 }
+
+/** A PodIdentityPolicy for the named namespaces (all namespaces when omitted). */
+export function namespacePolicy(name: string, namespaces: string[] | undefined, spec: PodIdentityPolicy['spec']): PodIdentityPolicy {
+  return {
+    apiVersion: 'podidentity.dev/v1alpha1',
+    kind: 'PodIdentityPolicy',
+    metadata: { name },
+    spec: {
+      ...(namespaces ? { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] } } : {}),
+      ...spec,
+    },
+  };
+}
