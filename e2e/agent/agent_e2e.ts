@@ -10,14 +10,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { ClientSecretCredential } from '@azure/identity';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
 import { patchStatus } from '../../lib/k8s/objects.js';
 import { ourRules, parseSave } from '../../agent/interception/rules.js';
-import { startAzureEmulator, type AzureEmulator, type IdentityView } from '../azure/emulator.js';
-import { claimsOf, rawRequest } from '../azure/test-fixture.js';
+import type { AzureEmulator, IdentityView } from '../azure/emulator.js';
+import { claimsOf } from '../azure/test-fixture.js';
 import { kubeconfigYaml } from '../controlplane/controlplane.js';
 import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../netns/netns.js';
+import { startNodeAzure } from './azure-fixture.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import type { ManagedProcess } from '../testing/processes.js';
 import { waitFor } from '../testing/wait.js';
@@ -65,23 +65,9 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
     dir = mkdtempSync(join(tmpdir(), 'podid-agent-e2e-'));
     nodeName = `node-${topo.id}`;
 
-    // Azure: the emulator listens on the root end of the node link too, so the node netns reaches it.
-    emu = await startAzureEmulator({ extraHosts: [topo.rootIp] });
-    emu.trustInProcess();
-    // kube-apiserver 1.20 answers 406 to the emulator's `Accept: application/json` on /openid/v1/jwks, so the
-    // test hands Azure AD the issuer's keys itself (fetched with the JWKS media type).
-    const jwks = await rawRequest(`${cluster.server}/openid/v1/jwks`, { headers: { accept: 'application/jwk-set+json' }, ca: cluster.caPem });
-    assert.equal(jwks.status, 200, jwks.text);
-    emu.seed.trustIssuer({ issuer: cluster.issuer, jwks: jwks.json as { keys: [] } });
-    const secret = `s-${topo.id}`;
-    const sp = emu.seed.servicePrincipal({ clientId: crypto.randomUUID(), clientSecret: secret, role: 'Owner' });
-    const credential = new ClientSecretCredential(emu.tenantId, sp.clientId, secret, { authorityHost: emu.authorityHost, disableInstanceDiscovery: true });
-    const armToken = (await credential.getToken('https://management.azure.com/.default')).token;
-    const arm = async (method: string, path: string, body: unknown) => {
-      const res = await rawRequest(`${emu.armEndpoint}${path}`, { method, headers: { authorization: `Bearer ${armToken}` }, body: JSON.stringify(body) });
-      assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${res.text}`);
-    };
-    emu.seed.scaleSet({ resourceGroup: 'mc_rg', name: 'pool', instances: [{ nodeName, ip: topo.nodeIp }] });
+    const azure = await startNodeAzure(cluster, topo, nodeName);
+    emu = azure.emu;
+    const arm = azure.arm;
     fedIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'fed' });
     nodeIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'nodeid' });
 
