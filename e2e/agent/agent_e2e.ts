@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
-import { patchStatus } from '../../lib/k8s/objects.js';
+import { patchStatus } from '../../operator/k8s/objects.js';
 import { ourRules, parseSave } from '../../agent/interception/rules.js';
 import type { AzureEmulator, IdentityView } from '../azure/emulator.js';
 import { claimsOf } from '../azure/test-fixture.js';

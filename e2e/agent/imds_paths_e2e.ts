@@ -17,7 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
-import { patchStatus } from '../../lib/k8s/objects.js';
+import { patchStatus } from '../../operator/k8s/objects.js';
 import type { AzureEmulator, IdentityView } from '../azure/emulator.js';
 import { claimsOf } from '../azure/test-fixture.js';
 import { kubeconfigYaml } from '../controlplane/controlplane.js';

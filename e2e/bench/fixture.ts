@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
-import { patchStatus } from '../../lib/k8s/objects.js';
+import { patchStatus } from '../../operator/k8s/objects.js';
 import type { IdentityView } from '../azure/emulator.js';
 import { operatorToken, rawRequest, startFixture, type Fixture } from '../azure/test-fixture.js';
 import { get, startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';

@@ -1,5 +1,5 @@
 import type { Mode } from '../../lib/api/types.js';
-import type { Clock } from '../../lib/k8s/conditions.js';
+import type { Clock } from '../k8s/conditions.js';
 import type { Logger } from '../../lib/log.js';
 import type { AzureClients } from '../azure/types.js';
 import type { OwnershipStore } from './ownership.js';

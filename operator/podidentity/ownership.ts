@@ -1,5 +1,5 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import { apiStatusCode } from '../../lib/k8s/objects.js';
+import { apiStatusCode } from '../k8s/objects.js';
 import { normalizeId, shortHash } from '../azure/ids.js';
 import { pooledApiClient } from '../../lib/k8s/pooled.js';
 

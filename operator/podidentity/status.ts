@@ -10,7 +10,7 @@ import {
   type PodIdentity,
   type PodIdentityStatus,
 } from '../../lib/api/types.js';
-import { setCondition } from '../../lib/k8s/conditions.js';
+import { setCondition } from '../k8s/conditions.js';
 import type { ReconcilerDeps } from './deps.js';
 
 export interface Cond {

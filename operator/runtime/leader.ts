@@ -1,7 +1,7 @@
 import { V1MicroTime, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
 import { sleep } from '../../lib/k8s/backoff.js';
-import { isConflict, isNotFound } from '../../lib/k8s/objects.js';
+import { isConflict, isNotFound } from '../k8s/objects.js';
 
 export interface LeaderElectorOptions {
   api: CoordinationV1Api;

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { CoordinationV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { Informer, type InformerOptions } from '../../lib/k8s/informer.js';
-import { addFinalizer, patchStatus, removeFinalizer, type CustomObjectRef } from '../../lib/k8s/objects.js';
+import { addFinalizer, patchStatus, removeFinalizer, type CustomObjectRef } from '../k8s/objects.js';
 import type { Logger } from '../../lib/log.js';
 import { Controller, type ControllerOptions, type Reconcile } from './controller.js';
 import { LeaderElector, type LeadershipState } from './leader.js';

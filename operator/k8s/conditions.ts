@@ -1,4 +1,4 @@
-import type { Condition, ConditionStatus } from '../api/types.js';
+import type { Condition, ConditionStatus } from '../../lib/api/types.js';
 
 export type Clock = () => Date;
 export const systemClock: Clock = () => new Date();

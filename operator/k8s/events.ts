@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { CoreV1Api, CoreV1Event, KubernetesObject } from '@kubernetes/client-node';
-import type { Logger } from '../log.js';
+import type { Logger } from '../../lib/log.js';
 
 export type EventType = 'Normal' | 'Warning';
 
