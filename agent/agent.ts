@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
+import { startHealthMetricsServer } from '../lib/server/health-metrics.js';
 import { Attributor } from './attribution/attributor.js';
 import { AuditLog } from './audit.js';
 import { KubeExceptionDirectory } from './attribution/exceptions-kube.js';
@@ -141,27 +142,17 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       isNodePodAddress: (ip) => pods.byIp(ip).length > 0,
     },
   );
-  const health = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz') return void res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
-    if (path === '/readyz') {
-      const problems: string[] = [];
-      if (interceptor && !interceptor.rulesInPlace()) problems.push('interception rules not in place');
-      if (!pods.hasSynced()) problems.push('pod cache not synced');
-      if (!identities.hasSynced()) problems.push('PodIdentity cache not synced');
-      if (exceptions && !exceptions.hasSynced()) problems.push('IMDS exceptions cache not synced');
-      return void res.writeHead(problems.length ? 503 : 200, { 'Content-Type': 'text/plain' }).end(problems.length ? problems.join('\n') + '\n' : 'ok\n');
-    }
-    if (path === '/metrics') {
-      void metrics.registry.metrics().then(
-        (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500).end(err.message),
-      );
-      return;
-    }
-    res.writeHead(404).end();
+  const health = await startHealthMetricsServer({
+    port: config.metricsPort,
+    host: config.metricsAddress,
+    registry: metrics.registry,
+    notReady: () => [
+      ...(interceptor && !interceptor.rulesInPlace() ? ['interception rules not in place'] : []),
+      ...(pods.hasSynced() ? [] : ['pod cache not synced']),
+      ...(identities.hasSynced() ? [] : ['PodIdentity cache not synced']),
+      ...(exceptions && !exceptions.hasSynced() ? ['IMDS exceptions cache not synced'] : []),
+    ],
   });
-  await listen(health, config.metricsPort, config.metricsAddress);
   // Until both caches are synced every answer would be a guess; refused connections (the rules are already
   // in place) make SDKs retry instead.
   await Promise.all([pods.informer.waitForSync(watching.signal), identities.informer.waitForSync(watching.signal), exceptions?.informer.waitForSync(watching.signal)]);
@@ -174,7 +165,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       interceptor?.stop();
       watching.abort();
       audit.stop();
-      await Promise.all([close(imds), close(health), pods.informer.stop(), identities.informer.stop(), exceptions?.informer.stop()]);
+      await Promise.all([close(imds), health.close(), pods.informer.stop(), identities.informer.stop(), exceptions?.informer.stop()]);
     },
   };
 }

@@ -1,6 +1,8 @@
 import { versionText } from '../lib/build-info.js';
+import { logDeprecations } from '../lib/config/deprecations.js';
+import { aborted, shutdownSignal } from '../lib/process/signals.js';
 import { createLogger } from '../lib/log.js';
-import { ConfigError, FLAGS, loadConfig, parseFlags, usage } from './config.js';
+import { ConfigError, loadConfig, loadUninstallConfig, usage } from './config.js';
 import { startAgent } from './agent.js';
 import { selectIptables } from './interception/iptables.js';
 import { uninstall } from './interception/interceptor.js';
@@ -23,11 +25,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'uninstall') {
-    const flags = parseFlags(args);
-    const logger = createLogger('agent', flags.get('log-level') ?? 'info');
-    const mode = flags.get('iptables-mode') ?? process.env[FLAGS['iptables-mode']!.env] ?? 'auto';
-    if (!['auto', 'nft', 'legacy'].includes(mode)) throw new ConfigError('iptables-mode', `must be auto, nft or legacy, got "${mode}"`);
-    const backend = await selectIptables(mode as 'auto', flags.get('iptables-binary') ?? process.env[FLAGS['iptables-binary']!.env]);
+    const config = loadUninstallConfig(args);
+    const logger = createLogger('agent', config.logLevel);
+    logDeprecations(logger, config.deprecations);
+    const backend = await selectIptables(config.iptablesMode, config.iptablesBinary);
     const removed = await uninstall(backend);
     logger.info(removed ? 'interception rules removed; pods can reach the node IMDS again' : 'no interception rules to remove', { binary: backend.binary });
     return 0;
@@ -35,10 +36,11 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'run') throw new ConfigError(command, 'unknown command (run, uninstall)');
   const config = loadConfig(args);
   const logger = createLogger('agent', config.logLevel);
+  logDeprecations(logger, config.deprecations);
   const agent = await startAgent(config, logger);
-  await new Promise<void>((resolve) => {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
-  });
+  // Only once serving: a signal during start-up keeps its default meaning (exit now). The deadline fits the
+  // DaemonSet's 30 s grace period.
+  await aborted(shutdownSignal({ logger, forceExitAfterMs: 25_000 }));
   // The interception rules are deliberately left in place: only `agent uninstall` removes them.
   logger.info('stopping; interception rules stay in place');
   await agent.stop();

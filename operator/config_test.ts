@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, parseDuration } from './config.js';
+import { ConfigError, loadConfig } from './config.js';
 
 const SUB = '00000000-0000-4000-8000-000000000001';
 const base = ['--subscription-id', SUB, '--resource-group', 'pods', '--location', 'eastus', '--oidc-issuer', 'https://issuer.example/'];
@@ -78,9 +78,32 @@ describe('operator config', () => {
     fails([...base.slice(0, 6), '--aks-cluster-id', `/subscriptions/${SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/../../x`], 'aks-cluster-id');
   });
 
-  it('parses durations', () => {
-    assert.equal(parseDuration('x', '2s'), 2000);
-    assert.equal(parseDuration('x', '1m'), 60000);
-    assert.equal(parseDuration('x', '250'), 250);
+  it('durations are 15s-style; a bare number still means milliseconds for one release, with a warning', () => {
+    const c = loadConfig([...base, '--batch-window', '1m', '--lease-duration=30s'], {});
+    assert.equal(c.batchWindowMs, 60_000);
+    assert.equal(c.leaseDurationMs, 30_000);
+    assert.deepEqual(c.deprecations, []);
+    const old = loadConfig([...base, '--batch-window', '250'], { POD_IDENTITY_LEASE_DURATION: '20000' });
+    assert.equal(old.batchWindowMs, 250);
+    assert.equal(old.leaseDurationMs, 20_000);
+    assert.deepEqual(old.deprecations, [
+      { setting: 'lease-duration', old: 'POD_IDENTITY_LEASE_DURATION=20000', new: 'POD_IDENTITY_LEASE_DURATION=20s' },
+      { setting: 'batch-window', old: '--batch-window=250', new: '--batch-window=250ms' },
+    ]);
+    fails([...base, '--lease-duration', '1s'], 'lease-duration');
+  });
+
+  it('env variables follow POD_IDENTITY_<FLAG>; LOG_LEVEL and POD_NAMESPACE still work for one release, with a warning', () => {
+    const c = loadConfig(base, { POD_IDENTITY_LOG_LEVEL: 'debug', POD_IDENTITY_LEADER_ELECTION_NAMESPACE: 'ops', POD_IDENTITY_WORKERS: '2' });
+    assert.deepEqual([c.logLevel, c.leaderElectionNamespace, c.workers, c.deprecations], ['debug', 'ops', 2, []]);
+    const old = loadConfig(base, { LOG_LEVEL: 'warn', POD_NAMESPACE: 'legacy' });
+    assert.deepEqual([old.logLevel, old.leaderElectionNamespace], ['warn', 'legacy']);
+    assert.deepEqual(old.deprecations.map((d) => [d.old, d.new]), [['POD_NAMESPACE', 'POD_IDENTITY_LEADER_ELECTION_NAMESPACE'], ['LOG_LEVEL', 'POD_IDENTITY_LOG_LEVEL']]);
+    // The manifests set POD_NAMESPACE for $(POD_NAMESPACE) and pass the flag: nothing to warn about.
+    assert.deepEqual(loadConfig([...base, '--leader-election-namespace=ops'], { POD_NAMESPACE: 'ops' }).deprecations, []);
+  });
+
+  it('a bad value from the environment names the variable and the value', () => {
+    assert.throws(() => loadConfig(base, { POD_IDENTITY_WORKERS: 'many' }), (err: unknown) => err instanceof ConfigError && err.flag === 'workers' && err.message === '--workers (from POD_IDENTITY_WORKERS): must be a whole number, got "many"');
   });
 });

@@ -23,8 +23,10 @@ import { PodIdentityReconciler } from './podidentity/reconciler.js';
 import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
 import { BackgroundEventSink } from './runtime/event-sink.js';
 import { Operator, refFor, type ResourceType } from './runtime/operator.js';
-import { startHealthServer } from './runtime/server.js';
-import { runUntilShutdown, shutdownSignal } from './runtime/shutdown.js';
+import { startHealthMetricsServer } from '../lib/server/health-metrics.js';
+import { shutdownSignal } from '../lib/process/signals.js';
+import { logDeprecations } from '../lib/config/deprecations.js';
+import { runUntilShutdown } from './runtime/shutdown.js';
 import { pooledApiClient } from '../lib/k8s/pooled.js';
 import { startAgentTokenAdmission, type AgentTokenAdmission } from './admission/index.js';
 
@@ -58,6 +60,7 @@ function slimNamespace(ns: V1Namespace): V1Namespace {
 
 async function main(config: OperatorConfig): Promise<void> {
   const logger = createLogger('operator', config.logLevel);
+  logDeprecations(logger, config.deprecations);
   const kc = new KubeConfig();
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromDefault();
@@ -160,9 +163,9 @@ async function main(config: OperatorConfig): Promise<void> {
 
   const signal = shutdownSignal({ logger, forceExitAfterMs: 60_000 });
   const admission: AgentTokenAdmission | undefined = config.webhook ? await startWebhook(config, kc, logger, registry) : undefined;
-  const ready = () => op.ready() && (admission?.ready() ?? true);
-  const servers = [await startHealthServer({ port: config.metricsPort, registry, ready })];
-  if (config.healthPort !== undefined && config.healthPort !== config.metricsPort) servers.push(await startHealthServer({ port: config.healthPort, registry: new Registry(), ready }));
+  const notReady = () => (op.ready() && (admission?.ready() ?? true) ? [] : ['not ready']);
+  const servers = [await startHealthMetricsServer({ port: config.metricsPort, registry, notReady })];
+  if (config.healthPort !== undefined && config.healthPort !== config.metricsPort) servers.push(await startHealthMetricsServer({ port: config.healthPort, registry: new Registry(), notReady }));
   logger.info('operator starting', {
     webhookPort: admission?.port,
     metricsPort: servers[0]?.port,

@@ -2,14 +2,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
-export interface HealthServerOptions {
+export interface HealthMetricsOptions {
   port: number;
   host?: string;
   registry: Registry;
   /** Liveness: the event loop answers. Override to add checks. */
   healthy?: () => boolean;
-  /** Readiness: caches synced and leadership known (a follower is ready too). */
-  ready: () => boolean;
+  /** Readiness: what keeps the program from serving yet, one line each; empty means ready. */
+  notReady: () => string[];
 }
 
 export interface RunningServer {
@@ -17,8 +17,8 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** `/healthz`, `/readyz` and `/metrics` on one port. */
-export async function startHealthServer(opts: HealthServerOptions): Promise<RunningServer> {
+/** `/healthz` (and `/livez`), `/readyz` and `/metrics` on one port: the probe and scrape contract of both programs. */
+export async function startHealthMetricsServer(opts: HealthMetricsOptions): Promise<RunningServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const reply = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
@@ -27,7 +27,10 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Runn
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'method not allowed\n');
     if (path === '/healthz' || path === '/livez') return (opts.healthy?.() ?? true) ? reply(200, 'ok\n') : reply(500, 'unhealthy\n');
-    if (path === '/readyz') return safe(opts.ready) ? reply(200, 'ok\n') : reply(503, 'not ready\n');
+    if (path === '/readyz') {
+      const problems = readinessProblems(opts.notReady);
+      return problems.length ? reply(503, problems.join('\n') + '\n') : reply(200, 'ok\n');
+    }
     if (path === '/metrics') {
       opts.registry.metrics().then(
         (text) => reply(200, text, opts.registry.contentType),
@@ -40,7 +43,10 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Runn
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
+    server.listen(opts.port, opts.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   return {
     port: (server.address() as AddressInfo).port,
@@ -52,10 +58,11 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Runn
   };
 }
 
-function safe(check: () => boolean): boolean {
+/** A check that throws is a reason not to be ready, not a crashed probe. */
+function readinessProblems(check: () => string[]): string[] {
   try {
     return check();
-  } catch {
-    return false;
+  } catch (err) {
+    return [`readiness check failed: ${(err as Error)?.message ?? String(err)}`];
   }
 }
