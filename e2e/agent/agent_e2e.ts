@@ -13,14 +13,14 @@ import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Po
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
 import { patchStatus } from '../../lib/k8s/objects.js';
 import { ourRules, parseSave } from '../../agent/interception/rules.js';
-import type { AzureEmulator, IdentityView } from '../azure/emulator.js';
-import { claimsOf } from '../azure/test-fixture.js';
-import { kubeconfigYaml } from '../controlplane/controlplane.js';
-import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../netns/netns.js';
+import type { AzureEmulator, IdentityView } from '../../dev/azure-emulator/emulator.js';
+import { claimsOf } from '../../dev/azure-emulator/test-fixture.js';
+import { kubeconfigYaml } from '../../dev/local-cluster/controlplane/controlplane.js';
+import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../../dev/local-cluster/netns/netns.js';
 import { startNodeAzure } from './azure-fixture.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import type { ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import type { ManagedProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const RESOURCE = 'https://management.azure.com/';

@@ -12,9 +12,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { freePort } from '../testing/ports.js';
-import { startProcess, type ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import { freePort } from '../../dev/support/ports.js';
+import { startProcess, type ManagedProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const TOKEN_PATH = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net';

@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseStages, type Stage } from '../kubelet/image.js';
-import { repoRoot } from './render.js';
+import { parseStages, type Stage } from '../../dev/local-cluster/kubelet/image.js';
+import { repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 function read(file: string): Stage[] {
   return parseStages(readFileSync(join(repoRoot, file), 'utf8'));
