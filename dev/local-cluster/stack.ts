@@ -3,7 +3,7 @@
  * agent per simulated node and demo pods. `make run` and the full-stack e2e test both start it from here.
  *
  * The operator and the agents are the rendered overlay's Deployment and DaemonSet, run by the kubelet
- * harness (e2e/kubelet): from the compiled dist/ with production modules, with the manifests' command lines,
+ * harness (./kubelet): from the compiled dist/ with production modules, with the manifests' command lines,
  * environment and ServiceAccounts, so under the shipped RBAC. Each node is a netns (the agent, hostNetwork,
  * with its real interception rules); each pod, operator replicas and demo pods alike, is a netns named
  * `podid-<namespace>-<pod>` behind its node. Needs root.

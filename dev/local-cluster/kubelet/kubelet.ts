@@ -456,7 +456,7 @@ export class Kubelet {
    * What the endpoints controller would publish for a Service: the ready pods its selector matches, at the
    * port its targetPort names. Pod IPs are routable from this machine's network namespace, so the API server
    * can reach a webhook behind a Service here: point the webhook's clientConfig at `https://<ip>:<port>`, or
-   * at a loopback forwarder to it (e2e/netns tcpForward) when its serving certificate names 127.0.0.1.
+   * at a loopback forwarder to it (dev/local-cluster/netns tcpForward) when its serving certificate names 127.0.0.1.
    */
   serviceEndpoints(service: K8sObject, portName?: string): { ip: string; port: number; pod: RunningPod }[] {
     const selector = (service['spec']?.selector ?? {}) as Record<string, string>;
