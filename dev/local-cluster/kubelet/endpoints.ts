@@ -2,7 +2,7 @@
  * The endpoints controller's part, for the Services among the rendered objects: one Endpoints object per
  * Service with a selector, listing the ready pods the selector matches, each Service port's targetPort
  * resolved against the pods' container ports, and kept current as the kubelet harness starts, probes and
- * stops pods. kube-apiserver (started with --enable-aggregator-routing, e2e/controlplane) resolves a
+ * stops pods. kube-apiserver (started with --enable-aggregator-routing, dev/local-cluster/controlplane) resolves a
  * webhook's `clientConfig.service` through these, as it would through the ClusterIP with kube-proxy.
  */
 import { CoreV1Api, type KubeConfig, type V1EndpointSubset, type V1Endpoints } from '@kubernetes/client-node';
