@@ -137,25 +137,20 @@ export function parseCondition(source: string): Condition {
   const peek = () => tokens[pos];
   const next = () => tokens[pos++];
 
-  function orExpr(): Condition {
-    let left = andExpr();
-    while (peek()?.kind === 'or') {
+  /** A left-associative chain of `operand`s joined by the `kind` operator. */
+  function chain(kind: 'or' | 'and', operand: () => Condition, join: (l: Condition, r: Condition) => Condition): Condition {
+    let left = operand();
+    while (peek()?.kind === kind) {
       next();
-      const l = left;
-      const r = andExpr();
-      left = (q) => l(q) || r(q);
+      left = join(left, operand());
     }
     return left;
   }
+  function orExpr(): Condition {
+    return chain('or', andExpr, (l, r) => (q) => l(q) || r(q));
+  }
   function andExpr(): Condition {
-    let left = unary();
-    while (peek()?.kind === 'and') {
-      next();
-      const l = left;
-      const r = unary();
-      left = (q) => l(q) && r(q);
-    }
-    return left;
+    return chain('and', unary, (l, r) => (q) => l(q) && r(q));
   }
   function unary(): Condition {
     const t = peek();
