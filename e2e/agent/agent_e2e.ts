@@ -143,8 +143,8 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
     assert.equal(spoofed.body['access_token'], undefined);
     assert.match(spoofed.body['error_description']!, /X-Forwarded-For/);
 
-    const noMetadata = await curl('fed', TOKEN_PATH, {});
-    assert.deepEqual(noMetadata, { status: 400, body: { error: 'invalid_request', error_description: 'Required metadata header not specified' } });
+    const { status, body } = await curl('fed', TOKEN_PATH, {});
+    assert.deepEqual({ status, body }, { status: 400, body: { error: 'invalid_request', error_description: 'Required metadata header not specified' } });
   });
 
   test('IMDS exception: an unselected pod matching an entry gets the node’s token from the node IMDS; malformed or removed → refused', async () => {
