@@ -33,7 +33,7 @@ deps: node_modules/.package-lock.json
 .PHONY: system-deps
 system-deps:
 	@bash scripts/install-system-deps.sh
-	@bash e2e/controlplane/install-binaries.sh >/dev/null
+	@bash dev/local-cluster/controlplane/install-binaries.sh >/dev/null
 
 .PHONY: build
 build: deps
@@ -49,12 +49,12 @@ typecheck: deps
 
 .PHONY: test-unit
 test-unit: deps
-	node --import tsx --test --test-reporter=spec 'lib/**/*_test.ts' 'operator/**/*_test.ts' 'agent/**/*_test.ts'
+	node --import tsx --test --test-reporter=spec 'lib/**/*_test.ts' 'operator/**/*_test.ts' 'agent/**/*_test.ts' 'e2e/*_test.ts'
 
 .PHONY: test-e2e
 test-e2e: deps
 	node --import tsx --test --test-reporter=spec --test-concurrency=1 --test-timeout=600000 \
-	  --test-global-setup=e2e/testing/global-setup.mjs 'e2e/**/*_e2e.ts'
+	  --test-global-setup=e2e/testing/global-setup.mjs 'e2e/**/*_e2e.ts' 'dev/**/*_e2e.ts'
 
 .PHONY: test
 test: deps system-deps
@@ -62,11 +62,11 @@ test: deps system-deps
 
 .PHONY: run
 run: deps system-deps
-	node --import tsx e2e/run/main.ts
+	node --import tsx dev/local-cluster/main.ts
 
 .PHONY: bench
 bench: deps system-deps
-	node --import tsx e2e/bench/main.ts --update-readme README.md
+	node --import tsx dev/bench/main.ts --update-readme README.md
 
 .PHONY: migrate
 migrate: deps ## aad-pod-identity YAML on stdin → PodIdentity YAML on stdout; ARGS="--mode Federated"

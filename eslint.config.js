@@ -23,5 +23,8 @@ export default tseslint.config(
   },
   { files: ['operator/**/*.ts'], rules: forbid('agent') },
   { files: ['agent/**/*.ts'], rules: forbid('operator') },
-  { files: ['lib/**/*.ts'], rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/operator/**', '**/agent/**', '**/e2e/**'], message: 'lib/ is imported by both programs and depends on neither.' }] }] } },
+  // dev/ (the emulator, the local cluster, the benchmarks) is what the e2e suites stand on, never the reverse;
+  // e2e/import-graph_test.ts checks the whole folder graph.
+  { files: ['dev/**/*.ts'], rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/e2e/**'], message: 'dev/ never imports e2e/; move what both need into dev/.' }] }] } },
+  { files: ['lib/**/*.ts'], rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/operator/**', '**/agent/**', '**/e2e/**', '**/dev/**'], message: 'lib/ is imported by both programs and depends on neither.' }] }] } },
 );

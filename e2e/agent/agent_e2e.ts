@@ -4,70 +4,42 @@
  * Needs root (ip netns, iptables); skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
-import { patchStatus } from '../../operator/k8s/objects.js';
+import type { CoreV1Api } from '@kubernetes/client-node';
+import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
 import { ourRules, parseSave } from '../../agent/interception/rules.js';
-import type { AzureEmulator, IdentityView } from '../azure/emulator.js';
-import { claimsOf } from '../azure/test-fixture.js';
-import { kubeconfigYaml } from '../controlplane/controlplane.js';
-import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../netns/netns.js';
-import { startNodeAzure } from './azure-fixture.js';
-import { testCluster, type TestCluster } from '../testing/cluster.js';
-import type { ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import type { AzureEmulator, IdentityView } from '../../dev/azure-emulator/emulator.js';
+import { claimsOf } from '../../dev/azure-emulator/test-fixture.js';
+import { netnsAvailable, type Topology } from '../../dev/local-cluster/netns/netns.js';
+import { waitFor } from '../../dev/support/wait.js';
+import { mergePatch, REPO, startAgentNode, type AgentNode, type CurlResult } from './node-fixture.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const RESOURCE = 'https://management.azure.com/';
 const TOKEN_PATH = `/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(RESOURCE)}`;
 const AGENT_PORT = 8775;
 const METRICS_PORT = 8776;
 const EXCEPTIONS_CONFIGMAP = 'podidentity-imds-exceptions';
-const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
-interface CurlResult {
-  /** 0 when no HTTP answer came back (connection refused or reset). */
-  status: number;
-  body: Record<string, string>;
-}
 
 const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';
 
 describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
-  let cluster: TestCluster;
+  let node: AgentNode;
   let topo: Topology;
   let emu: AzureEmulator;
-  let apiProxy: { port: number; close(): Promise<void> };
-  let dir: string;
   let core: CoreV1Api;
-  let custom: CustomObjectsApi;
-  let agent: ManagedProcess | undefined;
-  let nodeName: string;
   let ns: string;
   let otherNs: string;
   let fedIdentity: IdentityView;
   let nodeIdentity: IdentityView;
-  let agentArgs: string[];
   const podNames = ['fed', 'node', 'unbound', 'foreign', 'dup'] as const;
   type PodName = (typeof podNames)[number];
   const podNs = (name: PodName) => topo.pods[podNames.indexOf(name)]!;
 
   before(async () => {
-    cluster = await testCluster();
-    core = cluster.kc.makeApiClient(CoreV1Api);
-    custom = cluster.kc.makeApiClient(CustomObjectsApi);
-    topo = await createTopology({ pods: podNames.length });
-    dir = mkdtempSync(join(tmpdir(), 'podid-agent-e2e-'));
-    nodeName = `node-${topo.id}`;
-
-    const azure = await startNodeAzure(cluster, topo, nodeName);
-    emu = azure.emu;
-    const arm = azure.arm;
+    node = await startAgentNode({ pods: podNames.length, name: 'agent', agentPort: AGENT_PORT, metricsPort: METRICS_PORT });
+    ({ topo, emu, core } = node);
+    const { cluster, arm } = node;
     fedIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'fed' });
     nodeIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'nodeid' });
 
@@ -83,127 +55,31 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
     for (const [namespace, sa] of [[ns, 'default'], [ns, 'fed-sa'], [otherNs, 'default'], [otherNs, 'fed-sa']] as const) {
       await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: sa } } });
     }
-    await createPodIdentity('fed', fedIdentity, 'Federated');
-    await createPodIdentity('nodeid', nodeIdentity, 'Node');
+    await node.createPodIdentity(ns, 'fed', fedIdentity, 'Federated');
+    await node.createPodIdentity(ns, 'nodeid', nodeIdentity, 'Node');
 
-    await createPod(ns, 'fed', podNs('fed').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
-    await createPod(ns, 'node', podNs('node').ip, { 'podidentity.dev/identity': 'nodeid' });
-    await createPod(ns, 'unbound', podNs('unbound').ip, { app: 'nothing' });
-    await createPod(otherNs, 'foreign', podNs('foreign').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
+    await node.createPod(ns, 'fed', podNs('fed').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
+    await node.createPod(ns, 'node', podNs('node').ip, { 'podidentity.dev/identity': 'nodeid' });
+    await node.createPod(ns, 'unbound', podNs('unbound').ip, { app: 'nothing' });
+    await node.createPod(otherNs, 'foreign', podNs('foreign').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
     // Two live pods claim one IP (a reuse race): neither may get a token.
-    await createPod(ns, 'dup-a', podNs('dup').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
-    await createPod(ns, 'dup-b', podNs('dup').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa', 'Pending');
+    await node.createPod(ns, 'dup-a', podNs('dup').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
+    await node.createPod(ns, 'dup-b', podNs('dup').ip, { 'podidentity.dev/identity': 'fed' }, 'fed-sa', 'Pending');
 
-    // The node reaches the API server through a forwarder on the root end of its link.
-    const server = new URL(cluster.server);
-    apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
-    const kubeconfig = join(dir, 'kubeconfig');
-    // The API server's self-signed certificate names "kubernetes", not the forwarder's address.
-    writeFileSync(
-      kubeconfig,
-      kubeconfigYaml({ server: `https://${topo.rootIp}:${apiProxy.port}`, caPem: cluster.caPem, token: cluster.token, tlsServerName: 'kubernetes' }),
-      { mode: 0o600 },
-    );
-    const imdsPort = new URL(emu.imdsEndpoint).port;
-    // What the cloud gives a node: without the agent's rules, pod traffic to IMDS reaches the real IMDS as the node.
-    await addPlatformImdsPath(topo, topo.rootIp, Number(imdsPort));
-    agentArgs = [
-      '--import',
-      'tsx',
-      join(REPO, 'agent/main.ts'),
-      'run',
-      `--node-name=${nodeName}`,
-      `--node-ip=${topo.nodeIp}`,
-      `--listen-port=${AGENT_PORT}`,
-      `--metrics-address=${topo.nodeIp}`,
-      `--metrics-port=${METRICS_PORT}`,
-      `--kubeconfig=${kubeconfig}`,
-      `--authority-host=https://${topo.rootIp}:${new URL(emu.armEndpoint).port}`,
-      `--upstream-imds=http://${topo.rootIp}:${imdsPort}`,
-      '--iptables-mode=nft',
+    await node.startAgent([
       '--drift-check-interval=500',
       '--not-ready-wait=1000',
       // The feature on, with no ConfigMap yet: no exceptions until the test writes one.
       `--exceptions-configmap=${ns}/${EXCEPTIONS_CONFIGMAP}`,
-    ];
-    await startAgent();
+    ]);
   });
 
   after(async () => {
-    await agent?.stop();
-    if (topo) await topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
-    await apiProxy?.close();
-    await emu?.stop();
-    await topo?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
   });
 
-  function childEnv(): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu.caCertPath };
-    // Apps in pods must not be steered to other managed-identity sources or endpoints.
-    for (const key of Object.keys(env)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete env[key];
-    return env;
-  }
-
-  async function startAgent(): Promise<void> {
-    agent = topo.spawn('agent', topo.nodeNs, process.execPath, agentArgs, { env: childEnv(), cwd: REPO, logFile: process.env['PODID_AGENT_E2E_LOG'] ?? join(dir, 'agent.log') });
-    const proc = agent;
-    await waitFor(
-      'agent /readyz',
-      async () => {
-        if (proc.child.exitCode !== null) throw new Error(`agent exited:\n${proc.output().slice(-3000)}`);
-        const res = await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/readyz`).catch(() => undefined);
-        return res?.status === 200;
-      },
-      { timeoutMs: 60_000, intervalMs: 100 },
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}\n${proc.output().slice(-3000)}`);
-    });
-  }
-
-  async function createPodIdentity(name: string, identity: IdentityView, mode: 'Federated' | 'Node'): Promise<void> {
-    await custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: ns,
-      plural: PODIDENTITY_PLURAL,
-      body: { apiVersion: API_VERSION, kind: 'PodIdentity', metadata: { name }, spec: { identity: { existing: { resourceId: identity.id } }, mode } },
-    });
-    await patchStatus(custom, { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL, namespace: ns, name }, {
-      mode,
-      clientId: identity.clientId,
-      principalId: identity.principalId,
-      tenantId: identity.tenantId,
-      resourceId: identity.id,
-      conditions: [{ type: 'Ready', status: 'True', reason: 'Ready', message: 'test', lastTransitionTime: new Date().toISOString() }],
-    });
-  }
-
-  async function createPod(namespace: string, name: string, ip: string, labels: Record<string, string>, sa = 'default', phase = 'Running'): Promise<void> {
-    const body: V1Pod = {
-      metadata: { name, labels },
-      spec: { nodeName, serviceAccountName: sa, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] },
-    };
-    await core.createNamespacedPod({ namespace, body });
-    await core.patchNamespacedPodStatus({ namespace, name, body: { status: { phase, podIP: ip, podIPs: [{ ip }] } } }, mergePatch());
-  }
-
-  /** curl from inside a pod netns, exactly as an app would call IMDS. */
-  async function curl(pod: PodName, path = TOKEN_PATH, headers: Record<string, string> = { Metadata: 'true' }): Promise<CurlResult> {
-    const args = ['-s', '-m', '5', '-w', '\n%{http_code}'];
-    for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
-    args.push(`http://169.254.169.254${path}`);
-    const res = await topo.exec(podNs(pod).ns, 'curl', args);
-    const lines = res.stdout.split('\n');
-    const status = Number(lines.pop() ?? '0');
-    let body: Record<string, string> = {};
-    try {
-      body = JSON.parse(lines.join('\n')) as Record<string, string>;
-    } catch {
-      /* no body: refused */
-    }
-    return { status, body };
-  }
+  const childEnv = () => node.childEnv();
+  const curl = (pod: PodName, path = TOKEN_PATH, headers: Record<string, string> = { Metadata: 'true' }) => node.curl(podNs(pod), path, { headers });
 
   async function metric(name: string, labels = ''): Promise<number> {
     const text = await (await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/metrics`)).text();
@@ -267,8 +143,8 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
     assert.equal(spoofed.body['access_token'], undefined);
     assert.match(spoofed.body['error_description']!, /X-Forwarded-For/);
 
-    const noMetadata = await curl('fed', TOKEN_PATH, {});
-    assert.deepEqual(noMetadata, { status: 400, body: { error: 'invalid_request', error_description: 'Required metadata header not specified' } });
+    const { status, body } = await curl('fed', TOKEN_PATH, {});
+    assert.deepEqual({ status, body }, { status: 400, body: { error: 'invalid_request', error_description: 'Required metadata header not specified' } });
   });
 
   test('IMDS exception: an unselected pod matching an entry gets the node’s token from the node IMDS; malformed or removed → refused', async () => {
@@ -332,12 +208,12 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
       for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
         const seen = results.length;
         await waitFor('a request before the restart', () => results.length > seen + 2, { timeoutMs: 20_000 });
-        agent!.kill(signal);
-        await agent!.exited;
+        node.agent!.kill(signal);
+        await node.agent!.exited;
         const down = results.length;
         // While the agent is down: refused, never answered by someone else.
         await waitFor('a request while the agent is down', () => results.length > down + 2, { timeoutMs: 20_000 });
-        await startAgent();
+        await node.restartAgent();
         const up = results.length;
         await waitFor('a token after the restart', () => results.slice(up).some((r) => r.status === 200), { timeoutMs: 20_000 });
       }
@@ -386,10 +262,10 @@ describe('node agent in network namespaces', { skip, timeout: 600_000 }, () => {
   });
 
   test('control: only `agent uninstall` removes the rules, and then pods do reach the node IMDS', async () => {
-    await agent!.stop();
+    await node.agent!.stop();
     assert.ok((await ourSavedRules()).length > 0, 'stopping the agent leaves the rules');
     assert.equal((await curl('unbound')).status, 0, 'refused while the agent is stopped');
-    const res = await topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
+    const res = await node.uninstall();
     assert.equal(res.code, 0, res.stderr);
     assert.deepEqual(await ourSavedRules(), []);
     const before = emu.requests.count('imds.token');

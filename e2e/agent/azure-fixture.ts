@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { ClientSecretCredential } from '@azure/identity';
-import { startAzureEmulator, type AzureEmulator } from '../azure/emulator.js';
-import { rawRequest } from '../azure/test-fixture.js';
-import type { Topology } from '../netns/netns.js';
+import { startAzureEmulator, type AzureEmulator } from '../../dev/azure-emulator/emulator.js';
+import { rawRequest } from '../../dev/azure-emulator/test-fixture.js';
+import type { Topology } from '../../dev/local-cluster/netns/netns.js';
 import type { TestCluster } from '../testing/cluster.js';
 
 export interface NodeAzure {

@@ -12,9 +12,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { freePort } from '../testing/ports.js';
-import { startProcess, type ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import { freePort } from '../../dev/support/ports.js';
+import { startProcess, type ManagedProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const TOKEN_PATH = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net';
@@ -124,10 +124,10 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
     await agent?.stop();
   });
 
-  /** One request from the legit pod: 400 naming the pod proves it was attributed and answered. */
-  function legitRequest(from = LEGIT_POD_IP): Promise<{ status: number; body: string }> {
+  /** A token request from `from`, on a fresh connection or on `via`'s kept-alive one. */
+  function tokenRequest(from: string, via: Agent | false = false): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: from, headers: { Metadata: 'true' }, timeout: 5000, agent: false }, (res) => {
+      const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: from, headers: { Metadata: 'true' }, timeout: 5000, agent: via }, (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -137,6 +137,9 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
       req.end();
     });
   }
+
+  /** One request from the legit pod: 400 naming the pod proves it was attributed and answered. */
+  const legitRequest = (from = LEGIT_POD_IP) => tokenRequest(from);
 
   async function metric(name: string, labels = ''): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -182,17 +185,7 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
     });
     await core.patchNamespacedPodStatus({ namespace: ns, name: 'leaving', body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, mergePatch);
     const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
-    const pinned = (): Promise<{ status: number; body: string }> =>
-      new Promise((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port, path: TOKEN_PATH, localAddress: ip, headers: { Metadata: 'true' }, agent: keepAlive, timeout: 5000 }, (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        });
-        req.on('timeout', () => req.destroy(new Error('no answer in 5 s')));
-        req.on('error', reject);
-        req.end();
-      });
+    const pinned = () => tokenRequest(ip, keepAlive);
     try {
       await waitFor('the pod attributed at its address', async () => (await legitRequest(ip)).body.includes(`namespace ${ns} selects pod leaving`), { timeoutMs: 10_000 });
       assert.match((await pinned()).body, /selects pod leaving/);

@@ -10,29 +10,17 @@
  * node IMDS token path except the agent's own Node-mode issuance. Needs root; skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION } from '../../lib/api/types.js';
-import { patchStatus } from '../../operator/k8s/objects.js';
-import type { AzureEmulator, IdentityView } from '../azure/emulator.js';
-import { claimsOf } from '../azure/test-fixture.js';
-import { kubeconfigYaml } from '../controlplane/controlplane.js';
-import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../netns/netns.js';
-import { startNodeAzure } from './azure-fixture.js';
-import { testCluster, type TestCluster } from '../testing/cluster.js';
-import type { ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
+import type { AzureEmulator, IdentityView } from '../../dev/azure-emulator/emulator.js';
+import { claimsOf } from '../../dev/azure-emulator/test-fixture.js';
+import { netnsAvailable, type Topology } from '../../dev/local-cluster/netns/netns.js';
+import { startAgentNode, type AgentNode, type CurlResult } from './node-fixture.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const RESOURCE = 'https://management.azure.com/';
 const QUERY = `?api-version=2018-02-01&resource=${encodeURIComponent(RESOURCE)}`;
 const AGENT_PORT = 8785;
 const METRICS_PORT = 8786;
-const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 /** Every one of these decodes (as IMDS decodes it) to the token path. */
 const TOKEN_SPELLINGS = [
@@ -54,22 +42,12 @@ const TOKEN_SPELLINGS = [
   '/metadata%5Cidentity%5Coauth2%5Ctoken',
 ];
 
-interface CurlResult {
-  /** 0 when no HTTP answer came back. */
-  status: number;
-  body: Record<string, string>;
-  text: string;
-}
-
 const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';
 
 describe('the node’s identities through the metadata proxy: every spelling, every hint, every pod', { skip, timeout: 600_000 }, () => {
-  let cluster: TestCluster;
+  let node: AgentNode;
   let topo: Topology;
   let emu: AzureEmulator;
-  let apiProxy: { port: number; close(): Promise<void> };
-  let dir: string;
-  let agent: ManagedProcess | undefined;
   let ns: string;
   let otherNs: string;
   let fedIdentity: IdentityView;
@@ -90,16 +68,9 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
   let hints: [string, string][];
 
   before(async () => {
-    cluster = await testCluster();
-    const core = cluster.kc.makeApiClient(CoreV1Api);
-    const custom = cluster.kc.makeApiClient(CustomObjectsApi);
-    topo = await createTopology({ pods: podNames.length });
-    dir = mkdtempSync(join(tmpdir(), 'podid-imds-paths-e2e-'));
-    const nodeName = `node-${topo.id}`;
-
-    const azure = await startNodeAzure(cluster, topo, nodeName);
-    emu = azure.emu;
-    const arm = azure.arm;
+    node = await startAgentNode({ pods: podNames.length, name: 'imds-paths', agentPort: AGENT_PORT, metricsPort: METRICS_PORT });
+    ({ topo, emu } = node);
+    const { cluster, core, arm } = node;
     fedIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'fed' });
     nodeIdentity = emu.seed.identity({ resourceGroup: 'rg', name: 'nodeid' });
     kubeletIdentity = emu.seed.identity({ resourceGroup: 'mc_rg', name: 'pool-agentpool' });
@@ -129,34 +100,10 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
     for (const namespace of [ns, otherNs]) {
       for (const sa of ['default', 'fed-sa']) await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: sa } } });
     }
-    const createPodIdentity = async (namespace: string, name: string, identity: IdentityView, mode: 'Federated' | 'Node') => {
-      await custom.createNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace,
-        plural: PODIDENTITY_PLURAL,
-        body: { apiVersion: API_VERSION, kind: 'PodIdentity', metadata: { name }, spec: { identity: { existing: { resourceId: identity.id } }, mode } },
-      });
-      await patchStatus(custom, { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL, namespace, name }, {
-        mode,
-        clientId: identity.clientId,
-        principalId: identity.principalId,
-        tenantId: identity.tenantId,
-        resourceId: identity.id,
-        conditions: [{ type: 'Ready', status: 'True', reason: 'Ready', message: 'test', lastTransitionTime: new Date().toISOString() }],
-      });
-    };
-    await createPodIdentity(ns, 'fed', fedIdentity, 'Federated');
-    await createPodIdentity(ns, 'nodeid', nodeIdentity, 'Node');
-    await createPodIdentity(otherNs, 'otherfed', otherIdentity, 'Federated');
-    const createPod = async (namespace: string, name: PodName, labels: Record<string, string>, sa = 'default') => {
-      const ip = podNs(name).ip;
-      await core.createNamespacedPod({
-        namespace,
-        body: { metadata: { name, labels }, spec: { nodeName, serviceAccountName: sa, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'example.invalid/app:1' }] } },
-      });
-      await core.patchNamespacedPodStatus({ namespace, name, body: { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } } }, mergePatch());
-    };
+    await node.createPodIdentity(ns, 'fed', fedIdentity, 'Federated');
+    await node.createPodIdentity(ns, 'nodeid', nodeIdentity, 'Node');
+    await node.createPodIdentity(otherNs, 'otherfed', otherIdentity, 'Federated');
+    const createPod = (namespace: string, name: PodName, labels: Record<string, string>, sa = 'default') => node.createPod(namespace, name, podNs(name).ip, labels, sa);
     await createPod(ns, 'fed', { 'podidentity.dev/identity': 'fed' }, 'fed-sa');
     await createPod(ns, 'node', { 'podidentity.dev/identity': 'nodeid' });
     await createPod(ns, 'unbound', { app: 'nothing' });
@@ -164,81 +111,16 @@ describe('the node’s identities through the metadata proxy: every spelling, ev
     await createPod(otherNs, 'foreign', { 'podidentity.dev/identity': 'nodeid' });
     await createPod(otherNs, 'otherbound', { 'podidentity.dev/identity': 'otherfed' }, 'fed-sa');
 
-    const server = new URL(cluster.server);
-    apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
-    const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      kubeconfigYaml({ server: `https://${topo.rootIp}:${apiProxy.port}`, caPem: cluster.caPem, token: cluster.token, tlsServerName: 'kubernetes' }),
-      { mode: 0o600 },
-    );
-    const imdsPort = new URL(emu.imdsEndpoint).port;
-    // Without the agent's rules, pod traffic to 169.254.169.254 would reach the (emulated) node IMDS as the node.
-    await addPlatformImdsPath(topo, topo.rootIp, Number(imdsPort));
-    const args = [
-      '--import',
-      'tsx',
-      join(REPO, 'agent/main.ts'),
-      'run',
-      `--node-name=${nodeName}`,
-      `--node-ip=${topo.nodeIp}`,
-      `--listen-port=${AGENT_PORT}`,
-      `--metrics-address=${topo.nodeIp}`,
-      `--metrics-port=${METRICS_PORT}`,
-      `--kubeconfig=${kubeconfig}`,
-      `--authority-host=https://${topo.rootIp}:${new URL(emu.armEndpoint).port}`,
-      `--upstream-imds=http://${topo.rootIp}:${imdsPort}`,
-      '--iptables-mode=nft',
-      // The metadata proxy is on by default; said here because it is what the attack went through.
-      '--metadata-proxy=true',
-    ];
-    agent = topo.spawn('agent', topo.nodeNs, process.execPath, args, { env: childEnv(), cwd: REPO, logFile: process.env['PODID_AGENT_E2E_LOG'] ?? join(dir, 'agent.log') });
-    const proc = agent;
-    await waitFor(
-      'agent /readyz',
-      async () => {
-        if (proc.child.exitCode !== null) throw new Error(`agent exited:\n${proc.output().slice(-3000)}`);
-        const res = await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/readyz`).catch(() => undefined);
-        return res?.status === 200;
-      },
-      { timeoutMs: 60_000, intervalMs: 100 },
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}\n${proc.output().slice(-3000)}`);
-    });
+    // The metadata proxy is on by default; said here because it is what the attack went through.
+    await node.startAgent(['--metadata-proxy=true']);
   });
 
   after(async () => {
-    await agent?.stop();
-    if (topo) await topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
-    await apiProxy?.close();
-    await emu?.stop();
-    await topo?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
   });
 
-  function childEnv(): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu.caCertPath };
-    for (const key of Object.keys(env)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete env[key];
-    return env;
-  }
-
   /** curl from inside a pod netns, the path sent exactly as written (`--path-as-is`: no client-side normalising). */
-  async function curl(pod: PodName, path: string, { method = 'GET', headers = { Metadata: 'true' } as Record<string, string> } = {}): Promise<CurlResult> {
-    const args = ['-s', '--path-as-is', '-m', '10', '-X', method, '-w', '\n%{http_code}'];
-    for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
-    args.push(`http://169.254.169.254${path}`);
-    const res = await topo.exec(podNs(pod).ns, 'curl', args);
-    const lines = res.stdout.split('\n');
-    const status = Number(lines.pop() ?? '0');
-    const text = lines.join('\n');
-    let body: Record<string, string> = {};
-    try {
-      body = JSON.parse(text) as Record<string, string>;
-    } catch {
-      /* not JSON */
-    }
-    return { status, body, text };
-  }
+  const curl = (pod: PodName, path: string, options?: { method?: string; headers?: Record<string, string> }) => node.curl(podNs(pod), path, options);
 
   /** The invariant for one answer: a token only for the pod's own identity, with the resource echoed as its audience. */
   function assertOnlyOwnToken(pod: PodName, what: string, res: CurlResult): void {

@@ -9,7 +9,7 @@ import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/c
 import { parseAllDocuments } from 'yaml';
 import { GROUP, PODIDENTITY_PLURAL, POLICY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { waitFor } from '../testing/wait.js';
+import { waitFor } from '../../dev/support/wait.js';
 
 const run = promisify(execFile);
 const samplesDir = fileURLToPath(new URL('../../config/samples/', import.meta.url));

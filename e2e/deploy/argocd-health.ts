@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { repoRoot } from './render.js';
+import { repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 const run = promisify(execFile);
 export const CHECK_DIR = join(repoRoot, 'config/argocd/resource_customizations/podidentity.dev/PodIdentity');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { assess, CHECK_DIR, HEALTH_LUA } from './argocd-health.js';
-import { parseObjects, repoRoot } from './render.js';
+import { parseObjects, repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 const run = promisify(execFile);
 

@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseStages, type Stage } from '../kubelet/image.js';
-import { repoRoot } from './render.js';
+import { parseStages, type Stage } from '../../dev/local-cluster/kubelet/image.js';
+import { repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 function read(file: string): Stage[] {
   return parseStages(readFileSync(join(repoRoot, file), 'utf8'));
@@ -84,11 +84,11 @@ describe('Dockerfiles', () => {
     assert.deepEqual(JSON.parse(last(instructions(runtime, 'CMD'))), ['run'], 'the DaemonSet passes `run` explicitly too');
   });
 
-  test('.dockerignore keeps keys, build output and local state out of the context', () => {
+  test('.dockerignore keeps keys, build output, dev/ and local state out of the context', () => {
     const rules = readFileSync(join(repoRoot, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     assert.equal(rules[0], '**', 'deny by default');
     for (const allowed of ['!package.json', '!package-lock.json', '!lib/**', '!operator/**', '!agent/**']) assert.ok(rules.includes(allowed), allowed);
     for (const denied of ['**/*.pem', '**/*.key']) assert.ok(rules.includes(denied), denied);
-    assert.ok(!rules.some((r) => r.startsWith('!') && /node_modules|dist|\.git|e2e/.test(r)));
+    assert.ok(!rules.some((r) => r.startsWith('!') && /node_modules|dist|\.git|e2e|dev/.test(r)), 'no test code, dev tools (dev/), build output or git state is let in');
   });
 });

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { gvk, kustomize, repoRoot, type K8sObject } from './render.js';
+import { gvk, kustomize, repoRoot, type K8sObject } from '../../dev/local-cluster/kubelet/render.js';
 
 const run = promisify(execFile);
 const NAMESPACE = 'podidentity-system';

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
+import { kustomize, parseObjects, repoRoot, type K8sObject } from '../../dev/local-cluster/kubelet/render.js';
 
 const run = promisify(execFile);
 const CHART = join(repoRoot, 'charts/pod-identity-operator');

@@ -14,7 +14,7 @@ import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
 import { EXCEPTIONS_CONFIGMAP as MIGRATED_EXCEPTIONS } from '../../operator/migrate/migrate.js';
 import { agentMatchConditions, agentUsername, MAX_AGENT_TOKEN_SECONDS, WEBHOOK_PATH } from '../../operator/admission/index.js';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
-import { find, kustomize, parseObjects, repoRoot, type K8sObject } from './render.js';
+import { find, kustomize, parseObjects, repoRoot, type K8sObject } from '../../dev/local-cluster/kubelet/render.js';
 
 const NAMESPACE = 'podidentity-system';
 const AGENT = 'podidentity-agent';

@@ -8,7 +8,7 @@ import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { migrate } from '../../operator/migrate/migrate.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { parseObjects } from './render.js';
+import { parseObjects } from '../../dev/local-cluster/kubelet/render.js';
 
 const SUB = '00000000-0000-4000-8000-000000000001';
 

@@ -15,7 +15,7 @@ import { registerOperatorMetrics } from '../../operator/metrics.js';
 import { Controller } from '../../operator/runtime/controller.js';
 import { WorkQueue } from '../../operator/runtime/queue.js';
 import { checkMetricsReferenced } from './metrics-contract.js';
-import { repoRoot } from './render.js';
+import { repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 const DASHBOARD = join(repoRoot, 'config/grafana/podidentity-dashboard.json');
 const ALERTS = join(repoRoot, 'config/prometheus/alerts.yaml');

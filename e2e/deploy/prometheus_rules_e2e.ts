@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
-import { repoRoot } from './render.js';
+import { repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 const run = promisify(execFile);
 

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { kustomize, repoRoot } from './render.js';
+import { kustomize, repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
 const run = promisify(execFile);
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
 import { loadConfig as loadAgentConfig, parseFlags as parseAgentFlags } from '../../agent/config.js';
-import { kustomize, repoRoot } from '../deploy/render.js';
-import { composeCommand, expandReferences, resolveEntrypointScript } from './command.js';
-import { dockerfileFor, imageConfig, readImageConfig } from './image.js';
-import { workloadContainers } from './manifests.js';
-import { fieldValue, KUBELET_BACKOFF, restartDelay } from './kubelet.js';
+import { kustomize, repoRoot } from '../../dev/local-cluster/kubelet/render.js';
+import { composeCommand, expandReferences, resolveEntrypointScript } from '../../dev/local-cluster/kubelet/command.js';
+import { dockerfileFor, imageConfig, readImageConfig } from '../../dev/local-cluster/kubelet/image.js';
+import { workloadContainers } from '../../dev/local-cluster/kubelet/manifests.js';
+import { fieldValue, KUBELET_BACKOFF, restartDelay } from '../../dev/local-cluster/kubelet/kubelet.js';
 
 const run = promisify(execFile);
 

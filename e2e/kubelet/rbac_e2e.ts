@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { K8sObject } from '../deploy/render.js';
-import { netnsAvailable } from '../netns/netns.js';
-import { startStack } from '../stack/stack.js';
-import { waitFor } from '../testing/wait.js';
+import type { K8sObject } from '../../dev/local-cluster/kubelet/render.js';
+import { netnsAvailable } from '../../dev/local-cluster/netns/netns.js';
+import { startStack } from '../../dev/local-cluster/stack.js';
+import { waitFor } from '../../dev/support/wait.js';
 
 const run = promisify(execFile);
 const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';

@@ -17,7 +17,7 @@ import { ForbiddenError } from '../../operator/azure/errors.js';
 import { createArmClients } from '../../operator/azure/arm/index.js';
 import { roleAssignmentName } from '../../operator/azure/ids.js';
 import type { AzureClients } from '../../operator/azure/types.js';
-import { startAzureEmulator, type AzureEmulator } from '../azure/emulator.js';
+import { startAzureEmulator, type AzureEmulator } from '../../dev/azure-emulator/emulator.js';
 
 const READER = 'acdd72a7-3385-48ef-bd42-f606fba81ae7';
 const OWNER = '8e3af657-a8ff-443c-a75c-2fe8c4bcb635';

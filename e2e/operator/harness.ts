@@ -2,9 +2,9 @@
 import { randomUUID } from 'node:crypto';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicySpec, type PodIdentitySpec } from '../../lib/api/types.js';
-import { startAzureEmulator, type AzureEmulator, type EmulatorOptions } from '../azure/emulator.js';
+import { startAzureEmulator, type AzureEmulator, type EmulatorOptions } from '../../dev/azure-emulator/emulator.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { startProcess, type ManagedProcess } from '../testing/processes.js';
+import { startProcess, type ManagedProcess } from '../../dev/support/processes.js';
 
 export interface OperatorEnv {
   cluster: TestCluster;

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ClientSecretCredential } from '@azure/identity';
 import { createArmClients } from '../../operator/azure/arm/index.js';
-import type { ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import type { ManagedProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
 import { condition, createPodIdentity, deletePodIdentity, getPodIdentity, operatorEnv, type OperatorEnv } from './harness.js';
 
 describe('ARP spoofing on kubenet: network plugin detection', () => {

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startProcess, type ManagedProcess } from '../testing/processes.js';
+import { startProcess, type ManagedProcess } from '../../dev/support/processes.js';
 import { defaultIdentityName } from '../../operator/podidentity/names.js';
-import { waitFor } from '../testing/wait.js';
+import { waitFor } from '../../dev/support/wait.js';
 import {
   applyPolicy,
   condition,

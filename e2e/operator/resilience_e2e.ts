@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { CoordinationV1Api } from '@kubernetes/client-node';
-import type { ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import type { ManagedProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
 import { applyPolicy, condition, createPodIdentity, deletePodIdentity, deletePolicy, getPodIdentity, operatorEnv, type OperatorEnv } from './harness.js';
 
 describe('operator resilience e2e', () => {

@@ -9,9 +9,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ApiextensionsV1Api, type V1JSONSchemaProps } from '@kubernetes/client-node';
 import { GROUP, PODIDENTITY_PLURAL, VERSION } from '../../lib/api/types.js';
-import { installCrds, loadCrds } from '../controlplane/crds.js';
-import type { ManagedProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
+import { installCrds, loadCrds } from '../../dev/local-cluster/controlplane/crds.js';
+import type { ManagedProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
 import { applyPolicy, condition, createPodIdentity, deletePodIdentity, deletePolicy, getPodIdentity, operatorEnv, type OperatorEnv } from './harness.js';
 
 /** Serves the PodIdentity CRD without the id patterns, as a CRD from before they were tightened would. */

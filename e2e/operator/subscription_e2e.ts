@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { NotFoundError } from '../../operator/azure/errors.js';
 import { createArmClients } from '../../operator/azure/arm/index.js';
 import type { AzureClients } from '../../operator/azure/types.js';
-import { startFixture, type Fixture } from '../azure/test-fixture.js';
+import { startFixture, type Fixture } from '../../dev/azure-emulator/test-fixture.js';
 
 const OTHER_SUB = '00000000-0000-4000-8000-0000000000ff';
 

@@ -4,10 +4,10 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { netnsAvailable } from '../netns/netns.js';
-import { startProcess } from '../testing/processes.js';
-import { waitFor } from '../testing/wait.js';
-import { REPO } from '../stack/stack.js';
+import { netnsAvailable } from '../../dev/local-cluster/netns/netns.js';
+import { startProcess } from '../../dev/support/processes.js';
+import { waitFor } from '../../dev/support/wait.js';
+import { REPO } from '../../dev/local-cluster/stack.js';
 
 /** The README's commands, run as a user would type them (make test itself is what CI runs). */
 const run = promisify(execFile);
@@ -85,7 +85,7 @@ describe('README commands', () => {
     assert.equal(stdout.trim().split('\n').length, 4);
 
     // Ctrl-C reaches make's whole process group in a terminal; signal the node process make runs.
-    const { stdout: pids } = await run('pgrep', ['-f', '-P', String(proc.pid), 'e2e/run/main.ts'], { encoding: 'utf8' });
+    const { stdout: pids } = await run('pgrep', ['-f', '-P', String(proc.pid), 'dev/local-cluster/main.ts'], { encoding: 'utf8' });
     for (const pid of pids.trim().split('\n')) process.kill(Number(pid), 'SIGINT');
     assert.equal(await proc.exited, 0);
     assert.match(proc.output(), /stopped/);

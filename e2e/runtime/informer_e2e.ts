@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { waitFor } from '../testing/wait.js';
+import { waitFor } from '../../dev/support/wait.js';
 import { Informer, makeWatchFn, objectKey, type WatchFn } from '../../lib/k8s/informer.js';
 
 let cluster: TestCluster;

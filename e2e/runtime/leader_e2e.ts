@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { waitFor } from '../testing/wait.js';
+import { waitFor } from '../../dev/support/wait.js';
 import { LeaderElector } from '../../operator/runtime/leader.js';
 
 let cluster: TestCluster;

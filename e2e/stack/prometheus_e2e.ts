@@ -20,10 +20,10 @@ import { parser } from '@prometheus-io/lezer-promql';
 import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { assess } from '../deploy/argocd-health.js';
 import { alertQueries, dashboardQueries, EXTERNAL_SERIES, OWN_PREFIXES, type Query } from '../deploy/metrics-contract.js';
-import { netnsAvailable } from '../netns/netns.js';
-import { waitFor } from '../testing/wait.js';
-import { startStackPrometheus, type RunningPrometheus } from './prometheus.js';
-import { REPO, startStack, type PodHandle, type Stack } from './stack.js';
+import { netnsAvailable } from '../../dev/local-cluster/netns/netns.js';
+import { waitFor } from '../../dev/support/wait.js';
+import { startStackPrometheus, type RunningPrometheus } from '../../dev/local-cluster/prometheus.js';
+import { REPO, startStack, type PodHandle, type Stack } from '../../dev/local-cluster/stack.js';
 
 const run = promisify(execFile);
 const skip = !(await netnsAvailable()) && 'needs root and iproute2 (ip netns)';

@@ -8,9 +8,9 @@ import { promisify } from 'node:util';
 import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { checkMetricsReferenced } from '../deploy/metrics-contract.js';
-import { netnsAvailable } from '../netns/netns.js';
-import { waitFor } from '../testing/wait.js';
-import { REPO, startStack, type PodHandle, type Stack } from './stack.js';
+import { netnsAvailable } from '../../dev/local-cluster/netns/netns.js';
+import { waitFor } from '../../dev/support/wait.js';
+import { REPO, startStack, type PodHandle, type Stack } from '../../dev/local-cluster/stack.js';
 
 /** `make run`'s setup, headless: the whole product with real interception in network namespaces. */
 const run = promisify(execFile);

@@ -2,8 +2,8 @@ import { after } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
-import { installCrds } from '../controlplane/crds.js';
+import { startControlPlane, type ControlPlane } from '../../dev/local-cluster/controlplane/controlplane.js';
+import { installCrds } from '../../dev/local-cluster/controlplane/crds.js';
 
 /** What an e2e test needs to talk to the real local API server. */
 export interface TestCluster {

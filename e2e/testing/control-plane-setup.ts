@@ -1,6 +1,6 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import { startControlPlane, type ControlPlane } from '../controlplane/controlplane.js';
-import { installCrds } from '../controlplane/crds.js';
+import { startControlPlane, type ControlPlane } from '../../dev/local-cluster/controlplane/controlplane.js';
+import { installCrds } from '../../dev/local-cluster/controlplane/crds.js';
 import { ENV } from './cluster.js';
 
 /** node --test --test-global-setup: one real API server for the whole e2e run, shared through env. */

@@ -1,0 +1,268 @@
+/**
+ * The agent's sections: P1 (cached throughput and latency against a bare Node server), P2 (miss overhead
+ * and single-flight), the agent half of P4 (RSS at scale) and the agent half of P5 (P1 latency as the
+ * caches grow).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../support/ports.js';
+import { waitFor } from '../support/wait.js';
+import { rawRequest, claimsOf } from '../azure-emulator/test-fixture.js';
+import { startAgentProcess, type AgentProcess } from './agent.js';
+import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
+import type { LoadResult } from './loadgen.js';
+import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
+import type { BenchOptions } from './options.js';
+import { cpuSeconds, importRss, PRODUCT_NODE_FLAGS, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
+import { round, section, type GoalBook, type Section } from './report.js';
+
+export interface AgentStage {
+  env: BenchEnv;
+  objects: BenchObjects;
+  agent: AgentProcess;
+  baseline: BaselineServer;
+  /** The pod P1 loads from, and its namespace (where P4 adds more PodIdentities). */
+  loadPod: BoundPod;
+  /** Every pod bound on the agent's node, by address. */
+  pods: BoundPod[];
+  tokenBytes: number;
+  /** P1's c=16 results, the first point of P5. */
+  p1At16?: { a: LoadResult; b: LoadResult };
+  stop(): Promise<void>;
+}
+
+type Log = (msg: string) => void;
+
+async function getToken(agent: AgentProcess, ip: string, path = TOKEN_PATH) {
+  return rawRequest(`${agent.origin}${path}`, { headers: { Metadata: 'true' }, localAddress: ip });
+}
+
+/** Checks the token an address gets names that pod's identity. */
+function tokenMatches(json: unknown, pod: BoundPod): boolean {
+  const token = (json as { access_token?: string } | undefined)?.access_token;
+  if (!token) return false;
+  const claims = claimsOf(token);
+  return claims['oid'] === pod.identity.principalId && claims['appid'] === pod.identity.clientId;
+}
+
+export async function setupAgentStage(env: BenchEnv, log: Log): Promise<AgentStage> {
+  const objects = new BenchObjects(env);
+  const ns = await objects.namespace('bench-agent');
+  await objects.serviceAccount(ns, 'app');
+  const loadPod = await objects.boundPod(ns, 'load-0', podAddress(0), 'app');
+  log('starting the agent (loopback, no iptables)');
+  const agent = await startAgentProcess(env, { listen: await freePort(), metrics: await freePort() });
+  // The first request is a miss (TokenRequest + federated exchange); from then on the cache is warm.
+  let last = '';
+  const first = await waitFor('first token from the agent', async () => {
+    const res = await getToken(agent, loadPod.ip);
+    last = `${res.status} ${res.text.slice(0, 500)}`;
+    return res.status === 200 ? res : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 200 }).catch((err: Error) => {
+    throw new Error(`${err.message}; last answer: ${last}`);
+  });
+  if (!tokenMatches(first.json, loadPod)) throw new Error(`the agent issued a token for another identity: ${first.text.slice(0, 200)}`);
+  const bodyFile = join(env.dir, 'token-response.json');
+  writeFileSync(bodyFile, first.text);
+  const baseline = await startBaseline(await freePort(), bodyFile, env.dir);
+  return {
+    env,
+    objects,
+    agent,
+    baseline,
+    loadPod,
+    pods: [loadPod],
+    tokenBytes: Buffer.byteLength(first.text),
+    async stop() {
+      await agent.stop();
+      await baseline.proc.stop();
+    },
+  };
+}
+
+function loadSpec(opts: BenchOptions, origin: string, concurrency: number, ip: string) {
+  return { origin, path: TOKEN_PATH, headers: { Metadata: 'true' }, concurrency, durationMs: opts.durationMs, warmupMs: opts.warmupMs, localAddresses: [ip] };
+}
+
+const fmt = (r: LoadResult) => [Math.round(r.rps), r.latency.p50, r.latency.p99, r.latency.p999];
+const non200 = (r: LoadResult) => r.errors + Object.entries(r.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
+
+export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
+  const s = section('P1', 'Cached token throughput and latency (agent A vs bare Node http B)');
+  const rows: (string | number)[][] = [];
+  const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number } }[] = [];
+  // Server CPU per answered request: the same ratio with the scheduler's noise (who ran when) taken out.
+  const cpuPerRequest = async (pid: number, run: () => Promise<LoadResult>) => {
+    const before = cpuSeconds(pid);
+    const result = await run();
+    return { result, micros: result.answered > 0 ? round(((cpuSeconds(pid) - before) * 1e6) / result.answered, 1) : 0 };
+  };
+  for (const c of opts.concurrency) {
+    log(`P1: concurrency ${c}: baseline B`);
+    const { result: b, micros: bCpu } = await cpuPerRequest(stage.baseline.proc.pid, () => runLoadgen(loadSpec(opts, stage.baseline.origin, c, stage.loadPod.ip)));
+    log(`P1: concurrency ${c}: agent A`);
+    const { result: a, micros: aCpu } = await cpuPerRequest(stage.agent.pid(), () => runLoadgen(loadSpec(opts, stage.agent.origin, c, stage.loadPod.ip)));
+    const ratio = b.rps > 0 ? a.rps / b.rps : 0;
+    points.push({ concurrency: c, a, b, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu } });
+    rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), aCpu, bCpu, bCpu > 0 ? round(aCpu / bCpu, 2) : '—', `${non200(a)} / ${non200(b)}`]);
+    if (c === 16) stage.p1At16 = { a, b };
+  }
+  s.tables.push({
+    title: `${opts.durationMs / 1000} s per point after ${opts.warmupMs / 1000} s warm-up; latency in ms; keep-alive; one connection per concurrent client`,
+    columns: ['Concurrency', 'A req/s', 'A p50', 'A p99', 'A p999', 'B req/s', 'B p50', 'B p99', 'B p999', 'A/B req/s', 'A/B p99', 'A CPU µs/req', 'B CPU µs/req', 'A/B CPU per req', 'non-200 or failed (A / B)'],
+    rows,
+  });
+  s.notes.push(
+    `A: the agent (agent/main.ts, --manage-iptables=false, default log level info, so every decision reaches the audit log as in production: the first of each kind at once, repeats within 10 s as one counted line) on 127.0.0.1; every request comes from the bound pod's address ${stage.loadPod.ip}, so attribution, identity selection and authorisation run on each request before the warm cache answers. Each load connection is verified against the API server once, on its first request.`,
+    'CPU µs/req: the server process\'s user + system CPU time (/proc/<pid>/stat) over the whole load run, warm-up included, divided by the requests it answered. Throughput on 2 shared cores also depends on when the scheduler runs the server; CPU per request does not, so it shows how much of a throughput gap is the server\'s own work.',
+    `B: a bare Node http server answering the agent's own token response (${stage.tokenBytes} bytes) byte for byte. Both run as plain \`node\` child processes from JavaScript compiled at the start of the run (as production runs dist/agent/main.js); the load comes from a separate undici process (dev/bench/loadgen.ts) on the same 2-core machine, so at high concurrency the load generator competes with the server for CPU.`,
+  );
+  s.data = { tokenResponseBytes: stage.tokenBytes, points };
+  for (const p of points) {
+    goals.check('P1', `throughput at concurrency ${p.concurrency}`, '≥ 0.75 × B', `${round(p.ratio, 3)} × B (${Math.round(p.a.rps)} vs ${Math.round(p.b.rps)} req/s)`, p.ratio >= 0.75);
+  }
+  const at16 = points.find((p) => p.concurrency === 16);
+  if (at16) goals.check('P1', 'p99 at concurrency 16', '≤ 2 ms', `${at16.a.latency.p99} ms (B: ${at16.b.latency.p99} ms)`, at16.a.latency.p99 <= 2);
+  else goals.unmeasured('P1', 'p99 at concurrency 16', '≤ 2 ms', 'concurrency 16 not in --concurrency');
+  return s;
+}
+
+export async function runP2(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
+  const s = section('P2', 'Cache-miss overhead and single-flight');
+  const { env, loadPod, agent } = stage;
+  const emu = env.fx.emu;
+  const rule = emu.faults.set({ match: { route: 'aad.token' }, latencyMs: opts.aadLatencyMs });
+  const prefix = `p2-${Date.now().toString(36)}`;
+  const base: Omit<ProbeSpec, 'mode' | 'samples' | 'concurrency'> = {
+    agentOrigin: agent.origin,
+    podIp: loadPod.ip,
+    prefix,
+    kube: { server: env.cp.server, token: env.cp.token, caPem: env.cp.caPem },
+    aad: { authorityHost: emu.authorityHost, tenantId: emu.tenantId, clientId: loadPod.identity.clientId, caPem: emu.caPem },
+    pod: { namespace: loadPod.namespace, serviceAccount: loadPod.serviceAccount, name: loadPod.name, uid: loadPod.uid },
+  };
+  try {
+    log(`P2: ${opts.misses} cache misses with Azure AD at ${opts.aadLatencyMs} ms`);
+    const misses = await runJsonScript<MissResult>('miss-probe', 'dev/bench/miss-probe.ts', { ...base, mode: 'misses', samples: opts.misses, concurrency: 1 });
+    log(`P2: ${opts.singleFlight} concurrent first requests`);
+    const before = emu.requests.count('aad.token');
+    const sf = await runJsonScript<SingleFlightResult>('miss-probe', 'dev/bench/miss-probe.ts', { ...base, mode: 'single-flight', samples: 0, concurrency: opts.singleFlight });
+    const upstream = emu.requests.count('aad.token') - before;
+
+    const row = (name: string, l: MissResult['agent']) => [name, l.p50, l.p90, l.p99, l.p999, l.max, l.mean];
+    s.tables.push({
+      title: `${opts.misses} sequential misses (after ${misses.discarded} discarded warm-up rounds); Azure AD token endpoint latency fixed at ${opts.aadLatencyMs} ms; ms`,
+      columns: ['Series', 'p50', 'p90', 'p99', 'p999', 'max', 'mean'],
+      rows: [row('agent miss (A)', misses.agent), row('direct upstream: TokenRequest + token exchange (baseline)', misses.direct), row('overhead per round: A − baseline', misses.overhead)],
+    });
+    s.tables.push({
+      title: 'Single-flight',
+      columns: ['Concurrent first requests', 'Statuses', 'Failed', 'Azure AD token calls', 'Wall time (ms)'],
+      rows: [[opts.singleFlight, JSON.stringify(sf.statuses), sf.errors, upstream, sf.wallMs]],
+    });
+    s.notes.push(
+      'A miss costs the agent a TokenRequest to the API server and a federated token exchange with Azure AD (the emulator, with the fixed latency). The baseline does exactly those two calls with a plain keep-alive client in the same probe process, interleaved round by round with the agent misses, so the difference is what the agent adds (attribution, selection, msal-node, caching, logging).',
+      `Agent miss statuses: ${JSON.stringify(misses.agentStatuses)}; baseline rounds that failed: ${misses.directFailures}. Context: agent miss p99 − fixed Azure AD latency = ${round(misses.agent.p99 - opts.aadLatencyMs, 2)} ms (this includes the API server's TokenRequest time).`,
+    );
+    s.data = { misses, singleFlight: { ...sf, upstreamCalls: upstream } };
+    const missOk = (misses.agentStatuses['200'] ?? 0) === opts.misses && misses.directFailures === 0;
+    goals.check('P2', 'miss overhead p99 (agent − upstream)', '≤ 2 ms', `${misses.overhead.p99} ms per round at p99 (p50 ${misses.overhead.p50} ms)${missOk ? '' : '; some misses failed'}`, missOk && misses.overhead.p99 <= 2);
+    goals.check('P2', `upstream calls for ${opts.singleFlight} concurrent first requests`, 'exactly 1', `${upstream} (statuses ${JSON.stringify(sf.statuses)})`, upstream === 1 && (sf.statuses['200'] ?? 0) === opts.singleFlight);
+  } finally {
+    emu.faults.remove(rule);
+  }
+  return s;
+}
+
+/**
+ * Grows the agent's world to `agentPods` bound pods on its node and `agentIdentities` PodIdentities in the
+ * cluster (100 per namespace; the load pod's namespace is the first), then has every pod fetch a token once
+ * so the cache holds one per pod.
+ */
+export async function growAgentWorld(stage: AgentStage, opts: BenchOptions, log: Log): Promise<{ namespaces: number; callerNamespaceIdentities: number; warmFailures: number }> {
+  const { objects } = stage;
+  const perNs = 100;
+  const nsCount = Math.max(1, Math.ceil(opts.agentIdentities / perNs));
+  const namespaces = [stage.loadPod.namespace];
+  for (let i = 1; i < nsCount; i++) {
+    const ns = await objects.namespace('bench-agent');
+    await objects.serviceAccount(ns, 'app');
+    namespaces.push(ns);
+  }
+  const extraPods = Math.max(0, Math.min(opts.agentPods, opts.agentIdentities) - stage.pods.length);
+  log(`P4: ${extraPods} more bound pods on the agent's node`);
+  const added = await mapLimit(Array.from({ length: extraPods }, (_, i) => i + stage.pods.length), 8, (i) =>
+    objects.boundPod(namespaces[i % namespaces.length]!, `pod-${i}`, podAddress(i), 'app'),
+  );
+  stage.pods.push(...added);
+  const unbound = Math.max(0, opts.agentIdentities - stage.pods.length);
+  log(`P4: ${unbound} more PodIdentities without pods on this node`);
+  await mapLimit(Array.from({ length: unbound }, (_, i) => i), 8, async (i) => {
+    const ns = namespaces[i % namespaces.length]!;
+    await objects.readyPodIdentity(ns, `other-${i}`, objects.identity(`${ns}-other-${i}`));
+  });
+  log('P4: every pod fetches its first token');
+  let warmFailures = 0;
+  await mapLimit(stage.pods, 8, async (pod) => {
+    const ok = await waitFor(`token for ${pod.name}`, async () => {
+      const res = await getToken(stage.agent, pod.ip);
+      return res.status === 200 && tokenMatches(res.json, pod);
+    }, { timeoutMs: 30_000, intervalMs: 200 }).catch(() => false);
+    if (!ok) warmFailures++;
+  });
+  const callerNamespaceIdentities = Math.ceil(opts.agentIdentities / nsCount);
+  return { namespaces: nsCount, callerNamespaceIdentities, warmFailures };
+}
+
+export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log, measureP5: boolean): Promise<{ p4: Section; p5Rows: (string | number)[][]; p5Points: { identities: number; p50: number; p99: number; rps: number }[] }> {
+  const s = section('P4', 'Memory (agent half)');
+  const rssBefore = stage.agent.rss();
+  const world = await growAgentWorld(stage, opts, log);
+  // Let the informers settle and the warm-up's garbage be collected in the normal course of things.
+  const samples: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    samples.push(stage.agent.rss());
+  }
+  const agentRss = Math.max(...samples);
+  const baselineRss = rssBytes(stage.baseline.proc.pid);
+  const mb = (b: number) => round(b / 2 ** 20, 1);
+  s.tables.push({
+    columns: ['Process', 'Pods on node', 'PodIdentities in cluster', 'Cached tokens', 'RSS (MB)', 'Ratio to baseline B'],
+    rows: [
+      ['agent before growth (1 pod, 1 PodIdentity)', 1, 1, 1, mb(rssBefore), round(rssBefore / baselineRss, 2)],
+      ['agent', stage.pods.length, opts.agentIdentities, stage.pods.length - world.warmFailures, mb(agentRss), round(agentRss / baselineRss, 2)],
+      ['baseline B (bare node http server, after its P1 load)', '—', '—', '—', mb(baselineRss), 1],
+    ],
+  });
+  s.notes.push(
+    `PodIdentities spread over ${world.namespaces} namespace(s), about ${world.callerNamespaceIdentities} per namespace; each pod on the node has its own Ready PodIdentity and federated credential and fetched one token (failures: ${world.warmFailures}). RSS is the max of 5 VmRSS reads from /proc over 1 s, after the warm-up.`,
+    `Both processes run as plain \`node\` on JavaScript compiled at the start of the run (no tsx loader), as in production; the agent with its image's node flags (${PRODUCT_NODE_FLAGS.join(' ')}).`,
+  );
+  // What the agent's libraries cost before any work: the floor under the agent's RSS.
+  const imports = await importRss(['@kubernetes/client-node', '@azure/msal-node', 'prom-client', 'winston']);
+  const bare = imports[0]!.rssBytes;
+  s.tables.push({
+    title: 'What the agent\'s libraries cost on their own: RSS of a fresh node process after importing only that module',
+    columns: ['Module', 'RSS (MB)', 'Added to a bare node (MB)'],
+    rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
+  });
+  s.data = { agentRssBytes: agentRss, agentRssBeforeBytes: rssBefore, baselineRssBytes: baselineRss, world, pods: stage.pods.length, identities: opts.agentIdentities, importRss: imports };
+  goals.check('P4', `agent RSS with ${stage.pods.length} pods and ${opts.agentIdentities} PodIdentities`, '≤ 100 MB', `${mb(agentRss)} MB (${round(agentRss / baselineRss, 2)} × bare Node)`, agentRss <= 100 * 2 ** 20 && world.warmFailures === 0);
+
+  const p5Rows: (string | number)[][] = [];
+  const p5Points: { identities: number; p50: number; p99: number; rps: number }[] = [];
+  if (measureP5) {
+    if (stage.p1At16) {
+      const { a, b } = stage.p1At16;
+      p5Rows.push([1, 1, 1, Math.round(a.rps), a.latency.p50, a.latency.p99, a.latency.p999, round(a.rps / b.rps, 3)]);
+      p5Points.push({ identities: 1, p50: a.latency.p50, p99: a.latency.p99, rps: a.rps });
+    }
+    log('P5: P1 at concurrency 16 with the grown caches');
+    const b = await runLoadgen(loadSpec(opts, stage.baseline.origin, 16, stage.loadPod.ip));
+    const a = await runLoadgen(loadSpec(opts, stage.agent.origin, 16, stage.loadPod.ip));
+    p5Rows.push([stage.pods.length, opts.agentIdentities, world.callerNamespaceIdentities, Math.round(a.rps), a.latency.p50, a.latency.p99, a.latency.p999, round(a.rps / b.rps, 3)]);
+    p5Points.push({ identities: opts.agentIdentities, p50: a.latency.p50, p99: a.latency.p99, rps: a.rps });
+  }
+  return { p4: s, p5Rows, p5Points };
+}
