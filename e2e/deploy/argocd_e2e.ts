@@ -11,6 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
+import { crdFiles } from '../controlplane/crds.js';
 import { assess, CHECK_DIR, HEALTH_LUA } from './argocd-health.js';
 import { parseObjects, repoRoot } from './render.js';
 
@@ -78,7 +79,7 @@ describe('Argo CD health check for PodIdentity (lua5.1)', () => {
 
   test('sync waves: CRDs, then policies, then PodIdentities; the CRDs are never pruned', () => {
     const wave = (o: { metadata: { annotations?: Record<string, string> } }) => Number(o.metadata.annotations?.['argocd.argoproj.io/sync-wave'] ?? '0');
-    const crds = readdirSync(join(repoRoot, 'crds')).flatMap((f) => parseObjects(readFileSync(join(repoRoot, 'crds', f), 'utf8')));
+    const crds = crdFiles().flatMap((f) => parseObjects(readFileSync(join(repoRoot, 'crds', f), 'utf8')));
     const samples = readdirSync(join(repoRoot, 'config/samples')).flatMap((f) => parseObjects(readFileSync(join(repoRoot, 'config/samples', f), 'utf8')));
     const policies = samples.filter((o) => o.kind === 'PodIdentityPolicy');
     const identities = samples.filter((o) => o.kind === 'PodIdentity');
