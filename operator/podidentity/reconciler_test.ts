@@ -4,7 +4,7 @@ import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api
 import { ThrottledError } from '../azure/errors.js';
 import { identityResourceId, roleAssignmentName, scaleSetResourceId } from '../azure/ids.js';
 import { defaultIdentityName, federatedCredentialName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
-import { harness, SUB } from './testing.js';
+import { harness, SUB } from '../testing/podidentity-harness.js';
 import { keysSelecting } from './watches.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
-import { ConflictError, LimitExceededError, NotFoundError, PrincipalNotFoundError } from './errors.js';
-import { isRoleDefinitionId, normalizeId, parseIdentityId, roleDefinitionGuid } from './ids.js';
+import { ConflictError, LimitExceededError, NotFoundError, PrincipalNotFoundError } from '../azure/errors.js';
+import { isRoleDefinitionId, normalizeId, parseIdentityId, roleDefinitionGuid } from '../azure/ids.js';
 import type {
   AzureClients,
   AzureIdentity,
@@ -15,7 +15,7 @@ import type {
   RoleDefinition,
   ScaleSetClient,
   ScaleSetIdentities,
-} from './types.js';
+} from '../azure/types.js';
 
 /**
  * What ARM ends up acting on: the SDKs send the scope unencoded and their URL handling (WHATWG) resolves dot
