@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeAzure } from '../testing/fake-azure.js';
+import { FakeAzure, scaleSetResourceId } from '../testing/fake-azure.js';
 import { AzureError } from '../azure/errors.js';
-import { identityResourceId, normalizeId, scaleSetResourceId } from '../azure/ids.js';
+import { identityResourceId, normalizeId } from '../azure/ids.js';
 import { MemoryOwnershipStore } from '../testing/memory-ownership.js';
 import { ScaleSetBatcher } from './scaleset-batcher.js';
 

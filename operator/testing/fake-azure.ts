@@ -23,6 +23,11 @@ import type {
  */
 const resolvedLikeTheSdk = (scope: string): string => new URL(`https://management.azure.com/${scope.replace(/^\/+/, '')}`).pathname.replace(/\/+$/, '');
 
+/** A scale set's ARM id, as AKS names node pools' scale sets. */
+export function scaleSetResourceId(subscriptionId: string, resourceGroup: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
+}
+
 export const BUILT_IN_ROLES: Record<string, string> = {
   Reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7',
   Contributor: 'b24988ac-6180-42a0-ab88-20f7382dd24c',
