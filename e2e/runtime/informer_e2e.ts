@@ -39,7 +39,7 @@ function slimPod(p: V1Pod): V1Pod {
 /** The real watch, with an outage switch and a way to make the next watch answer 410 Gone. */
 function controllableWatch() {
   const real = makeWatchFn(cluster.kc);
-  const state = { outage: false, staleNext: false, attempts: 0 };
+  const state = { outage: false, staleNext: false, attempts: 0, connected: 0 };
   let current: { abort(): void } | undefined;
   const watch: WatchFn = async (path, query, onEvent, onDone) => {
     state.attempts++;
@@ -58,10 +58,15 @@ function controllableWatch() {
       return { abort() {} };
     }
     current = await real(path, query, onEvent, onDone);
+    state.connected++;
     return current;
   };
   /** Ends the running watch connection as if the network dropped it. */
-  const cut = () => current?.abort();
+  const cut = () => {
+    assert.ok(current, 'a watch is connected');
+    current.abort();
+    current = undefined;
+  };
   return { state, watch, cut };
 }
 
@@ -119,7 +124,7 @@ test('a watch outage, then an expired resourceVersion: relist delivers the delet
   informer.start();
   try {
     await informer.waitForSync(AbortSignal.timeout(20_000));
-    await waitFor('watch running', () => state.attempts >= 1);
+    await waitFor('watch running', () => state.connected >= 1);
     state.outage = true;
     cut();
     const attemptsAtCut = state.attempts;
@@ -158,6 +163,7 @@ test('a dropped watch marks the cache stale until a relist, and still sees delet
   try {
     await informer.waitForSync(AbortSignal.timeout(20_000));
     await waitFor('resync delivered', () => resyncs >= 2);
+    await waitFor('watch running', () => state.connected >= 1);
     const lists = informer.stats.lists;
     state.outage = true;
     cut();
