@@ -130,7 +130,7 @@ export interface InformerOptions<T extends KubernetesObject> {
   resyncPeriodMs?: number;
   /** Page size for lists. */
   pageSize?: number;
-  /** Server-side watch timeout; kept under client-node's 30 s inactivity timeout so the server closes cleanly. */
+  /** Server-side watch timeout; kept under the watch's 30 s inactivity timeout so the server closes cleanly. */
   watchTimeoutSeconds?: number;
   backoff?: { initialMs?: number; maxMs?: number };
   list?: ListFn<T>;
