@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Logger } from '../lib/log.js';
-import { FakeAzure } from './azure/fake.js';
+import { FakeAzure } from './testing/fake-azure.js';
 import { checkNetworkPlugin, NetworkPluginRefusedError } from './network-plugin.js';
 
 const CLUSTER = '/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks';

@@ -2,14 +2,13 @@
  * `make bench`: P1–P5 and the soak from issue 7, written to <out>/report.md and <out>/report.json.
  * See dev/bench/README.md for what each section measures and how to read the report.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { runAgentScale, runP1, runP2, setupAgentStage, type AgentStage } from './agent-sections.js';
 import { P6_TITLE, runP6 } from './attribution-section.js';
 import { buildRuntime, removeRuntime } from './build.js';
 import { startEnv, type BenchEnv } from './fixture.js';
 import { parseOptions, usage, type BenchOptions, type SectionId } from './options.js';
-import { REPO } from './processes.js';
 import { updateReadme } from './readme.js';
 import { GoalBook, lineChartSvg, machineInfo, notMeasured, renderMarkdown, section, type Report, type Section } from './report.js';
 import { runOperatorSections } from './operator-sections.js';
@@ -33,7 +32,6 @@ async function run(opts: BenchOptions): Promise<Report> {
   const sections = new Map<SectionId, Section>();
   const charts: string[] = [];
   const want = (id: SectionId) => opts.only.includes(id);
-  const operatorAvailable = existsSync(join(REPO, 'operator/main.ts'));
   /** A section that throws is reported as failed (and listed as a gap); the others still run. */
   const guarded = async <T>(id: SectionId, fn: () => Promise<T>): Promise<T | undefined> => {
     try {
@@ -65,7 +63,7 @@ async function run(opts: BenchOptions): Promise<Report> {
     }
 
     const failedOp = notMeasured('P3', TITLES.P3, 'failed: see the P3 section');
-    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { available: operatorAvailable, p3: want('P3'), p4: want('P4'), p5: want('P5') }, stage?.agent.origin))) ?? {
+    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { p3: want('P3'), p4: want('P4'), p5: want('P5') }, stage?.agent.origin))) ?? {
       p3: sections.get('P3') ?? failedOp,
       p4: { ...failedOp, id: 'P4' },
       p5: { ...failedOp, id: 'P5' },
@@ -127,7 +125,7 @@ async function run(opts: BenchOptions): Promise<Report> {
     if (want('SOAK')) {
       if (opts.soakMs === 0) sections.set('SOAK', { ...notMeasured('SOAK', TITLES.SOAK, 'skipped: --soak-ms 0 (the default with --smoke)'), status: 'skipped' });
       else if (!stage) sections.set('SOAK', notMeasured('SOAK', TITLES.SOAK, 'the agent stage did not start'));
-      else await guarded('SOAK', async () => sections.set('SOAK', await runSoak(env!, stage!, opts, goals, log, operatorAvailable)));
+      else await guarded('SOAK', async () => sections.set('SOAK', await runSoak(env!, stage!, opts, goals, log)));
     }
   } finally {
     await stage?.stop().catch((err: Error) => log(`stopping the agent stage: ${err.message}`));

@@ -27,7 +27,6 @@ export interface OperatorSections {
 }
 
 export interface OperatorWanted {
-  available: boolean;
   p3: boolean;
   p4: boolean;
   p5: boolean;
@@ -366,23 +365,6 @@ async function idleNodeRss(): Promise<number> {
 }
 
 export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goals: GoalBook, log: Log, want: OperatorWanted, agentOrigin?: string): Promise<OperatorSections> {
-  const why = 'operator not available (operator/main.ts does not exist in this tree)';
-  if (!want.available) {
-    if (want.p3) {
-      goals.unmeasured('P3', '1,000 PodIdentities Ready', '≤ 60 s', why);
-      goals.unmeasured('P3', 'ARM writes per PodIdentity', '≤ 1 identity PUT + 1 role PUT + 1 credential PUT, no duplicates', why);
-      goals.unmeasured('P3', 'steady state after convergence', 'no ARM writes, ≤ 1 read per object per resync period', why);
-      goals.unmeasured('P3', 'Node mode: scale-set PATCHes', '≤ 2 per batch window', why);
-      goals.unmeasured('P3', 'Node mode: time to first token for a new pod', 'reported', why);
-    }
-    if (want.p4) goals.unmeasured('P4', 'operator RSS with 1,000 PodIdentities and 5,000 pods', '≤ 300 MB', why);
-    return {
-      p3: notMeasured('P3', 'Convergence at scale (operator)', why),
-      p4: notMeasured('P4', 'Memory (operator half)', why),
-      p5: notMeasured('P5', 'P3 time vs N', why),
-    };
-  }
-
   const p3 = section('P3', 'Convergence at scale (operator)');
   const p5 = section('P5', 'P3 time vs N');
   let p4: Section = notMeasured('P4', 'Memory (operator half)', 'skipped: P4 not in --only');

@@ -12,7 +12,7 @@ import type { AgentStage } from './agent-sections.js';
 import { startAttackTraffic, type AttackStats } from './attack-traffic.js';
 import { BenchObjects, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
 import type { ExpectedIdentity, LoadResult } from './loadgen.js';
-import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
+import { OPERATOR_RG, startOperatorProcess } from './operator-process.js';
 import type { BenchOptions } from './options.js';
 import { startJsonScript } from './processes.js';
 import { round, section, type GoalBook, type Section } from './report.js';
@@ -67,7 +67,7 @@ function pct(list: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
 }
 
-export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log, operatorAvailable: boolean): Promise<Section> {
+export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
   const s = section('SOAK', 'Resilience and security soak');
   const { emu } = env.fx;
   const objects = new BenchObjects(env);
@@ -97,18 +97,14 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
   }
 
   // Operator churn in its own namespace (the operator watches only that one).
-  let operator: OperatorProcess | undefined;
-  let opNs: string | undefined;
-  if (operatorAvailable) {
-    opNs = await objects.namespace('bench-soak-op');
-    await objects.serviceAccount(opNs, 'app');
-    operator = await startOperatorProcess(env, 'operator-soak', [`--watch-namespace=${opNs}`]);
-  }
+  const opNs = await objects.namespace('bench-soak-op');
+  await objects.serviceAccount(opNs, 'app');
+  const operator = await startOperatorProcess(env, 'operator-soak', [`--watch-namespace=${opNs}`]);
   const createPid = (name: string) =>
     env.custom.createNamespacedCustomObject({
       group: GROUP,
       version: VERSION,
-      namespace: opNs!,
+      namespace: opNs,
       plural: PODIDENTITY_PLURAL,
       body: {
         apiVersion: API_VERSION,
@@ -117,7 +113,7 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
         spec: { identity: { managed: {} }, roleAssignments: [{ role: 'Reader', scope: `/subscriptions/${emu.subscriptionId}/resourceGroups/${OPERATOR_RG}` }], serviceAccounts: ['app'], mode: 'Federated' },
       },
     });
-  const deletePid = (name: string) => env.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: opNs!, plural: PODIDENTITY_PLURAL, name });
+  const deletePid = (name: string) => env.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: opNs, plural: PODIDENTITY_PLURAL, name });
 
   const stable = stage.pods.slice(0, 8);
   const expect: Record<string, ExpectedIdentity> = Object.fromEntries(stable.map((p) => [p.ip, { oid: p.identity.principalId, appid: p.identity.clientId }]));
@@ -128,7 +124,7 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
   const churnStopAt = t0 + Math.round(opts.soakMs * 0.8);
   const end = t0 + opts.soakMs;
 
-  mark('load and churn start', `${stable.length} stable pods at concurrency 16, ${slots.length} IP-reuse slots${operator ? ', PodIdentity churn through the operator' : ''}`);
+  mark('load and churn start', `${stable.length} stable pods at concurrency 16, ${slots.length} IP-reuse slots, PodIdentity churn through the operator`);
   // The load lasts until convergence has been seen (restarts can stretch the timeline); finish() ends it.
   const load = startJsonScript<LoadResult>('loadgen', 'dev/bench/loadgen.ts', { origin: stage.agent.origin, path: TOKEN_PATH, headers: { Metadata: 'true' }, concurrency: 16, durationMs: opts.soakMs + 600_000, warmupMs: 0, localAddresses: stable.map((p) => p.ip), expect, requestTimeoutMs: 15_000 });
 
@@ -181,15 +177,13 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
         churn.failures++; // e.g. while the API server restarts
         await sleep(200);
       }
-      if (operator && opNs) {
-        try {
-          const name = `soak-${pidSeq++}`;
-          await createPid(name);
-          pidNames.push(name);
-          if (pidNames.length > 5) await deletePid(pidNames.shift()!);
-        } catch {
-          churn.failures++;
-        }
+      try {
+        const name = `soak-${pidSeq++}`;
+        await createPid(name);
+        pidNames.push(name);
+        if (pidNames.length > 5) await deletePid(pidNames.shift()!);
+      } catch {
+        churn.failures++;
       }
     }
   };
@@ -218,11 +212,9 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     const { downMs } = await env.restartApiServer();
     mark('API server ready again', `${downMs} ms`);
     await at(0.6);
-    if (operator) {
-      mark('operator SIGKILL');
-      await operator.killAndRestart();
-      mark('operator ready again');
-    }
+    mark('operator SIGKILL');
+    await operator.killAndRestart();
+    mark('operator ready again');
     await at(0.7);
     mark('agent restart');
     await stage.agent.restart();
@@ -236,10 +228,9 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     for (let n = 0; n < 60 && !slot.present; n++) await placePod(slot).catch(() => sleep(500));
   }
 
-  // Convergence: every stable and churned address gets its own identity's token, and (with the operator)
-  // every remaining PodIdentity is Ready, every deleted one is gone, and Azure holds exactly their resources.
+  // Convergence: every stable and churned address gets its own identity's token, and every remaining PodIdentity is Ready, every deleted one is gone, and Azure holds exactly their resources.
   const convergeStart = Date.now();
-  const checks = { agent: false, operator: !operator, azure: !operator };
+  const checks = { agent: false, operator: false, azure: false };
   let azureReport = { orphanedIdentities: 0, duplicateRoleAssignments: 0, duplicateCredentials: 0, missing: 0 };
   const deadline = convergeStart + 180_000;
   while (Date.now() < deadline && !(checks.agent && checks.operator && checks.azure)) {
@@ -258,7 +249,7 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
       ]);
       checks.agent = results.every(Boolean);
     }
-    if (operator && opNs && (!checks.operator || !checks.azure)) {
+    if (!checks.operator || !checks.azure) {
       const list = (await env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: opNs, plural: PODIDENTITY_PLURAL }).catch(() => ({ items: [] }))) as { items: PodIdentity[] };
       // The API server is the truth: a create whose answer was lost (API server down) still made its object, and
       // a delete that failed left one. Delete whatever the harness does not intend to keep, then wait for it.
@@ -292,7 +283,7 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
   await sleep(Math.max(0, end - Date.now()));
   const result = await load.finish();
   const attack: AttackStats = await attacks.stop();
-  await operator?.stop();
+  await operator.stop();
   // Every PodIdentity in the soak is Federated: any request on the node IMDS token path is a pod's request
   // that got past the agent (a disguised token path forwarded by the metadata proxy, or the interception).
   const imdsDirect = emu.requests.count('imds.token') - imdsBefore;
@@ -309,14 +300,14 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
       ['tokens to the wrong caller (attack traffic, every answer checked)', `${attack.wrong} of ${Object.values(attack.kinds).reduce((a, k) => a + k.requests, 0)} requests`],
       ['requests on the node IMDS token path during the soak (Federated only: any is a pod reaching it around the agent)', imdsDirect],
       ['node IMDS instance-metadata requests (the metadata proxy’s allow-list)', instanceProxied],
-      ['orphaned Azure identities after convergence', operator ? azureReport.orphanedIdentities : 'not measured: no operator'],
-      ['duplicate role assignments / federated credentials', operator ? `${azureReport.duplicateRoleAssignments} / ${azureReport.duplicateCredentials}` : 'not measured: no operator'],
+      ['orphaned Azure identities after convergence', azureReport.orphanedIdentities],
+      ['duplicate role assignments / federated credentials', `${azureReport.duplicateRoleAssignments} / ${azureReport.duplicateCredentials}`],
       ['time to reconverge after churn and faults stop (s)', reconvergeMs === null ? 'did not converge in 180 s' : round(reconvergeMs / 1000, 1)],
       ['load: answered 200 / other status / no answer', `${ok} / ${result.requests - ok} / ${result.errors} (${round((ok / Math.max(1, total)) * 100, 2)} % 200)`],
       ['load: p50 / p99 / p999 / max (ms)', `${result.latency.p50} / ${result.latency.p99} / ${result.latency.p999} / ${result.latency.max}`],
       ['IP-reuse cycles / probes / refused while settling / harness retries', `${churn.cycles} / ${churn.probes} / ${churn.refused} / ${churn.failures}`],
       ['new pod on a reused address: time to first token p50 / p99 (ms)', churn.firstTokenMs.length ? `${pct(churn.firstTokenMs, 50)} / ${pct(churn.firstTokenMs, 99)}` : '—'],
-      ['PodIdentities churned through the operator', operator ? pidSeq : 'not measured: no operator'],
+      ['PodIdentities churned through the operator', pidSeq],
     ],
   });
   s.tables.push({
@@ -333,7 +324,6 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
     'Wrong-pod check: the load generator decodes every 200 token and compares oid and appid with the identity of the pod whose address the connection is bound to; IP-reuse probes do the same against the pod that holds the address after the swap.',
     'Real-IMDS check: on loopback there is no iptables interception to bypass, so the figure only shows that nothing in this setup reached the emulator\'s IMDS; the interception itself is tested by e2e/agent in network namespaces.',
     'API server restart: the same kube-apiserver command line is started again after SIGTERM (etcd keeps running).',
-    ...(operator ? [] : ['Operator SIGKILL, PodIdentity churn, orphans and duplicates: not measured — operator not available.']),
     'Attack traffic: disguised spellings of the token path (percent-escapes, case, //, /./, .., backslash, encoded /) with hints naming the node’s kubelet identity or a bound pod’s identity, from a pod with no PodIdentity, a pod of another namespace wearing a bound pod’s label, a bound pod and addresses that are no pod; repeated parameters, other methods and a scope as resource; one pod asking for ever new resources; requests from many non-pod addresses; 200 connections trickling their headers. Every answer is checked: a token only for the caller’s own identity, its audience equal to the echoed resource. The agent’s address is seeded as a scale-set instance with a system-assigned and a kubelet identity, so a forwarded token request would get a real node token.',
     ...(result.wrongSamples.length || churn.wrongSamples.length || attack.wrongSamples.length ? [`Wrong-pod samples: ${[...result.wrongSamples, ...churn.wrongSamples, ...attack.wrongSamples].join('; ')}`] : []),
   );
@@ -342,10 +332,8 @@ export async function runSoak(env: BenchEnv, stage: AgentStage, opts: BenchOptio
   const wrongTotal = result.wrongIdentity + churn.wrong + attack.wrong;
   goals.check('SOAK', 'tokens issued to the wrong pod (load, IP reuse, attack traffic)', '0', String(wrongTotal), wrongTotal === 0);
   goals.check('SOAK', 'requests that reached the node IMDS token path', '0', `${imdsDirect} (with attack traffic; loopback: no interception in play)`, imdsDirect === 0);
-  if (operator) {
-    const bad = azureReport.orphanedIdentities + azureReport.duplicateRoleAssignments + azureReport.duplicateCredentials;
-    goals.check('SOAK', 'orphaned or duplicate Azure resources after convergence', '0', `${azureReport.orphanedIdentities} orphaned identities, ${azureReport.duplicateRoleAssignments} duplicate role assignments, ${azureReport.duplicateCredentials} duplicate credentials${checks.azure ? '' : ' (not converged)'}`, checks.azure && bad === 0);
-  } else goals.unmeasured('SOAK', 'orphaned or duplicate Azure resources after convergence', '0', 'operator not available');
+  const bad = azureReport.orphanedIdentities + azureReport.duplicateRoleAssignments + azureReport.duplicateCredentials;
+  goals.check('SOAK', 'orphaned or duplicate Azure resources after convergence', '0', `${azureReport.orphanedIdentities} orphaned identities, ${azureReport.duplicateRoleAssignments} duplicate role assignments, ${azureReport.duplicateCredentials} duplicate credentials${checks.azure ? '' : ' (not converged)'}`, checks.azure && bad === 0);
   goals.check('SOAK', 'time to reconverge', 'reported (converges)', reconvergeMs === null ? 'did not converge within 180 s' : `${round(reconvergeMs / 1000, 1)} s`, reconvergeMs !== null);
   return s;
 }

@@ -11,6 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
+import { crdFiles } from '../../dev/local-cluster/controlplane/crds.js';
 import { assess, CHECK_DIR, HEALTH_LUA } from './argocd-health.js';
 import { parseObjects, repoRoot } from '../../dev/local-cluster/kubelet/render.js';
 
@@ -43,7 +44,7 @@ describe('Argo CD health check for PodIdentity (lua5.1)', () => {
   test('the test data covers every condition reason the operator sets', () => {
     // The reconciler's steps set their conditions in their own modules; a policy decision's reason becomes Ready's.
     const dir = join(repoRoot, 'operator/podidentity');
-    const source = readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.endsWith('_test.ts') && f !== 'testing.ts').map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+    const source = readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.endsWith('_test.ts')).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
     const falseReasons = new Set([...source.matchAll(/\bbad\(\s*'([A-Za-z]+)'/g)].map((m) => m[1]!));
     const trueReasons = new Set([...source.matchAll(/\bok\(\s*'([A-Za-z]+)'/g)].map((m) => m[1]!));
     // Ready=False falls back to this reason when a step has no condition yet.
@@ -78,7 +79,7 @@ describe('Argo CD health check for PodIdentity (lua5.1)', () => {
 
   test('sync waves: CRDs, then policies, then PodIdentities; the CRDs are never pruned', () => {
     const wave = (o: { metadata: { annotations?: Record<string, string> } }) => Number(o.metadata.annotations?.['argocd.argoproj.io/sync-wave'] ?? '0');
-    const crds = readdirSync(join(repoRoot, 'crds')).flatMap((f) => parseObjects(readFileSync(join(repoRoot, 'crds', f), 'utf8')));
+    const crds = crdFiles().flatMap((f) => parseObjects(readFileSync(join(repoRoot, 'crds', f), 'utf8')));
     const samples = readdirSync(join(repoRoot, 'config/samples')).flatMap((f) => parseObjects(readFileSync(join(repoRoot, 'config/samples', f), 'utf8')));
     const policies = samples.filter((o) => o.kind === 'PodIdentityPolicy');
     const identities = samples.filter((o) => o.kind === 'PodIdentity');

@@ -14,6 +14,7 @@ import { loadConfig as loadOperatorConfig } from '../../operator/config.js';
 import { EXCEPTIONS_CONFIGMAP as MIGRATED_EXCEPTIONS } from '../../operator/migrate/migrate.js';
 import { agentMatchConditions, agentUsername, MAX_AGENT_TOKEN_SECONDS, WEBHOOK_PATH } from '../../operator/admission/index.js';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
+import { crdFiles } from '../../dev/local-cluster/controlplane/crds.js';
 import { find, kustomize, parseObjects, repoRoot, type K8sObject } from '../../dev/local-cluster/kubelet/render.js';
 
 const NAMESPACE = 'podidentity-system';
@@ -207,11 +208,12 @@ describe('config/default', async () => {
     checkSecurity(objects, { operatorReplicas: 2 });
   });
 
-  test('the CRDs are crds/ exactly (config/crd/bases is a copy kustomize can load)', () => {
-    const sources = readdirSync(join(repoRoot, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
-    assert.deepEqual(readdirSync(join(repoRoot, 'config/crd/bases')).sort(), sources);
-    for (const file of sources) {
-      assert.equal(readFileSync(join(repoRoot, 'config/crd/bases', file), 'utf8'), readFileSync(join(repoRoot, 'crds', file), 'utf8'), `config/crd/bases/${file} drifted from crds/: cp crds/*.yaml config/crd/bases/`);
+  test('the CRDs are crds/ exactly, and crds/kustomization.yaml lists every CRD file there', () => {
+    const listed = crdFiles();
+    const present = readdirSync(join(repoRoot, 'crds')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+    assert.deepEqual([...listed].sort(), present.sort(), 'crds/kustomization.yaml resources are the CRD files in crds/');
+    assert.equal(objects.filter((o) => o.kind === 'CustomResourceDefinition').length, listed.length);
+    for (const file of listed) {
       const [source] = parseObjects(readFileSync(join(repoRoot, 'crds', file), 'utf8'));
       const rendered = find(objects, 'CustomResourceDefinition', source?.metadata.name ?? '');
       assert.deepEqual(rendered.spec, source?.spec);

@@ -39,7 +39,8 @@ function slimPod(p: V1Pod): V1Pod {
 /** The real watch, with an outage switch and a way to make the next watch answer 410 Gone. */
 function controllableWatch() {
   const real = makeWatchFn(cluster.kc);
-  const state = { outage: false, staleNext: false, attempts: 0 };
+  const state = { outage: false, staleNext: false, attempts: 0, connected: 0 };
+  let current: { abort(): void } | undefined;
   const watch: WatchFn = async (path, query, onEvent, onDone) => {
     state.attempts++;
     if (state.outage) {
@@ -56,9 +57,17 @@ function controllableWatch() {
       });
       return { abort() {} };
     }
-    return real(path, query, onEvent, onDone);
+    current = await real(path, query, onEvent, onDone);
+    state.connected++;
+    return current;
   };
-  return { state, watch };
+  /** Ends the running watch connection as if the network dropped it. */
+  const cut = () => {
+    assert.ok(current, 'a watch is connected');
+    current.abort();
+    current = undefined;
+  };
+  return { state, watch, cut };
 }
 
 test('initial sync, field selector, transform, events and indexes against the real API server', async () => {
@@ -82,7 +91,7 @@ test('initial sync, field selector, transform, events and indexes against the re
   informer.start();
   try {
     await informer.waitForSync(AbortSignal.timeout(20_000));
-    assert.deepEqual(informer.keys(), [`${ns}/a1`], 'field selector keeps node-b pods out');
+    assert.deepEqual(informer.list().map(objectKey), [`${ns}/a1`], 'field selector keeps node-b pods out');
     assert.equal(informer.get(`${ns}/a1`)?.metadata?.annotations, undefined, 'transform stripped annotations');
 
     await core.createNamespacedPod({ namespace: ns, body: pod('a2', 'node-a', { app: 'y' }) });
@@ -107,18 +116,17 @@ test('initial sync, field selector, transform, events and indexes against the re
 test('a watch outage, then an expired resourceVersion: relist delivers the delete that happened meanwhile', async () => {
   const ns = await namespaceWithSa('inf-gone');
   for (const name of ['p1', 'p2']) await core.createNamespacedPod({ namespace: ns, body: pod(name, 'n') });
-  const { state, watch } = controllableWatch();
+  const { state, watch, cut } = controllableWatch();
   const informer = new Informer<V1Pod>({ kubeConfig: cluster.kc, path: `/api/v1/namespaces/${ns}/pods`, watch, transform: slimPod, backoff: { initialMs: 50, maxMs: 200 } });
   const deleted: string[] = [];
   const added: string[] = [];
-  informer.onDelete((p) => deleted.push(p.metadata!.name!));
-  informer.onAdd((p) => added.push(p.metadata!.name!));
+  informer.addHandlers({ onDelete: (p) => deleted.push(p.metadata!.name!), onAdd: (p) => added.push(p.metadata!.name!) });
   informer.start();
   try {
     await informer.waitForSync(AbortSignal.timeout(20_000));
-    await waitFor('watch running', () => state.attempts >= 1);
+    await waitFor('watch running', () => state.connected >= 1);
     state.outage = true;
-    informer.disconnect();
+    cut();
     const attemptsAtCut = state.attempts;
     await waitFor('reconnect attempts fail during the outage', () => state.attempts >= attemptsAtCut + 2);
     await core.deleteNamespacedPod({ name: 'p1', namespace: ns, gracePeriodSeconds: 0 });
@@ -141,21 +149,24 @@ test('a watch outage, then an expired resourceVersion: relist delivers the delet
 test('a dropped watch marks the cache stale until a relist, and still sees deletes; resync re-delivers objects', async () => {
   const ns = await namespaceWithSa('inf-resume');
   await core.createNamespacedPod({ namespace: ns, body: pod('q1', 'n') });
-  const { state, watch } = controllableWatch();
+  const { state, watch, cut } = controllableWatch();
   const informer = new Informer<V1Pod>({ kubeConfig: cluster.kc, path: `/api/v1/namespaces/${ns}/pods`, watch, transform: slimPod, resyncPeriodMs: 300, backoff: { initialMs: 50, maxMs: 200 } });
   const deleted: string[] = [];
   let resyncs = 0;
-  informer.onDelete((p) => deleted.push(p.metadata!.name!));
-  informer.onUpdate((o, n) => {
-    if (o === n) resyncs++;
+  informer.addHandlers({
+    onDelete: (p) => deleted.push(p.metadata!.name!),
+    onUpdate: (o, n) => {
+      if (o === n) resyncs++;
+    },
   });
   informer.start();
   try {
     await informer.waitForSync(AbortSignal.timeout(20_000));
     await waitFor('resync delivered', () => resyncs >= 2);
+    await waitFor('watch running', () => state.connected >= 1);
     const lists = informer.stats.lists;
     state.outage = true;
-    informer.disconnect();
+    cut();
     await core.deleteNamespacedPod({ name: 'q1', namespace: ns, gracePeriodSeconds: 0 });
     state.outage = false;
     await waitFor('q1 deleted', () => deleted.includes('q1'), { timeoutMs: 20_000 });
@@ -176,8 +187,8 @@ test('memory: the transform keeps cached pods small (measured)', async () => {
   slim.start();
   try {
     await Promise.all([full.waitForSync(AbortSignal.timeout(20_000)), slim.waitForSync(AbortSignal.timeout(20_000))]);
-    assert.equal(full.size, n, 'paged list returned every pod');
-    assert.equal(slim.size, n);
+    assert.equal(full.list().length, n, 'paged list returned every pod');
+    assert.equal(slim.list().length, n);
     const bytes = (inf: Informer<V1Pod>) => inf.list().reduce((sum, p) => sum + JSON.stringify(p).length, 0);
     const fullBytes = bytes(full);
     const slimBytes = bytes(slim);

@@ -31,17 +31,3 @@ export function matchesSelector(selector: LabelSelector, labels: Record<string, 
   }
   return true;
 }
-
-/** Renders a selector in the API server's `labelSelector` query syntax. */
-export function selectorToQuery(selector: LabelSelector): string {
-  const parts: string[] = [];
-  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) parts.push(`${key}=${value}`);
-  for (const expr of selector.matchExpressions ?? []) {
-    const values = (expr.values ?? []).join(',');
-    if (expr.operator === 'In') parts.push(`${expr.key} in (${values})`);
-    else if (expr.operator === 'NotIn') parts.push(`${expr.key} notin (${values})`);
-    else if (expr.operator === 'Exists') parts.push(expr.key);
-    else parts.push(`!${expr.key}`);
-  }
-  return parts.join(',');
-}

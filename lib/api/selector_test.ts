@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { matchesSelector, selectorToQuery } from './selector.js';
+import { matchesSelector } from './selector.js';
 import { effectiveSelector } from './types.js';
 
 test('matchLabels requires every label to be equal', () => {
@@ -31,11 +31,4 @@ test('an unknown operator matches nothing', () => {
 test('the default selector is the podidentity.dev/identity label', () => {
   const sel = effectiveSelector({ metadata: { name: 'web' }, spec: { identity: { managed: {} } } });
   assert.deepEqual(sel, { matchLabels: { 'podidentity.dev/identity': 'web' } });
-});
-
-test('selectors render in labelSelector query syntax', () => {
-  assert.equal(
-    selectorToQuery({ matchLabels: { a: '1' }, matchExpressions: [{ key: 'b', operator: 'In', values: ['x', 'y'] }, { key: 'c', operator: 'DoesNotExist' }] }),
-    'a=1,b in (x,y),!c',
-  );
 });

@@ -7,7 +7,8 @@ import { Backoff, sleep } from './backoff.js';
  * Why not client-node's ListWatch / makeInformer (2.0.1): on any watch or list error other than 410 and the
  * client timeout it calls the error callbacks and stops for good (no restart, no backoff); it has no indexes,
  * no resync, no transform, no "synced" signal, and its update callback does not receive the old object.
- * Wrapping it would mean re-implementing its restart loop anyway, so this builds on its `Watch` instead.
+ * Wrapping it would mean re-implementing its restart loop anyway, so this lists and watches with plain GETs
+ * (rest.ts, node:https) and takes only the kubeconfig's credentials from client-node.
  */
 
 /** `namespace/name` for namespaced objects, `name` for cluster-scoped ones. */
@@ -15,12 +16,6 @@ export function objectKey(obj: KubernetesObject): string {
   const ns = obj.metadata?.namespace;
   const name = obj.metadata?.name ?? '';
   return ns ? `${ns}/${name}` : name;
-}
-
-/** Splits a key made by `objectKey` back into its parts. */
-export function splitKey(key: string): { namespace?: string; name: string } {
-  const slash = key.indexOf('/');
-  return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }
 
 export interface ListQuery {
@@ -49,7 +44,7 @@ export function makeListFn<T extends KubernetesObject>(kc: KubeConfig, path: str
 /** No byte from a watch for this long (the server sends bookmarks and closes at timeoutSeconds): reconnect. */
 const WATCH_INACTIVITY_MS = 30_000;
 
-/** Shaped like the DOMException client-node's watch gave, which the informer treats as a plain reconnect. */
+/** Named `TimeoutError` so the loop treats it as an inactivity timeout: reconnect from the last resourceVersion, no relist. */
 class WatchInactiveError extends Error {
   constructor() {
     super(`no data from the watch for ${WATCH_INACTIVITY_MS / 1000} s`);
@@ -135,7 +130,7 @@ export interface InformerOptions<T extends KubernetesObject> {
   resyncPeriodMs?: number;
   /** Page size for lists. */
   pageSize?: number;
-  /** Server-side watch timeout; kept under client-node's 30 s inactivity timeout so the server closes cleanly. */
+  /** Server-side watch timeout; kept under the watch's 30 s inactivity timeout so the server closes cleanly. */
   watchTimeoutSeconds?: number;
   backoff?: { initialMs?: number; maxMs?: number };
   list?: ListFn<T>;
@@ -215,16 +210,6 @@ export class Informer<T extends KubernetesObject> {
     if (handlers.onAdd) for (const obj of this.cache.values()) this.call(() => handlers.onAdd!(obj));
   }
 
-  onAdd(fn: (obj: T) => void): void {
-    this.addHandlers({ onAdd: fn });
-  }
-  onUpdate(fn: (oldObj: T, newObj: T) => void): void {
-    this.addHandlers({ onUpdate: fn });
-  }
-  onDelete(fn: (obj: T) => void): void {
-    this.addHandlers({ onDelete: fn });
-  }
-
   /** Adds a named index; `fn` returns the index values an object is filed under. */
   addIndex(name: string, fn: IndexFn<T>): void {
     if (this.indexers.has(name)) throw new Error(`index ${name} already exists`);
@@ -252,14 +237,6 @@ export class Informer<T extends KubernetesObject> {
 
   list(): T[] {
     return [...this.cache.values()];
-  }
-
-  keys(): string[] {
-    return [...this.cache.keys()];
-  }
-
-  get size(): number {
-    return this.cache.size;
   }
 
   hasSynced(): boolean {
@@ -313,14 +290,6 @@ export class Informer<T extends KubernetesObject> {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.resyncTimer = undefined;
     await this.loop;
-  }
-
-  /**
-   * Ends the current watch connection as if the network dropped it. The informer reconnects on its own.
-   * For tests and for callers that know the connection is stale.
-   */
-  disconnect(): void {
-    this.currentWatch?.abort();
   }
 
   /** Re-delivers every cached object to `onUpdate(obj, obj)`. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import { Informer, makeWatchFn, objectKey, splitKey, type ListFn, type WatchFn } from './informer.js';
+import { Informer, makeWatchFn, objectKey, type ListFn, type WatchFn } from './informer.js';
 
 type Obj = KubernetesObject & { spec?: { node?: string; big?: string } };
 
@@ -48,8 +48,6 @@ async function until(what: string, check: () => boolean, timeoutMs = 2000): Prom
 test('keys', () => {
   assert.equal(objectKey(obj('a', '1')), 'ns/a');
   assert.equal(objectKey({ metadata: { name: 'node1' } }), 'node1');
-  assert.deepEqual(splitKey('ns/a'), { namespace: 'ns', name: 'a' });
-  assert.deepEqual(splitKey('node1'), { name: 'node1' });
 });
 
 test('lists, then watches from the list resourceVersion; events update cache, indexes and handlers', async () => {
@@ -99,8 +97,7 @@ test('410 relists and emits deletes for objects that vanished while not watching
   const inf = new Informer<Obj>({ path: '/x', list: api.list, watch: api.watch, backoff: { initialMs: 1, maxMs: 5 } });
   const deleted: string[] = [];
   const updated: string[] = [];
-  inf.onDelete((o) => deleted.push(objectKey(o)));
-  inf.onUpdate((_, o) => updated.push(objectKey(o)));
+  inf.addHandlers({ onDelete: (o) => deleted.push(objectKey(o)), onUpdate: (_, o) => updated.push(objectKey(o)) });
   inf.start();
   await until('watch', () => api.watches.length === 1);
   api.state.items = [obj('a', '20')];
@@ -141,17 +138,21 @@ test('resync re-delivers cached objects as updates; handlers that throw do not b
   const api = fakeApi();
   api.state.items = [obj('a', '5')];
   const inf = new Informer<Obj>({ path: '/x', list: api.list, watch: api.watch, resyncPeriodMs: 10 });
-  inf.onAdd(() => {
-    throw new Error('bad handler');
+  inf.addHandlers({
+    onAdd: () => {
+      throw new Error('bad handler');
+    },
   });
   let resyncs = 0;
-  inf.onUpdate((a, b) => {
-    if (a === b) resyncs++;
+  inf.addHandlers({
+    onUpdate: (a, b) => {
+      if (a === b) resyncs++;
+    },
   });
   inf.start();
   await inf.waitForSync();
   await until('two resyncs', () => resyncs >= 2);
-  assert.equal(inf.size, 1);
+  assert.equal(inf.list().length, 1);
   await inf.stop();
 });
 

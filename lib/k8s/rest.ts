@@ -40,8 +40,8 @@ export async function apiRequest(kc: KubeConfig, method: string, path: string, q
 
 /**
  * GET a path on the API server and parse the JSON, with the kubeconfig's credentials and CA.
- * Used for lists so that list items and watch events are the same plain JSON (client-node's typed
- * calls turn timestamps into Dates, its Watch does not).
+ * Used for lists so that list items are the same plain JSON as watch events (client-node's typed calls
+ * turn timestamps into Dates).
  */
 export async function getJson<T>(kc: KubeConfig, path: string, query: Query, signal?: AbortSignal): Promise<T> {
   const { url, transport, options } = await apiRequest(kc, 'GET', path, query);

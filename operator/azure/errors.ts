@@ -68,5 +68,3 @@ export function translateAzureError(err: unknown, operation: string): Error {
   if (status === 409) return new ConflictError(message, operation, status, code, { cause: err });
   return new AzureError(message, operation, status, code, { cause: err });
 }
-
-export const isNotFound = (err: unknown): boolean => err instanceof NotFoundError;

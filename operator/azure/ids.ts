@@ -32,10 +32,6 @@ export function parseIdentityId(id: string): ResourceIdParts | undefined {
   return p && p.provider.toLowerCase() === 'microsoft.managedidentity' && p.type.toLowerCase() === 'userassignedidentities' ? p : undefined;
 }
 
-export function scaleSetResourceId(subscriptionId: string, resourceGroup: string, name: string): string {
-  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
-}
-
 export function parseScaleSetId(id: string): ResourceIdParts | undefined {
   const p = parseResourceId(id);
   return p && p.provider.toLowerCase() === 'microsoft.compute' && p.type.toLowerCase() === 'virtualmachinescalesets' ? p : undefined;
@@ -54,8 +50,7 @@ export function scaleSetOfProviderId(providerID: string | undefined): string | u
   return m ? m[1] : undefined;
 }
 
-/** ARM ids compare case-insensitively. */
-export const sameId = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+/** ARM ids compare case-insensitively and without a trailing slash. */
 export const normalizeId = (id: string): string => id.replace(/\/+$/, '').toLowerCase();
 
 /** The GUID at the end of a roleDefinitionId (or the GUID itself), lower-cased. */

@@ -1,6 +1,6 @@
 /**
  * The Azure surface the reconciler uses: one narrow interface per concern. `arm/` implements them on the Azure
- * SDKs, `fake.ts` in memory. Every method throws only the typed errors of `errors.ts`.
+ * SDKs, `operator/testing/fake-azure.ts` in memory (unit tests only). Every method throws only the typed errors of `errors.ts`.
  */
 
 export interface AzureIdentity {

@@ -36,29 +36,3 @@ export function setCondition(
   else list.push(next);
   return list;
 }
-
-export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
-  return conditions?.find((c) => c.type === type);
-}
-
-export function isConditionTrue(conditions: readonly Condition[] | undefined, type: string): boolean {
-  return findCondition(conditions, type)?.status === 'True';
-}
-
-/** True if the two lists differ in anything but order-irrelevant identity (used to skip no-op status writes). */
-export function conditionsEqual(a: readonly Condition[] | undefined, b: readonly Condition[] | undefined): boolean {
-  const x = a ?? [];
-  const y = b ?? [];
-  if (x.length !== y.length) return false;
-  return x.every((c) => {
-    const d = findCondition(y, c.type);
-    return (
-      !!d &&
-      d.status === c.status &&
-      d.reason === c.reason &&
-      d.message === c.message &&
-      d.lastTransitionTime === c.lastTransitionTime &&
-      d.observedGeneration === c.observedGeneration
-    );
-  });
-}

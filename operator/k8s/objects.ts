@@ -46,14 +46,6 @@ export async function patchMetadata<T = unknown>(api: CustomObjectsApi, ref: Cus
   return result as T;
 }
 
-/** Adds `finalizer` unless present. Conflicts throw (the caller retries from a fresh read). */
-export async function addFinalizer(api: CustomObjectsApi, ref: CustomObjectRef, obj: KubernetesObject, finalizer: string): Promise<boolean> {
-  const current = obj.metadata?.finalizers ?? [];
-  if (current.includes(finalizer)) return false;
-  await patchMetadata(api, ref, { finalizers: [...current, finalizer] }, obj.metadata?.resourceVersion);
-  return true;
-}
-
 /** Removes `finalizer` if present. An object that is already gone counts as done. */
 export async function removeFinalizer(api: CustomObjectsApi, ref: CustomObjectRef, obj: KubernetesObject, finalizer: string): Promise<boolean> {
   const current = obj.metadata?.finalizers ?? [];

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { identityResourceId } from '../azure/ids.js';
 import { defaultIdentityName, federatedCredentialName, serviceAccountSubject } from './names.js';
-import { harness, namespacePolicy, SUB } from './testing.js';
+import { harness, namespacePolicy, SUB } from '../testing/podidentity-harness.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
 const policy = (name: string, namespaces: string[] | undefined, spec: Partial<PodIdentityPolicy['spec']> = {}): PodIdentityPolicy =>

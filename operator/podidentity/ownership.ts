@@ -21,20 +21,6 @@ interface Entry {
 
 const keyOf = (scaleSetId: string): string => `vmss-${shortHash(normalizeId(scaleSetId), 24)}`;
 
-export class MemoryOwnershipStore implements OwnershipStore {
-  readonly entries = new Map<string, Entry>();
-  async get(scaleSetId: string): Promise<string[]> {
-    return [...(this.entries.get(keyOf(scaleSetId))?.identities ?? [])];
-  }
-  async set(scaleSetId: string, identityIds: string[]): Promise<void> {
-    if (identityIds.length === 0) this.entries.delete(keyOf(scaleSetId));
-    else this.entries.set(keyOf(scaleSetId), { scaleSet: scaleSetId, identities: [...identityIds] });
-  }
-  async scaleSetsWith(identityId: string): Promise<string[]> {
-    return [...this.entries.values()].filter((e) => e.identities.some((i) => normalizeId(i) === normalizeId(identityId))).map((e) => e.scaleSet);
-  }
-}
-
 /** One ConfigMap in the operator's namespace; one key per scale set holding `{scaleSet, identities}`. */
 export class ConfigMapOwnershipStore implements OwnershipStore {
   private readonly api: CoreV1Api;

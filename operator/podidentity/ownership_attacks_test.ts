@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { identityResourceId } from '../azure/ids.js';
 import { legacyIdentityName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
-import { harness, namespacePolicy, SUB } from './testing.js';
+import { harness, namespacePolicy, SUB } from '../testing/podidentity-harness.js';
 
 const OTHER_SUB = '00000000-0000-4000-8000-0000000000ff';
 const RG = (n: string, sub = SUB) => `/subscriptions/${sub}/resourceGroups/${n}`;

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FINALIZER, type Condition, type PodIdentityPolicy } from '../../lib/api/types.js';
 import { ThrottledError } from '../azure/errors.js';
-import { identityResourceId, roleAssignmentName, scaleSetResourceId } from '../azure/ids.js';
+import { identityResourceId, roleAssignmentName } from '../azure/ids.js';
+import { scaleSetResourceId } from '../testing/fake-azure.js';
 import { defaultIdentityName, federatedCredentialName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID } from './names.js';
-import { harness, SUB } from './testing.js';
+import { harness, SUB } from '../testing/podidentity-harness.js';
 import { keysSelecting } from './watches.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;

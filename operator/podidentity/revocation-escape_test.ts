@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PodIdentityPolicy } from '../../lib/api/types.js';
 import { roleDefinitionGuid } from '../azure/ids.js';
-import { harness, SUB } from './testing.js';
+import { harness, SUB } from '../testing/podidentity-harness.js';
 
 /**
  * Attack: keep a grant the policy has taken away. When a policy is tightened, the operator revokes what the

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeAzure } from '../azure/fake.js';
+import { FakeAzure, scaleSetResourceId } from '../testing/fake-azure.js';
 import { AzureError } from '../azure/errors.js';
-import { identityResourceId, normalizeId, scaleSetResourceId } from '../azure/ids.js';
-import { MemoryOwnershipStore } from './ownership.js';
+import { identityResourceId, normalizeId } from '../azure/ids.js';
+import { MemoryOwnershipStore } from '../testing/memory-ownership.js';
 import { ScaleSetBatcher } from './scaleset-batcher.js';
 
 const SUB = '00000000-0000-4000-8000-000000000001';

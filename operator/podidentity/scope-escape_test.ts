@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Condition, PodIdentityPolicy, PodIdentitySpec } from '../../lib/api/types.js';
-import { harness, SUB } from './testing.js';
+import { harness, SUB } from '../testing/podidentity-harness.js';
 
 /**
  * Attack (issue 11, item 1): a role-assignment scope with dot segments passes a prefix policy, then the ARM

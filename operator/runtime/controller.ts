@@ -80,20 +80,6 @@ export class Controller {
     this.current?.add(key);
   }
 
-  enqueueAfter(key: string, delayMs: number): void {
-    this.current?.addAfter(key, delayMs);
-  }
-
-  /** True when every watched informer has synced. */
-  hasSynced(): boolean {
-    return this.watched.every((w) => w.informer.hasSynced());
-  }
-
-  /** The queue of the current run, if running (for tests and metrics). */
-  get queue(): WorkQueue | undefined {
-    return this.current;
-  }
-
   /**
    * Waits for the watched informers to sync (informers are started by the caller), enqueues every cached
    * object, then reconciles with `workers` workers until `signal` aborts. On abort it stops taking work and

@@ -57,10 +57,6 @@ export class LeaderElector {
     if (this.retryPeriodMs >= this.renewDeadlineMs) throw new Error('retryPeriodMs must be less than renewDeadlineMs');
   }
 
-  isLeader(): boolean {
-    return this.leading;
-  }
-
   /** True once the lease has been read at least once (this process knows whether it leads). */
   leadershipKnown(): boolean {
     return this.known;
@@ -68,11 +64,6 @@ export class LeaderElector {
 
   state(): LeadershipState {
     return !this.known ? 'unknown' : this.leading ? 'leader' : 'follower';
-  }
-
-  /** The holder last seen on the lease. */
-  holder(): string | undefined {
-    return this.observedHolder;
   }
 
   /**

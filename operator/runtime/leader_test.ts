@@ -65,14 +65,14 @@ test('exactly one of several candidates leads; release hands over; the new holde
   await until(() => leading.size === 1 && all.every((c) => c.elector.leadershipKnown()));
   await new Promise((r) => setTimeout(r, 300)); // several renew periods
   assert.equal(maxConcurrent, 1);
-  const first = all.find((c) => c.elector.isLeader())!;
+  const first = all.find((c) => c.elector.state() === 'leader')!;
   assert.equal(leases.current()?.spec?.holderIdentity, first.id);
   first.ctl.abort();
   await first.done;
   const stoppedAt = Date.now();
   await until(() => leading.size === 1);
   assert.ok(Date.now() - stoppedAt < timing.leaseDurationMs, 'released lease is taken over before it would expire');
-  const second = all.find((c) => c.elector.isLeader())!;
+  const second = all.find((c) => c.elector.state() === 'leader')!;
   assert.notEqual(second.id, first.id);
   assert.equal(leases.current()?.spec?.leaseTransitions, 1);
   for (const c of all) c.ctl.abort();

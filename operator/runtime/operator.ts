@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { CoordinationV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { Informer, type InformerOptions } from '../../lib/k8s/informer.js';
-import { addFinalizer, patchStatus, removeFinalizer, type CustomObjectRef } from '../k8s/objects.js';
+import type { CustomObjectRef } from '../k8s/objects.js';
 import type { Logger } from '../../lib/log.js';
 import { Controller, type ControllerOptions, type Reconcile } from './controller.js';
 import { LeaderElector, type LeadershipState } from './leader.js';
@@ -50,13 +50,10 @@ export function refFor(type: ResourceType, obj: KubernetesObject): CustomObjectR
   return { ...type, namespace: obj.metadata?.namespace, name: obj.metadata?.name ?? '' };
 }
 
-/** What `handleResourceFinalizer` did. `finalized`: the object is being deleted, cleanup ran, finalizer removed. */
-export type FinalizerOutcome = 'finalized' | 'added' | 'present';
-
 /**
- * A small facade in the spirit of @dot-i/k8s-operator (`watchResource`, `handleResourceFinalizer`,
- * `patchResourceStatus`), built on per-key queues instead of one global queue: errors thrown by reconcile are
- * retried with backoff, watch errors restart the watch, and deletes missed while disconnected are delivered.
+ * A small facade in the spirit of @dot-i/k8s-operator (`watchResource`), built on per-key queues instead of
+ * one global queue: errors thrown by reconcile are retried with backoff, watch errors restart the watch, and
+ * deletes missed while disconnected are delivered.
  */
 export class Operator {
   readonly kubeConfig: KubeConfig;
@@ -109,28 +106,6 @@ export class Operator {
     });
     this.controllers.push({ controller, workers: options.workers ?? 2 });
     return controller;
-  }
-
-  /**
-   * The finalizer protocol. Object not being deleted: ensure `finalizer` is on it ('added' or 'present').
-   * Being deleted: run `cleanup` (throwing keeps the finalizer, so the reconcile is retried), then remove the
-   * finalizer ('finalized'; the reconcile should return). Patches carry the object's resourceVersion.
-   */
-  async handleResourceFinalizer(type: ResourceType, obj: KubernetesObject, finalizer: string, cleanup: () => Promise<void>): Promise<FinalizerOutcome> {
-    const ref = refFor(type, obj);
-    if (obj.metadata?.deletionTimestamp) {
-      if (obj.metadata.finalizers?.includes(finalizer)) {
-        await cleanup();
-        await removeFinalizer(this.customObjects, ref, obj, finalizer);
-      }
-      return 'finalized';
-    }
-    return (await addFinalizer(this.customObjects, ref, obj, finalizer)) ? 'added' : 'present';
-  }
-
-  /** JSON-merge-patches `status` onto the object's /status subresource. */
-  patchResourceStatus<T = unknown>(type: ResourceType, obj: KubernetesObject, status: unknown): Promise<T> {
-    return patchStatus<T>(this.customObjects, refFor(type, obj), status);
   }
 
   /** Caches synced and leadership known (a follower is ready too). For /readyz. */

@@ -184,10 +184,6 @@ export class WorkQueue {
     return this.processing.size;
   }
 
-  isShuttingDown(): boolean {
-    return this.shuttingDown;
-  }
-
   /**
    * Stops handing out work, drops delayed keys, and waits for in-flight keys to be `done` or for the
    * deadline. Resolves true if everything in flight finished.

@@ -1,15 +1,22 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { ApiextensionsV1Api, loadAllYaml, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { parse } from 'yaml';
 import { waitFor } from '../../support/wait.js';
 
 export const crdDir = fileURLToPath(new URL('../../../crds/', import.meta.url));
 
+/** The CRD files, as crds/kustomization.yaml lists them: the one list every consumer of crds/ reads. */
+export function crdFiles(): string[] {
+  const kustomization = parse(readFileSync(join(crdDir, 'kustomization.yaml'), 'utf8')) as { resources?: unknown };
+  const files = kustomization.resources;
+  if (!Array.isArray(files) || !files.every((f): f is string => typeof f === 'string')) throw new Error('crds/kustomization.yaml: resources must be a list of file names');
+  return files;
+}
+
 export function loadCrds(): V1CustomResourceDefinition[] {
-  return readdirSync(crdDir)
-    .filter((f) => f.endsWith('.yaml'))
-    .sort()
+  return crdFiles()
     // loadAllYaml deserialises into client-node's model classes. Their names differ from the wire for a few
     // schema keywords (`enum` is `_enum`, `default` is `_default`), so a plain YAML parse would have those
     // keywords silently dropped by the typed client.

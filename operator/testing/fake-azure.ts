@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
-import { ConflictError, LimitExceededError, NotFoundError, PrincipalNotFoundError } from './errors.js';
-import { isRoleDefinitionId, normalizeId, parseIdentityId, roleDefinitionGuid } from './ids.js';
+import { ConflictError, LimitExceededError, NotFoundError, PrincipalNotFoundError } from '../azure/errors.js';
+import { isRoleDefinitionId, normalizeId, parseIdentityId, roleDefinitionGuid } from '../azure/ids.js';
 import type {
   AzureClients,
   AzureIdentity,
@@ -15,13 +15,18 @@ import type {
   RoleDefinition,
   ScaleSetClient,
   ScaleSetIdentities,
-} from './types.js';
+} from '../azure/types.js';
 
 /**
  * What ARM ends up acting on: the SDKs send the scope unencoded and their URL handling (WHATWG) resolves dot
  * segments, percent-escaped dots and backslashes, and drops tabs, so Azure creates and reports the resolved scope.
  */
 const resolvedLikeTheSdk = (scope: string): string => new URL(`https://management.azure.com/${scope.replace(/^\/+/, '')}`).pathname.replace(/\/+$/, '');
+
+/** A scale set's ARM id, as AKS names node pools' scale sets. */
+export function scaleSetResourceId(subscriptionId: string, resourceGroup: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
+}
 
 export const BUILT_IN_ROLES: Record<string, string> = {
   Reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7',

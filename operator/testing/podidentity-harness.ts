@@ -1,11 +1,11 @@
 /** An in-memory cluster + Azure for reconciler unit tests. */
 import { API_VERSION, DEFAULT_SELECTOR_LABEL, PODIDENTITY_KIND, type PodIdentity, type PodIdentityPolicy, type PodIdentitySpec } from '../../lib/api/types.js';
-import { FakeAzure } from '../azure/fake.js';
-import { MemoryOwnershipStore } from './ownership.js';
-import type { ClusterView, EventType, PodIdentityWriter, SlimNode, SlimPod } from './ports.js';
-import { PodIdentityReconciler, type ReconcilerSettings } from './reconciler.js';
-import { ScaleSetBatcher } from './scaleset-batcher.js';
-import { recordedDemands } from './scalesets.js';
+import { FakeAzure } from './fake-azure.js';
+import { MemoryOwnershipStore } from './memory-ownership.js';
+import type { ClusterView, EventType, PodIdentityWriter, SlimNode, SlimPod } from '../podidentity/ports.js';
+import { PodIdentityReconciler, type ReconcilerSettings } from '../podidentity/reconciler.js';
+import { ScaleSetBatcher } from '../podidentity/scaleset-batcher.js';
+import { recordedDemands } from '../podidentity/scalesets.js';
 
 export const SUB = '00000000-0000-4000-8000-000000000001';
 
