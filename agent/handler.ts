@@ -28,7 +28,7 @@ import {
 import { redactAnswer } from './imds/metadata-allowlist.js';
 import { canonicalTarget, MalformedTarget, type CanonicalTarget } from './imds/target.js';
 import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
-import { UpstreamError, type Issuer } from './issuance/types.js';
+import { UpstreamClock, UpstreamError, type Issuer } from './issuance/types.js';
 import { callNodeImds } from './issuance/upstream.js';
 import type { AgentMetrics, RequestResult } from './metrics.js';
 
@@ -68,6 +68,8 @@ interface Outcome {
   cacheHit?: boolean;
   mode?: Mode;
   reason?: string;
+  /** Set when this request fetched a new token itself: the time it waited on upstream round trips for it. */
+  upstreamSeconds?: number;
 }
 
 /**
@@ -139,6 +141,9 @@ async function handleToken(deps: HandlerDeps, req: IncomingMessage, target: Cano
   const seconds = (performance.now() - started) / 1000;
   deps.metrics.tokenRequests.inc({ result: outcome.result });
   deps.metrics.tokenRequestDuration.observe({ code: String(outcome.status), cache: outcome.cacheHit ? 'hit' : 'miss', mode: outcome.mode ?? 'none' }, seconds);
+  if (outcome.upstreamSeconds !== undefined && outcome.status === 200 && outcome.mode) {
+    deps.metrics.missOverhead.observe({ mode: outcome.mode }, Math.max(0, seconds - outcome.upstreamSeconds));
+  }
   audit(deps, outcome, req, seconds);
   return outcome;
 }
@@ -227,14 +232,19 @@ async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, ide
   const issuer = deps.issuers[identity.mode];
   const base = { pod, identity, resource: request.resource, mode: identity.mode };
   const who = principal(identity, pod);
+  // Only a request that runs the fetch itself has a miss of its own (others share it: single-flight).
+  let upstream: UpstreamClock | undefined;
   const fetch = async () => {
     // Only upstream work is capped; a cached token is always served.
     deps.issuanceLimits?.admit(who, request.resource);
-    return issuer.issue({ identity, resource: request.resource, pod });
+    upstream = new UpstreamClock();
+    return issuer.issue({ identity, resource: request.resource, pod, upstream });
   };
   try {
     const { token, hit } = await deps.cache.get(cacheKeyOf(who, request.resource), fetch, { bypass: request.bypassCache });
-    return { ...base, result: 'issued', status: 200, cacheHit: hit, body: serializedBody(token, identity.clientId, request) };
+    // A hit may start a background refresh (which runs `fetch`): that is not this request's miss.
+    const measured = hit ? undefined : (upstream as UpstreamClock | undefined);
+    return { ...base, result: 'issued', status: 200, cacheHit: hit, body: serializedBody(token, identity.clientId, request), ...(measured ? { upstreamSeconds: measured.ms / 1000 } : {}) };
   } catch (err) {
     return { ...base, ...errorOutcome(err) };
   }
