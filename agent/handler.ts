@@ -14,8 +14,6 @@ import {
   checkCommon,
   ImdsError,
   MULTIPLE_IDENTITIES,
-  parseTokenRequest,
-  route,
   singleValuedQuery,
   TOKEN_PATH,
   tokenBody,
@@ -26,7 +24,8 @@ import {
   type TokenRequest,
 } from './imds/protocol.js';
 import { redactAnswer } from './imds/metadata-allowlist.js';
-import { canonicalTarget, MalformedTarget, type CanonicalTarget } from './imds/target.js';
+import { MalformedTarget, type CanonicalTarget } from './imds/target.js';
+import { TargetParser, type ParsedTarget } from './imds/parsed-target.js';
 import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
 import { UpstreamClock, UpstreamError, type Issuer } from './issuance/types.js';
 import { callNodeImds } from './issuance/upstream.js';
@@ -79,19 +78,20 @@ interface Outcome {
  * canonical form first, and routing, forwarding and auditing all use that form, never the raw target.
  */
 export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const targets = new TargetParser();
   return (req, res) => {
-    let target: CanonicalTarget;
+    let parsed: ParsedTarget;
     try {
-      target = canonicalTarget(req.url ?? '/');
+      parsed = targets.parse(req.url ?? '/');
     } catch (err) {
       if (!(err instanceof MalformedTarget)) throw err;
       const refusal = errorOutcome(badRequest(err.reason));
       send(res, refusal.status, refusal.body, refusal.headers);
       return;
     }
-    const where = route(target);
+    const { target, route: where } = parsed;
     if (where.kind === 'token') {
-      void handleToken(deps, req, target).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+      void handleToken(deps, req, parsed).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
       return;
     }
     void handleOther(deps, req, target, where).then(
@@ -130,11 +130,11 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(bytes);
 }
 
-async function handleToken(deps: HandlerDeps, req: IncomingMessage, target: CanonicalTarget): Promise<Outcome> {
+async function handleToken(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget): Promise<Outcome> {
   const started = performance.now();
   let outcome: Outcome;
   try {
-    outcome = await decide(deps, req, target);
+    outcome = await decide(deps, req, parsed);
   } catch (err) {
     outcome = errorOutcome(err);
   }
@@ -157,9 +157,11 @@ function errorOutcome(err: unknown): Outcome {
   return { result: 'upstream_error', status: 500, body: { error: 'internal_error', error_description: (err as Error)?.message ?? 'unknown error' }, reason: String(err) };
 }
 
-async function decide(deps: HandlerDeps, req: IncomingMessage, target: CanonicalTarget): Promise<Outcome> {
+async function decide(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget): Promise<Outcome> {
   checkCommon(req.method, req.headers);
-  const request = parseTokenRequest(target.query);
+  if (!parsed.token) throw new Error('not a token request');
+  if ('error' in parsed.token) throw parsed.token.error;
+  const request = parsed.token.request;
   const deadline = Date.now() + deps.notReadyWaitMs;
   if (!deps.identities.hasSynced()) {
     return { result: 'not_ready', status: 503, ...errBody(unavailable('The pod identity agent is starting; its caches are not synced yet', 1)) };
