@@ -91,7 +91,14 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
     }
     const { target, route: where } = parsed;
     if (where.kind === 'token') {
-      void handleToken(deps, req, parsed).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+      const started = performance.now();
+      const cached = answerFromCache(deps, req, parsed);
+      if (cached) {
+        record(deps, req, cached, started);
+        send(res, cached.status, cached.body, cached.headers);
+        return;
+      }
+      void handleToken(deps, req, parsed, started).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
       return;
     }
     void handleOther(deps, req, target, where).then(
@@ -130,14 +137,19 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(bytes);
 }
 
-async function handleToken(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget): Promise<Outcome> {
-  const started = performance.now();
+async function handleToken(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget, started: number): Promise<Outcome> {
   let outcome: Outcome;
   try {
     outcome = await decide(deps, req, parsed);
   } catch (err) {
     outcome = errorOutcome(err);
   }
+  record(deps, req, outcome, started);
+  return outcome;
+}
+
+/** Metrics and the audit log for one answered token request. */
+function record(deps: HandlerDeps, req: IncomingMessage, outcome: Outcome, started: number): void {
   const seconds = (performance.now() - started) / 1000;
   deps.metrics.tokenRequests.inc({ result: outcome.result });
   deps.metrics.tokenRequestDuration.observe({ code: String(outcome.status), cache: outcome.cacheHit ? 'hit' : 'miss', mode: outcome.mode ?? 'none' }, seconds);
@@ -145,7 +157,32 @@ async function handleToken(deps: HandlerDeps, req: IncomingMessage, parsed: Pars
     deps.metrics.missOverhead.observe({ mode: outcome.mode }, Math.max(0, seconds - outcome.upstreamSeconds));
   }
   audit(deps, outcome, req, seconds);
-  return outcome;
+}
+
+/**
+ * The common case answered at once: a well-formed token request on a connection already verified, whose pod the
+ * fresh cache still shows, with one selected identity and its token cached. The same checks in the same order
+ * as `decide` (protocol, attribution, selection, then the cache), only without a promise each; anything else
+ * (a refusal, a wait, a read, a miss) is left to `decide`, which answers it from the start.
+ */
+function answerFromCache(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget): Outcome | undefined {
+  if (!parsed.token || 'error' in parsed.token || parsed.token.request.bypassCache) return undefined;
+  try {
+    checkCommon(req.method, req.headers);
+  } catch {
+    return undefined;
+  }
+  if (!deps.identities.hasSynced()) return undefined;
+  const who = deps.attributor.attributeKnown(req.socket);
+  if (who?.kind !== 'pod') return undefined;
+  const request = parsed.token.request;
+  const selection = selectIdentity(deps.attributor.identitiesFor(who.pod), request.hint, deps.defaultMode);
+  if (selection.kind !== 'selected') return undefined;
+  const identity = selection.identity;
+  const principalKey = principal(identity, who.pod);
+  const token = deps.cache.hit(cacheKeyOf(principalKey, request.resource), fetcher(deps, request, who.pod, identity, principalKey, () => undefined));
+  if (!token) return undefined;
+  return { pod: who.pod, identity, resource: request.resource, mode: identity.mode, result: 'issued', status: 200, cacheHit: true, body: serializedBody(token, identity.clientId, request) };
 }
 
 function errorOutcome(err: unknown): Outcome {
@@ -231,17 +268,11 @@ function principal(identity: ReadyIdentity, pod: PodInfo): string {
 }
 
 async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identity: ReadyIdentity): Promise<Outcome> {
-  const issuer = deps.issuers[identity.mode];
   const base = { pod, identity, resource: request.resource, mode: identity.mode };
   const who = principal(identity, pod);
   // Only a request that runs the fetch itself has a miss of its own (others share it: single-flight).
   let upstream: UpstreamClock | undefined;
-  const fetch = async () => {
-    // Only upstream work is capped; a cached token is always served.
-    deps.issuanceLimits?.admit(who, request.resource);
-    upstream = new UpstreamClock();
-    return issuer.issue({ identity, resource: request.resource, pod, upstream });
-  };
+  const fetch = fetcher(deps, request, pod, identity, who, (clock) => (upstream = clock));
   try {
     const { token, hit } = await deps.cache.get(cacheKeyOf(who, request.resource), fetch, { bypass: request.bypassCache });
     // A hit may start a background refresh (which runs `fetch`): that is not this request's miss.
@@ -250,6 +281,17 @@ async function issue(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, ide
   } catch (err) {
     return { ...base, ...errorOutcome(err) };
   }
+}
+
+/** The upstream fetch of a token for `identity`, capped per principal; `started` gets the fetch's upstream clock. */
+function fetcher(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identity: ReadyIdentity, who: string, started: (clock: UpstreamClock) => void): () => Promise<IssuedToken> {
+  return async () => {
+    // Only upstream work is capped; a cached token is always served.
+    deps.issuanceLimits?.admit(who, request.resource);
+    const upstream = new UpstreamClock();
+    started(upstream);
+    return deps.issuers[identity.mode].issue({ identity, resource: request.resource, pod, upstream });
+  };
 }
 
 interface SerializedBody {

@@ -122,13 +122,30 @@ export class Attributor {
       if (who.kind === 'pod') this.pinned.set(peer, who.pod);
       return who;
     }
-    if (this.pods.isFresh()) {
-      const cached = this.liveCached(ip, pin.uid);
-      if (cached.length === 1 && cached[0]!.uid === pin.uid) return { kind: 'pod', pod: cached[0]! };
-      if (cached.length > 1 && cached.some((p) => p.uid === pin.uid)) return { kind: 'ambiguous', ip, pods: cached };
-    }
+    const known = this.pinnedAnswer(ip, pin);
+    if (known) return known;
     // The cache has not caught up (or is broken): the API server decides, and only the pinned pod may pass.
     return this.verify(ip, performance.now(), pin);
+  }
+
+  /**
+   * `attribute` for a connection already pinned, when the fresh pod cache decides it at once (the common case
+   * of a keep-alive connection); undefined when it needs a read or a wait, or the connection is not pinned.
+   * The same answer `attribute` gives then, without a promise.
+   */
+  attributeKnown(peer: Peer): Attribution | undefined {
+    const pin = this.pinned.get(peer);
+    if (pin === undefined) return undefined;
+    const ip = normaliseAddress(peer.remoteAddress);
+    return ip ? this.pinnedAnswer(ip, pin) : undefined;
+  }
+
+  private pinnedAnswer(ip: string, pin: PodInfo): Attribution | undefined {
+    if (!this.pods.isFresh()) return undefined;
+    const cached = this.liveCached(ip, pin.uid);
+    if (cached.length === 1 && cached[0]!.uid === pin.uid) return { kind: 'pod', pod: cached[0]! };
+    if (cached.length > 1 && cached.some((p) => p.uid === pin.uid)) return { kind: 'ambiguous', ip, pods: cached };
+    return undefined;
   }
 
   /** The PodIdentities in the pod's own namespace whose selector matches its labels. */
