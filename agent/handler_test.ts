@@ -12,7 +12,7 @@ import { IssuanceLimits } from './issuance/limits.js';
 import { createImdsHandler } from './handler.js';
 import { createImdsServer } from './imds-server.js';
 import type { IssuedToken } from './imds/protocol.js';
-import { UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
+import { timed, UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
 import { AgentMetrics } from './metrics.js';
 import { FakeIdentities, FakePods, pod, podIdentity } from './testing/fakes.js';
 
@@ -20,9 +20,12 @@ class FakeIssuer implements Issuer {
   calls: IssueRequest[] = [];
   fail?: UpstreamError;
   gate?: Promise<void>;
+  /** A round trip to the fake upstream, timed on the request's upstream clock as the real issuers do. */
+  upstreamMs = 0;
   async issue(req: IssueRequest): Promise<IssuedToken> {
     this.calls.push(req);
     await this.gate;
+    if (this.upstreamMs) await timed(req.upstream, () => new Promise((r) => setTimeout(r, this.upstreamMs)));
     if (this.fail) throw this.fail;
     const now = Math.floor(Date.now() / 1000);
     return { accessToken: `token-for-${req.identity.clientId}-${this.calls.length}`, expiresOn: now + 3600, notBefore: now };
@@ -166,6 +169,25 @@ describe('IMDS handler', () => {
     const results = await all;
     assert.ok(results.every((r) => r.status === 200));
     assert.equal(federated.calls.length, 1);
+  });
+
+  test('miss overhead: a miss is measured without its upstream round trip; hits and misses it shared are not', async () => {
+    federated.upstreamMs = 80;
+    const overhead = async () => (await metrics.registry.getSingleMetric('podidentity_agent_miss_overhead_seconds')!.get()).values;
+    const stat = async (suffix: string) => (await overhead()).find((v) => (v as { metricName?: string }).metricName === `podidentity_agent_miss_overhead_seconds${suffix}` && v.labels['mode'] === 'Federated')?.value ?? 0;
+    assert.equal((await get(TOKEN)).status, 200);
+    assert.equal(await stat('_count'), 1);
+    const total = (await metrics.registry.getSingleMetric('podidentity_agent_token_request_duration_seconds')!.get()).values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_sum'))?.value ?? 0;
+    assert.ok(total >= 0.08, `the request took the upstream's 80 ms (${total} s)`);
+    assert.ok((await stat('_sum')) < 0.05, `the agent's own time leaves the 80 ms out (${await stat('_sum')} s)`);
+    assert.equal((await get(TOKEN)).status, 200, 'a hit');
+    let open!: () => void;
+    federated.gate = new Promise((r) => (open = r));
+    const shared = Promise.all([get(`${TOKEN}x`), get(`${TOKEN}x`)]);
+    await new Promise((r) => setTimeout(r, 30));
+    open();
+    assert.ok((await shared).every((r) => r.status === 200));
+    assert.equal(await stat('_count'), 2, 'one more miss; the hit and the request that shared the miss add nothing');
   });
 
   test('Node mode goes to the node issuer', async () => {

@@ -37,6 +37,7 @@ export class AgentMetrics {
   readonly tokenRequestDuration: Histogram<'code' | 'cache' | 'mode'>;
   readonly tokenRequests: Counter<'result'>;
   readonly upstreamDuration: Histogram<'upstream' | 'code'>;
+  readonly missOverhead: Histogram<'mode'>;
   readonly cacheEntries: Gauge;
   readonly cacheRefreshes: Counter<'outcome'>;
   readonly cacheEvictions: Counter;
@@ -68,6 +69,14 @@ export class AgentMetrics {
       help: 'Latency of calls to Azure AD (aad) and the node IMDS (imds), by upstream and HTTP code.',
       labelNames: ['upstream', 'code'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.missOverhead = new Histogram({
+      name: 'podidentity_agent_miss_overhead_seconds',
+      help: "The agent's own time on a cache miss that it answered with a new token: the request's duration minus its upstream round trips (TokenRequest, Azure AD, node IMDS), by mode.",
+      labelNames: ['mode'],
+      // The goal is 2 ms at p99: a bound there makes "met" exact, the finer ones below place the median.
+      buckets: [0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers,
     });
     this.cacheEntries = new Gauge({ name: 'podidentity_agent_cache_entries', help: 'Tokens in the cache.', registers });

@@ -122,13 +122,30 @@ export class Attributor {
       if (who.kind === 'pod') this.pinned.set(peer, who.pod);
       return who;
     }
-    if (this.pods.isFresh()) {
-      const cached = this.liveCached(ip, pin.uid);
-      if (cached.length === 1 && cached[0]!.uid === pin.uid) return { kind: 'pod', pod: cached[0]! };
-      if (cached.length > 1 && cached.some((p) => p.uid === pin.uid)) return { kind: 'ambiguous', ip, pods: cached };
-    }
+    const known = this.pinnedAnswer(ip, pin);
+    if (known) return known;
     // The cache has not caught up (or is broken): the API server decides, and only the pinned pod may pass.
     return this.verify(ip, performance.now(), pin);
+  }
+
+  /**
+   * `attribute` for a connection already pinned, when the fresh pod cache decides it at once (the common case
+   * of a keep-alive connection); undefined when it needs a read or a wait, or the connection is not pinned.
+   * The same answer `attribute` gives then, without a promise.
+   */
+  attributeKnown(peer: Peer): Attribution | undefined {
+    const pin = this.pinned.get(peer);
+    if (pin === undefined) return undefined;
+    const ip = normaliseAddress(peer.remoteAddress);
+    return ip ? this.pinnedAnswer(ip, pin) : undefined;
+  }
+
+  private pinnedAnswer(ip: string, pin: PodInfo): Attribution | undefined {
+    if (!this.pods.isFresh()) return undefined;
+    const cached = this.liveCached(ip, pin.uid);
+    if (cached.length === 1 && cached[0]!.uid === pin.uid) return { kind: 'pod', pod: cached[0]! };
+    if (cached.length > 1 && cached.some((p) => p.uid === pin.uid)) return { kind: 'ambiguous', ip, pods: cached };
+    return undefined;
   }
 
   /** The PodIdentities in the pod's own namespace whose selector matches its labels. */
@@ -153,30 +170,33 @@ export class Attributor {
       const candidates = this.liveCached(ip, pin?.uid);
       if (pin && !candidates.some((p) => p.uid === pin.uid) && !this.gone.has(pin.uid)) candidates.push(pin);
       if (candidates.length > MAX_CANDIDATES) return { kind: 'ambiguous', ip, pods: candidates };
-      // Listen before reading, so that an event arriving during the reads is not missed.
-      const waiting = new AbortController();
-      const change = pin ? undefined : this.pods.nextChange(ip, waiting.signal);
-      try {
-        const confirmed = (await Promise.all(candidates.map((c) => this.confirm(ip, c, notBefore, deadline, pin?.uid)))).filter((p): p is PodInfo => p !== undefined);
-        if (pin) {
-          const mine = confirmed.find((p) => p.uid === pin.uid);
-          if (!mine) return { kind: 'unknown', ip };
-          if (confirmed.length > 1) return { kind: 'ambiguous', ip, pods: confirmed };
-          return { kind: 'pod', pod: mine };
-        }
+      const confirmed = (await Promise.all(candidates.map((c) => this.confirm(ip, c, notBefore, deadline, pin?.uid)))).filter((p): p is PodInfo => p !== undefined);
+      if (pin) {
+        const mine = confirmed.find((p) => p.uid === pin.uid);
+        if (!mine) return { kind: 'unknown', ip };
         if (confirmed.length > 1) return { kind: 'ambiguous', ip, pods: confirmed };
-        if (confirmed.length === 1) return { kind: 'pod', pod: confirmed[0]! };
-        // Nobody confirmed: the cache is behind the API server (a new owner not delivered yet), or no pod of
-        // this node has the address. Wait for the cache's next event for the address, within the bound.
-        const remaining = deadline - performance.now();
-        if (remaining <= 0) {
-          // A cache that cannot be trusted (watch broken) cannot say "nobody": fail closed.
-          if (!fresh) throw this.refuse('cache_behind', 'The pod identity agent is reconnecting to the API server and cannot attribute this request yet; retry shortly', 5);
-          return { kind: 'unknown', ip };
-        }
-        await Promise.race([change, new Promise<void>((r) => setTimeout(r, remaining).unref())]);
+        return { kind: 'pod', pod: mine };
+      }
+      if (confirmed.length > 1) return { kind: 'ambiguous', ip, pods: confirmed };
+      if (confirmed.length === 1) return { kind: 'pod', pod: confirmed[0]! };
+      // Nobody confirmed: the cache is behind the API server (a new owner not delivered yet), or no pod of
+      // this node has the address. A nominee the watch delivered while the reads ran is read at once;
+      // otherwise wait for the cache's next event for the address, within the bound. (Checked and then
+      // listened for in one synchronous step, so no event falls between; listening only here spares every
+      // connection that is confirmed an abort signal and a listener.)
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) {
+        // A cache that cannot be trusted (watch broken) cannot say "nobody": fail closed.
+        if (!fresh) throw this.refuse('cache_behind', 'The pod identity agent is reconnecting to the API server and cannot attribute this request yet; retry shortly', 5);
+        return { kind: 'unknown', ip };
+      }
+      const read = new Set(candidates.map((c) => c.uid));
+      if (this.liveCached(ip).some((p) => !read.has(p.uid))) continue;
+      const waiting = new AbortController();
+      try {
+        await Promise.race([this.pods.nextChange(ip, waiting.signal), new Promise<void>((r) => setTimeout(r, remaining).unref())]);
       } finally {
-        // A reason of our own: abort() without one builds a DOMException (and its stack) per connection.
+        // A reason of our own: abort() without one builds a DOMException (and its stack).
         waiting.abort(DONE_WAITING);
       }
     }

@@ -52,6 +52,23 @@ describe('attribution', () => {
     assert.equal(pods.reads, 2, 'one read of one pod each: the cost does not depend on the cluster');
   });
 
+  test('IP reuse: the new holder the watch delivers while the old holder is being read is read at once, not after the bound', async () => {
+    const pods = new FakePods();
+    const attributor = new Attributor('node-1', pods, new FakeIdentities(), { catchUpMs: 5_000 });
+    pods.cached = [pod('deleted-meanwhile', '10.0.0.5')];
+    pods.server = [pod('new-holder', '10.0.0.5')];
+    let release!: () => void;
+    pods.gate = new Promise((r) => (release = r));
+    const started = performance.now();
+    const pending = attributor.attribute(peer('10.0.0.5'));
+    await waitUntil(() => pods.reads === 1);
+    pods.cached = [pod('new-holder', '10.0.0.5')]; // the watch catches up while the read is in flight
+    release();
+    const who = await pending;
+    assert.equal(who.kind === 'pod' && who.pod.name, 'new-holder');
+    assert.ok(performance.now() - started < 2_000, 'no event is missed: the connection did not sit out the bound');
+  });
+
   test('IP reuse and a cache that does not catch up within the bound: nobody gets a token', async () => {
     const { pods, attributor } = setup();
     pods.cached = [pod('deleted-meanwhile', '10.0.0.5')];

@@ -81,20 +81,29 @@ export class TokenCache {
       this.options.onBypass?.(honoured);
       if (honoured) return { token: await this.fetchOnce(key, fetch), hit: false };
     }
-    const entry = this.entries.get(key);
-    if (entry) {
-      const now = this.now();
-      const stopServingAt = entry.token.expiresOn * 1000 - this.options.safetyMarginSeconds * 1000;
-      if (now < stopServingAt) {
-        this.entries.delete(key);
-        this.entries.set(key, entry);
-        if (now >= stopServingAt - this.options.refreshAheadSeconds * 1000) this.refreshInBackground(key, fetch);
-        return { token: entry.token, hit: true };
-      }
+    const hit = this.hit(key, fetch);
+    if (hit) return { token: hit, hit: true };
+    if (this.entries.has(key)) {
       this.remove(key);
       this.options.onSize?.(this.entries.size);
     }
     return { token: await this.fetchOnce(key, fetch), hit: false };
+  }
+
+  /**
+   * The cached token for `key` if it may still be served (refreshing it ahead in the background like `get`),
+   * without a promise; undefined when `get` would go upstream. Never for `bypass_cache` requests.
+   */
+  hit(key: string, fetch: () => Promise<IssuedToken>): IssuedToken | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    const now = this.now();
+    const stopServingAt = entry.token.expiresOn * 1000 - this.options.safetyMarginSeconds * 1000;
+    if (now >= stopServingAt) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    if (now >= stopServingAt - this.options.refreshAheadSeconds * 1000) this.refreshInBackground(key, fetch);
+    return entry.token;
   }
 
   /** True when this bypass may go upstream; records it. */

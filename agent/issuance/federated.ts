@@ -3,7 +3,7 @@ import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
 import { MsalExchange, type AadExchange } from './aad-exchange.js';
 import { requestServiceAccountToken, type PodServiceAccount } from './token-request.js';
-import { scopeFor, UpstreamError, type Issuer, type IssueRequest } from './types.js';
+import { scopeFor, timed, UpstreamError, type Issuer, type IssueRequest } from './types.js';
 
 export interface FederatedIssuerOptions {
   /** TokenRequests go straight to the API server with this kubeconfig's credentials and keep-alive pool. */
@@ -29,12 +29,12 @@ export class FederatedIssuer implements Issuer {
     this.aad = options.aad ?? new MsalExchange(options.authorityHost);
   }
 
-  async issue({ identity, resource, pod }: IssueRequest): Promise<IssuedToken> {
+  async issue({ identity, resource, pod, upstream }: IssueRequest): Promise<IssuedToken> {
     if (!identity.tenantId) throw new UpstreamError('aad', 500, 'no_tenant', `PodIdentity ${identity.namespace}/${identity.name} has no tenantId in its status`);
-    const assertion = await this.serviceAccountToken({ namespace: pod.namespace, serviceAccount: pod.serviceAccountName, podName: pod.name, podUid: pod.uid });
+    const assertion = await timed(upstream, () => this.serviceAccountToken({ namespace: pod.namespace, serviceAccount: pod.serviceAccountName, podName: pod.name, podUid: pod.uid }));
     const started = performance.now();
     try {
-      const token = await this.aad.exchange({ tenantId: identity.tenantId, clientId: identity.clientId, scope: scopeFor(resource), assertion }, this.options.timeoutMs);
+      const token = await timed(upstream, () => this.aad.exchange({ tenantId: identity.tenantId, clientId: identity.clientId, scope: scopeFor(resource), assertion }, this.options.timeoutMs));
       this.observe(started, '200');
       return { accessToken: token.accessToken, expiresOn: token.expiresOn, notBefore: Math.floor(Date.now() / 1000) };
     } catch (err) {

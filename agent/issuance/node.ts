@@ -1,6 +1,6 @@
 import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
-import { UpstreamError, type Issuer, type IssueRequest } from './types.js';
+import { timed, UpstreamError, type Issuer, type IssueRequest } from './types.js';
 import { callNodeImds, type ImdsAnswer } from './upstream.js';
 
 export interface NodeIssuerOptions {
@@ -18,12 +18,12 @@ export interface NodeIssuerOptions {
 export class NodeIssuer implements Issuer {
   constructor(private readonly options: NodeIssuerOptions) {}
 
-  async issue({ identity, resource }: IssueRequest): Promise<IssuedToken> {
+  async issue({ identity, resource, upstream }: IssueRequest): Promise<IssuedToken> {
     const query = new URLSearchParams({ 'api-version': '2018-02-01', resource, client_id: identity.clientId });
     const started = performance.now();
     let res: ImdsAnswer;
     try {
-      res = await callNodeImds(this.options.upstreamImds, `/metadata/identity/oauth2/token?${query}`, this.options.timeoutMs);
+      res = await timed(upstream, () => callNodeImds(this.options.upstreamImds, `/metadata/identity/oauth2/token?${query}`, this.options.timeoutMs));
     } catch (err) {
       this.observe(started, 'error');
       throw new UpstreamError('imds', 503, 'imds_unreachable', `the node IMDS did not answer: ${(err as Error).message}`, 5);

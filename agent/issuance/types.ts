@@ -7,6 +7,30 @@ export interface IssueRequest {
   resource: string;
   /** The attributed caller; Federated mode binds its service-account token to this pod. */
   pod: PodInfo;
+  /** Collects the time spent waiting on upstream round trips, so the agent's own share of a miss can be told apart. */
+  upstream?: UpstreamClock;
+}
+
+/**
+ * Wall time spent waiting on upstream round trips (TokenRequest, Azure AD, node IMDS) for one issuance. A
+ * miss's duration minus this is the agent's own time on it: `miss_overhead_seconds`.
+ */
+export class UpstreamClock {
+  ms = 0;
+
+  async time<T>(call: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await call();
+    } finally {
+      this.ms += performance.now() - started;
+    }
+  }
+}
+
+/** Runs `call` on `clock` when there is one. */
+export function timed<T>(clock: UpstreamClock | undefined, call: () => Promise<T>): Promise<T> {
+  return clock ? clock.time(call) : call();
 }
 
 /** Gets a token for one identity and resource from upstream (Azure AD or the node's IMDS). */

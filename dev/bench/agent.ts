@@ -20,8 +20,9 @@ export interface AgentProcess {
   stop(): Promise<void>;
 }
 
-export async function startAgentProcess(env: BenchEnv, ports: { listen: number; metrics: number }, logLevel = 'info'): Promise<AgentProcess> {
-  const logFile = join(env.dir, 'agent.log');
+/** `name` names its log file; `extraArgs` come after the bench's own flags (a later flag wins). */
+export async function startAgentProcess(env: BenchEnv, ports: { listen: number; metrics: number }, logLevel = 'info', { name = 'agent', extraArgs = [] as string[] } = {}): Promise<AgentProcess> {
+  const logFile = join(env.dir, `${name}.log`);
   const args = [
     'run',
     `--node-name=${BENCH_NODE}`,
@@ -35,13 +36,14 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
     `--upstream-imds=${env.fx.emu.imdsEndpoint}`,
     '--manage-iptables=false',
     `--log-level=${logLevel}`,
+    ...extraArgs,
   ];
   const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: env.fx.emu.caCertPath };
   for (const key of Object.keys(childEnv)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete childEnv[key];
   const metricsOrigin = `http://127.0.0.1:${ports.metrics}`;
   let proc: ManagedProcess;
   const start = async () => {
-    proc = startNodeScript('agent', 'agent/main.ts', args, logFile, childEnv, PRODUCT_NODE_FLAGS);
+    proc = startNodeScript(name, 'agent/main.ts', args, logFile, childEnv, PRODUCT_NODE_FLAGS);
     await waitHttpOk('agent /readyz', `${metricsOrigin}/readyz`, proc, logFile);
   };
   await start();
