@@ -12,15 +12,14 @@ import { runAgainstCluster } from './external.js';
 const run = promisify(execFile);
 const started = Date.now();
 const step = (msg: string) => process.stderr.write(`==> [${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+/** How long `make run`'s Azure AD takes to accept a new federated credential. */
+const RUN_FIC_PROPAGATION_DELAY_MS = 3_000;
 
 if (process.env['KUBECONFIG']) {
   await runAgainstCluster(step);
 } else {
   await runLocal();
 }
-
-/** How long `make run`'s Azure AD takes to accept a new federated credential. */
-const RUN_FIC_PROPAGATION_DELAY_MS = 3_000;
 
 async function runLocal(): Promise<void> {
   const netns = await netnsAvailable();
