@@ -39,7 +39,7 @@ describe('first token after a new federated credential', { skip, timeout: 600_00
   let nodeName: string;
 
   before(async () => {
-    topo = await createTopology({ pods: 1 });
+    topo = await createTopology({ pods: 2 });
     nodeName = `node-${topo.id}`;
     dir = mkdtempSync(join(tmpdir(), 'podid-propagation-e2e-'));
     env = await operatorEnv({ extraHosts: [topo.rootIp], ficPropagationDelayMs: PROPAGATION_DELAY_MS });
@@ -153,5 +153,31 @@ describe('first token after a new federated credential', { skip, timeout: 600_00
     assert.equal(events.items.length, 1);
     assert.equal(events.items[0]?.involvedObject.name, 'web');
     assert.match(events.items[0]?.message ?? '', new RegExp(`node ${nodeName}`));
+  });
+
+  test('Azure AD throttling is 429 with its own Retry-After, an Azure AD failure is 503 with Retry-After: never a 500', async () => {
+    const pod = topo.pods[1]!;
+    await createPod(env, 'busy', { 'podidentity.dev/identity': 'busy' }, { serviceAccountName: 'busy', nodeName });
+    await env.core.patchNamespacedPodStatus({ namespace: env.namespace, name: 'busy', body: { status: { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }] } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    await createPodIdentity(env, 'busy', { identity: { managed: {} }, mode: 'Federated' });
+    await waitFor('PodIdentity busy Ready', async () => condition(await getPodIdentity(env, 'busy'), CONDITION_READY)?.status === 'True', { timeoutMs: 60_000 });
+    const ask = async () => {
+      const res = await topo.exec(pod.ns, 'curl', ['-s', '-i', '-m', '10', '-H', 'Metadata: true', 'http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/']);
+      const [head = '', body = ''] = res.stdout.split('\r\n\r\n');
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 0);
+      const retryAfter = /^retry-after: *(\S+)/im.exec(head)?.[1];
+      return { status, retryAfter, body: JSON.parse(body || '{}') as Record<string, string> };
+    };
+    env.emu.faults.set({ match: { route: 'aad.token' }, status: 429, retryAfterSeconds: 7, times: 1 });
+    const throttled = await ask();
+    assert.equal(throttled.status, 429, JSON.stringify(throttled.body));
+    assert.equal(throttled.retryAfter, '7', 'Azure AD’s own Retry-After, passed on');
+    assert.equal(throttled.body['error'], 'aad_throttled');
+    env.emu.faults.set({ match: { route: 'aad.token' }, status: 500, times: 1 });
+    const down = await ask();
+    assert.equal(down.status, 503, JSON.stringify(down.body));
+    assert.equal(down.retryAfter, '5');
+    assert.equal(down.body['error'], 'aad_unavailable');
+    assert.equal(down.body['access_token'], undefined);
   });
 });
