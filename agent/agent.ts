@@ -14,6 +14,7 @@ import { createImdsHandler } from './handler.js';
 import { selectIptables } from './interception/iptables.js';
 import { Interceptor } from './interception/interceptor.js';
 import { FederatedIssuer } from './issuance/federated.js';
+import { eventCreator, FirstExchangeReporter } from './issuance/first-exchange.js';
 import { NodeIssuer } from './issuance/node.js';
 import { AgentMetrics } from './metrics.js';
 
@@ -103,6 +104,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     windowMs: config.issuanceWindowMs,
     onRefused: (reason) => metrics.rejections.inc({ reason }),
   });
+  const firstExchanges = new FirstExchangeReporter(eventCreator(kc, config.upstreamTimeoutMs), config.nodeName, logger);
   const handler = createImdsHandler({
     nodeName: config.nodeName,
     defaultMode: config.defaultMode,
@@ -114,7 +116,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     pods,
     identities,
     issuers: {
-      Federated: new FederatedIssuer({ kubeConfig: kc, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs }),
+      Federated: new FederatedIssuer({ kubeConfig: kc, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs, onExchanged: (identity, subject) => firstExchanges.exchanged(identity, subject) }),
       Node: new NodeIssuer({ upstreamImds: config.upstreamImds, metrics, timeoutMs: config.upstreamTimeoutMs }),
     },
     cache,

@@ -2,7 +2,7 @@
  * The operator's wiring: config → logger → Azure clients → informers → reconciler → controller → leader
  * election → servers → signal handling. Behaviour lives in the modules it wires.
  */
-import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type CoreV1Event, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import { registerProcessMetrics, versionText } from '../lib/build-info.js';
@@ -18,6 +18,7 @@ import { checkNetworkPlugin } from './network-plugin.js';
 import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
 import { recordedDemands } from './podidentity/scalesets.js';
+import { EXCHANGE_EVENT_FIELD_SELECTOR, exchangeEventKey, exchangeReportOf, slimExchangeEvent } from './podidentity/exchange-events.js';
 import { watchPodIdentityInputs } from './podidentity/watches.js';
 import { PodIdentityReconciler } from './podidentity/reconciler.js';
 import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
@@ -84,6 +85,9 @@ async function main(config: OperatorConfig): Promise<void> {
   const namespaces = op.watchResource<V1Namespace>({ group: '', version: 'v1', plural: 'namespaces' }, { transform: slimNamespace });
   const pods = op.watchResource<V1Pod>({ group: '', version: 'v1', plural: 'pods' }, { transform: slimPod, namespace: config.watchNamespace });
   const nodes = op.watchResource<V1Node>({ group: '', version: 'v1', plural: 'nodes' }, { transform: slimNode });
+  // The agents' FirstTokenExchange Events (FederatedCredentialPropagated): nothing else is cached.
+  const exchanges = op.watchResource<CoreV1Event>({ group: '', version: 'v1', plural: 'events' }, { fieldSelector: EXCHANGE_EVENT_FIELD_SELECTOR, transform: slimExchangeEvent, namespace: config.watchNamespace });
+  exchanges.addIndex('podIdentity', (e) => [exchangeEventKey(e)]);
   pods.addIndex('namespace', (p) => [p.metadata?.namespace ?? '']);
   pods.addIndex('identityLabel', (p) => {
     const value = p.metadata?.labels?.[DEFAULT_SELECTOR_LABEL];
@@ -102,6 +106,7 @@ async function main(config: OperatorConfig): Promise<void> {
     podsLabelledFor: (ns, value) => pods.byIndex('identityLabel', `${ns}/${value}`) as SlimPod[],
     podIdentitiesWithSelector: (ns) => identities.byIndex('selectorNamespace', ns),
     node: (name) => nodes.get(name) as SlimNode | undefined,
+    exchangeReports: (key) => exchanges.byIndex('podIdentity', key).flatMap(exchangeReportOf),
   };
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
   const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger });
@@ -148,6 +153,7 @@ async function main(config: OperatorConfig): Promise<void> {
     },
   });
   const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal) => reconciler.reconcile(key, signal), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
+  controller.watch(exchanges, (e) => [exchangeEventKey(e)]);
   batcher.onSettled((keys) => keys.forEach((k) => controller.enqueue(k)));
 
   const countReady = () => {

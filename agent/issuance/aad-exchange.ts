@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { ConfidentialClientApplication } from '@azure/msal-node';
+import { ConfidentialClientApplication, ServerError, type INetworkModule, type NetworkRequestOptions, type NetworkResponse } from '@azure/msal-node';
+import { AadExchangeError } from './aad-failure.js';
 import { withTimeout } from './timing.js';
-import { UpstreamError } from './types.js';
 
 export interface ExchangeRequest {
   tenantId: string;
@@ -20,12 +20,18 @@ export interface ExchangedToken {
 
 /** The federated client-credentials exchange with Azure AD: the one cloud call Federated mode makes. */
 export interface AadExchange {
-  /** Throws UpstreamError (upstream 'aad') for refusals, throttling and timeouts. */
+  /** Throws AadExchangeError for refusals, throttling, timeouts and an unreachable Azure AD. */
   exchange(request: ExchangeRequest, timeoutMs: number): Promise<ExchangedToken>;
 }
 
 /** Applications kept (one per tenant and client id); the least recently used beyond this are dropped. */
 const MAX_APPLICATIONS = 256;
+
+/** The exchange in progress: the calling pod's assertion, and the `Retry-After` of Azure AD's last answer. */
+interface ExchangeScope {
+  assertion: string;
+  retryAfter?: string;
+}
 
 /**
  * The exchange through msal-node: one ConfidentialClientApplication per identity keeps that identity's
@@ -34,30 +40,48 @@ const MAX_APPLICATIONS = 256;
 export class MsalExchange implements AadExchange {
   private readonly apps = new Map<string, ConfidentialClientApplication>();
   /**
-   * The calling pod's assertion for the exchange in progress. msal-node 7 prefers the application's
-   * assertion callback over a per-request one, so the callback reads the assertion of the request it runs for.
+   * The exchange in progress. msal-node 7 prefers the application's assertion callback over a per-request
+   * one, so the callback reads the assertion of the request it runs for; and msal-node's errors carry no
+   * headers, so the network client keeps Azure AD's `Retry-After` here for the classification.
    */
-  private readonly assertion = new AsyncLocalStorage<string>();
+  private readonly scope = new AsyncLocalStorage<ExchangeScope>();
+  private readonly network: INetworkModule;
 
-  constructor(private readonly authorityHost: string) {}
+  constructor(private readonly authorityHost: string) {
+    this.network = recordingNetworkClient((retryAfter) => {
+      const current = this.scope.getStore();
+      if (current) current.retryAfter = retryAfter;
+    });
+  }
 
   async exchange(req: ExchangeRequest, timeoutMs: number): Promise<ExchangedToken> {
     const app = this.app(req.clientId, req.tenantId);
+    const scope: ExchangeScope = { assertion: req.assertion };
     try {
       const result = await withTimeout(
-        this.assertion.run(req.assertion, () => app.acquireTokenByClientCredential({ scopes: [req.scope], skipCache: true })),
+        this.scope.run(scope, () => app.acquireTokenByClientCredential({ scopes: [req.scope], skipCache: true })),
         timeoutMs,
-        () => new UpstreamError('aad', 504, 'timeout', `Azure AD did not answer within ${timeoutMs} ms`),
+        () => new AadExchangeError({ kind: 'unreachable', description: `Azure AD did not answer within ${timeoutMs} ms` }),
       );
-      if (!result?.accessToken || !result.expiresOn) throw new UpstreamError('aad', 500, 'empty_response', 'Azure AD returned no token');
+      if (!result?.accessToken || !result.expiresOn) throw new AadExchangeError({ kind: 'unreachable', description: 'Azure AD answered without a token' });
       return { accessToken: result.accessToken, expiresOn: Math.floor(result.expiresOn.getTime() / 1000) };
     } catch (err) {
-      if (err instanceof UpstreamError) throw err;
-      const e = err as { errorCode?: string; status?: number; errorMessage?: string; message?: string };
-      const status = e.status === 429 ? 429 : 500;
+      if (err instanceof AadExchangeError) throw err;
       // Azure AD's own description (e.g. AADSTS70021: no matching federated credential) helps whoever debugs it.
+      const e = err as { errorMessage?: string; message?: string };
       const description = (e.errorMessage ?? e.message ?? 'unknown error').split('\n')[0] ?? '';
-      throw new UpstreamError('aad', status, e.errorCode ?? 'aad_error', `Azure AD refused the federated token exchange for client_id ${req.clientId}: ${description}`, status === 429 ? 5 : undefined);
+      if (err instanceof ServerError && err.status !== undefined) {
+        throw new AadExchangeError({
+          kind: 'refused',
+          status: err.status,
+          error: err.errorCode,
+          ...(err.errorNo !== undefined && Number.isFinite(Number(err.errorNo)) ? { aadsts: Number(err.errorNo) } : {}),
+          description,
+          ...(scope.retryAfter !== undefined ? { retryAfter: scope.retryAfter } : {}),
+        });
+      }
+      // No answer from Azure AD itself: connection failures, discovery that failed, a body that is not Azure AD's.
+      throw new AadExchangeError({ kind: 'unreachable', description });
     } finally {
       // msal-node stores every result even with skipCache, and each store scans what is already there, so a
       // kept cache makes every miss slower than the last. The agent's own cache (keyed by pod) is the cache.
@@ -78,14 +102,46 @@ export class MsalExchange implements AadExchange {
           // Only our authority: msal-node then skips instance discovery on login.microsoftonline.com.
           knownAuthorities: [new URL(this.authorityHost).host],
           clientAssertion: () => {
-            const current = this.assertion.getStore();
+            const current = this.scope.getStore()?.assertion;
             return current ? Promise.resolve(current) : Promise.reject(new Error('no service-account assertion for this exchange'));
           },
         },
+        system: { networkClient: this.network },
       });
       if (this.apps.size >= MAX_APPLICATIONS) this.apps.delete(this.apps.keys().next().value!);
     }
     this.apps.set(key, app);
     return app;
   }
+}
+
+/**
+ * msal-node's requests over fetch, as its own client makes them, reporting each answer's `Retry-After`
+ * (which msal-node's errors do not carry) so throttling can be passed on with Azure AD's own interval.
+ */
+function recordingNetworkClient(onRetryAfter: (value: string | undefined) => void): INetworkModule {
+  const send = async <T>(method: 'GET' | 'POST', url: string, options: NetworkRequestOptions = {}, timeoutMs?: number): Promise<NetworkResponse<T>> => {
+    const res = await fetch(url, {
+      method,
+      ...(options.headers ? { headers: options.headers } : {}),
+      ...(method === 'POST' && options.body !== undefined ? { body: options.body } : {}),
+      ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+      redirect: 'error',
+    });
+    const headers: Record<string, string> = {};
+    res.headers.forEach((value, name) => (headers[name] = value));
+    onRetryAfter(res.headers.get('retry-after') ?? undefined);
+    const text = await res.text();
+    let body: T;
+    try {
+      body = JSON.parse(text) as T;
+    } catch {
+      throw new Error(`Azure AD answered ${res.status} with a body that is not JSON`);
+    }
+    return { headers, body, status: res.status };
+  };
+  return {
+    sendGetRequestAsync: (url, options, timeout) => send('GET', url, options, timeout),
+    sendPostRequestAsync: (url, options) => send('POST', url, options),
+  };
 }

@@ -1,7 +1,9 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
+import type { ReadyIdentity } from './select.js';
 import { MsalExchange, type AadExchange } from './aad-exchange.js';
+import { AadExchangeError, classifyAadFailure, DEFAULT_PROPAGATION_WINDOW_MS } from './aad-failure.js';
 import { requestServiceAccountToken, type PodServiceAccount } from './token-request.js';
 import { scopeFor, timed, UpstreamError, type Issuer, type IssueRequest } from './types.js';
 
@@ -14,6 +16,11 @@ export interface FederatedIssuerOptions {
   aad?: AadExchange;
   metrics: AgentMetrics;
   timeoutMs: number;
+  /** How long after the operator wrote a credential Azure AD's "no such credential" means "not yet"; default 10 min. */
+  propagationWindowMs?: number;
+  /** Told of each successful exchange (the first-exchange Event); never blocks or fails issuance. */
+  onExchanged?: (identity: ReadyIdentity, subject: string) => void;
+  now?: () => number;
 }
 
 /**
@@ -30,16 +37,28 @@ export class FederatedIssuer implements Issuer {
   }
 
   async issue({ identity, resource, pod, upstream }: IssueRequest): Promise<IssuedToken> {
-    if (!identity.tenantId) throw new UpstreamError('aad', 500, 'no_tenant', `PodIdentity ${identity.namespace}/${identity.name} has no tenantId in its status`);
+    // The operator writes the tenant with the client id; without it the PodIdentity is not finished yet.
+    if (!identity.tenantId) throw new UpstreamError('aad', 503, 'no_tenant', `PodIdentity ${identity.namespace}/${identity.name} has no tenantId in its status yet`, 5);
+    const subject = `system:serviceaccount:${pod.namespace}:${pod.serviceAccountName}`;
     const assertion = await timed(upstream, () => this.serviceAccountToken({ namespace: pod.namespace, serviceAccount: pod.serviceAccountName, podName: pod.name, podUid: pod.uid }));
     const started = performance.now();
     try {
       const token = await timed(upstream, () => this.aad.exchange({ tenantId: identity.tenantId, clientId: identity.clientId, scope: scopeFor(resource), assertion }, this.options.timeoutMs));
       this.observe(started, '200');
+      this.options.onExchanged?.(identity, subject);
       return { accessToken: token.accessToken, expiresOn: token.expiresOn, notBefore: Math.floor(Date.now() / 1000) };
     } catch (err) {
-      this.observe(started, err instanceof UpstreamError ? (err.code === 'timeout' ? 'timeout' : String(err.status)) : 'error');
-      throw err;
+      // The code label is what Azure AD (or the way to it) did, not what the pod is answered.
+      this.observe(started, err instanceof AadExchangeError ? (err.failure.kind === 'refused' ? String(err.failure.status) : 'unreachable') : err instanceof UpstreamError ? String(err.status) : 'error');
+      if (!(err instanceof AadExchangeError)) throw err;
+      const now = (this.options.now ?? Date.now)();
+      throw classifyAadFailure(err.failure, {
+        clientId: identity.clientId,
+        subject,
+        credentialWrittenAt: identity.credentialWrites?.get(subject),
+        now,
+        propagationWindowMs: this.options.propagationWindowMs ?? DEFAULT_PROPAGATION_WINDOW_MS,
+      });
     }
   }
 

@@ -9,6 +9,7 @@ import type { AadExchange, ExchangeRequest } from './aad-exchange.js';
 import { FederatedIssuer } from './federated.js';
 import type { ReadyIdentity } from './select.js';
 import { UpstreamError } from './types.js';
+import { AadExchangeError } from './aad-failure.js';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const identity: ReadyIdentity = {
@@ -211,4 +212,39 @@ test('a PodIdentity without a tenant id never reaches Azure AD', async () => {
   const issuer = new FederatedIssuer({ kubeConfig: new KubeConfig(), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   await assert.rejects(issuer.issue({ identity: { ...identity, tenantId: '' }, resource: 'r', pod: pod('a', 'uid-a') }), (err: UpstreamError) => err.code === 'no_tenant');
   assert.equal(aad.seen.length, 0);
+});
+
+test('AADSTS70021 for a credential the operator wrote moments ago is answered 503 + Retry-After, and is counted as Azure AD’s 400', async () => {
+  const api = await fakeApiServer((_req, _body, res) => res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: { token: 'assertion' } })));
+  const metrics = new AgentMetrics();
+  const now = Date.parse('2026-11-30T12:00:00Z');
+  const failing: AadExchange = {
+    exchange: () => Promise.reject(new AadExchangeError({ kind: 'refused', status: 400, error: 'invalid_request', aadsts: 70021, description: 'AADSTS70021: No matching federated identity record found for presented assertion.' })),
+  };
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: failing, metrics, timeoutMs: 2000, now: () => now });
+  const fresh: ReadyIdentity = { ...identity, credentialWrites: new Map([['system:serviceaccount:ns:app', now - 3000]]) };
+  try {
+    await assert.rejects(issuer.issue({ identity: fresh, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }), (err: UpstreamError) => {
+      assert.equal(err.status, 503);
+      assert.equal(err.code, 'credential_propagating');
+      assert.equal(err.retryAfterSeconds, 3);
+      return true;
+    });
+    const upstream = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name.includes('upstream'));
+    assert.ok(upstream?.values.some((v) => v.labels['upstream'] === 'aad' && v.labels['code'] === '400'));
+  } finally {
+    api.stop();
+  }
+});
+
+test('a successful exchange is reported with the identity and the pod’s subject (for the first-exchange Event)', async () => {
+  const api = await fakeApiServer((_req, _body, res) => res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: { token: 'assertion' } })));
+  const seen: string[] = [];
+  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000, onExchanged: (id, subject) => seen.push(`${id.name} ${subject}`) });
+  try {
+    await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
+    assert.deepEqual(seen, ['pid system:serviceaccount:ns:app']);
+  } finally {
+    api.stop();
+  }
 });

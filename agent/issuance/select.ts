@@ -1,4 +1,4 @@
-import { CONDITION_READY, type Mode, type PodIdentity } from '../../lib/api/types.js';
+import { CONDITION_CREDENTIAL_PROPAGATED, CONDITION_READY, type Mode, type PodIdentity } from '../../lib/api/types.js';
 import type { IdentityHint } from '../imds/protocol.js';
 
 /** A PodIdentity the operator has finished: everything issuance needs, from its status. */
@@ -10,6 +10,11 @@ export interface ReadyIdentity {
   principalId: string;
   tenantId: string;
   resourceId: string;
+  /** Federated credentials the operator recorded, by subject: when each was last written (unix ms, null: unknown). */
+  credentialWrites?: ReadonlyMap<string, number | null>;
+  uid?: string;
+  /** Whether the operator has recorded that Azure AD accepted the credentials (FederatedCredentialPropagated). */
+  propagated?: boolean;
 }
 
 export type Selection =
@@ -34,6 +39,14 @@ export function readyIdentity(pid: PodIdentity, defaultMode: Mode): ReadyIdentit
     principalId: (s.principalId ?? '').toLowerCase(),
     tenantId: s.tenantId ?? '',
     resourceId: s.resourceId ?? '',
+    uid: pid.metadata.uid ?? '',
+    propagated: s.conditions?.find((c) => c.type === CONDITION_CREDENTIAL_PROPAGATED)?.status === 'True',
+    credentialWrites: new Map(
+      (s.federatedCredentials ?? []).map((c) => {
+        const at = c.lastWriteTime ? Date.parse(c.lastWriteTime) : Number.NaN;
+        return [c.subject, Number.isFinite(at) ? at : null] as const;
+      }),
+    ),
   };
 }
 

@@ -1,6 +1,7 @@
 /** Azure AD (v2 endpoints as msal-node 7 uses them): OpenID configuration, instance discovery, keys, token. */
 import { decodeJwt } from 'jose';
 import { aadError, type RequestContext, type Route } from './router.js';
+import type { ArmSettings } from './arm/common.js';
 import type { IssuerTrust } from './issuers.js';
 import type { AzureState } from './state.js';
 import type { TokenSigner } from './tokens.js';
@@ -11,6 +12,7 @@ export interface AadDeps {
   state: AzureState;
   signer: TokenSigner;
   issuers: IssuerTrust;
+  settings: Pick<ArmSettings, 'ficPropagationDelayMs'>;
 }
 
 export function aadRoutes(deps: AadDeps): Route[] {
@@ -159,7 +161,10 @@ async function token(deps: AadDeps, ctx: RequestContext) {
     const auds = (Array.isArray(claims.aud) ? claims.aud : [claims.aud]).filter((a): a is string => typeof a === 'string');
     const noMatch = () =>
       aadError(401, 'invalid_client', 70021, `No matching federated identity record found for presented assertion. Assertion Issuer: '${iss}'. Assertion Subject: '${sub}'. Assertion Audience: '${auds.join(',')}'. https://learn.microsoft.com/entra/workload-id/workload-identity-federation`);
-    const candidates = [...identity.fics.values()].filter((f) => f.issuer === iss);
+    // A credential still propagating is not there yet as far as the token endpoint knows: the same
+    // AADSTS70021 as a missing one, which is what makes the first exchange after a new credential fail.
+    const now = Date.now();
+    const candidates = [...identity.fics.values()].filter((f) => f.issuer === iss && f.acceptedFrom <= now);
     if (candidates.length === 0) throw noMatch();
     const check = await issuers.verify(assertion, iss);
     if (!check.ok) {

@@ -10,6 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ClientSecretCredential } from '@azure/identity';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { waitFor } from '../support/wait.js';
+import { JWT_BEARER } from './aad.js';
 import { ensureCa, issueServerCertificate, makeTempDir, removeDir } from './tls.js';
 import { ARM_SCOPE, claimsOf, federatedApp, rawRequest, startFixture, type Fixture } from './test-fixture.js';
 
@@ -175,6 +177,50 @@ describe('Azure AD token endpoint', () => {
     assert.match(expired.errorMessage, /AADSTS700024/);
     const garbage = await refusal('not-a-jwt');
     assert.match(garbage.errorMessage, /AADSTS50027/);
+  });
+
+  it('propagation: a new federated credential gets AADSTS70021 until its delay has passed, a rewrite that changes nothing does not restart it', async () => {
+    const delayMs = 1_500;
+    const fresh = 'system:serviceaccount:team-a:fresh';
+    const armToken = (await fx.credential.getToken(ARM_SCOPE)).token;
+    const putCredential = () =>
+      rawRequest(`${fx.emu.armEndpoint}${identity.id}/federatedIdentityCredentials/team-a-fresh?api-version=2024-11-30`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${armToken}` },
+        body: JSON.stringify({ properties: { issuer: issuer.issuer, subject: fresh, audiences: [EXCHANGE_AUDIENCE] } }),
+      });
+    const exchange = async () =>
+      rawRequest(`${fx.emu.authorityHost}/${fx.emu.tenantId}/oauth2/v2.0/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: identity.clientId,
+          scope: ARM_SCOPE,
+          client_assertion_type: JWT_BEARER,
+          client_assertion: await issuer.sign({ sub: fresh }),
+        }).toString(),
+      });
+    fx.emu.settings.ficPropagationDelayMs = delayMs;
+    try {
+      const written = Date.now();
+      assert.equal((await putCredential()).status, 201);
+      const refused = await exchange();
+      assert.equal(refused.status, 401);
+      const body = refused.json as Record<string, unknown>;
+      // Exactly what the real service answers for a credential it does not see (yet).
+      assert.equal(body['error'], 'invalid_client');
+      assert.deepEqual(body['error_codes'], [70021]);
+      assert.match(String(body['error_description']), /^AADSTS70021: No matching federated identity record found for presented assertion\. Assertion Issuer: '.+'\. Assertion Subject: 'system:serviceaccount:team-a:fresh'\..*Trace ID: .+ Correlation ID: .+ Timestamp: /);
+      for (const key of ['timestamp', 'trace_id', 'correlation_id']) assert.equal(typeof body[key], 'string', key);
+      // The same credential written again unchanged (as a reconciler does) is no new credential.
+      assert.equal((await putCredential()).status, 200);
+      const accepted = await waitFor('the new credential to be accepted', async () => ((await exchange()).status === 200 ? Date.now() : undefined), { timeoutMs: 10_000, intervalMs: 100 });
+      assert.ok(accepted - written >= delayMs, `accepted after ${accepted - written} ms, before the ${delayMs} ms delay`);
+      assert.ok(accepted - written < delayMs + 3_000, `the unchanged rewrite restarted propagation (${accepted - written} ms)`);
+    } finally {
+      fx.emu.settings.ficPropagationDelayMs = 0;
+    }
   });
 
   it('answers Azure AD-shaped errors for malformed token requests', async () => {

@@ -55,6 +55,11 @@ export interface EmulatorOptions {
   ficWriteWindowMs?: number;
   /** How long a scale-set PATCH reports InProgress; default 0 (Succeeded at the first poll). */
   lroDurationMs?: number;
+  /**
+   * How long Azure AD answers AADSTS70021 for a new or changed federated credential; default 0 (accepted at
+   * once). Runtime-adjustable through `settings.ficPropagationDelayMs`.
+   */
+  ficPropagationDelayMs?: number;
 }
 
 export interface FaultControl {
@@ -120,6 +125,7 @@ export async function startAzureEmulator(options: EmulatorOptions = {}): Promise
       ficWriteWindowMs: options.ficWriteWindowMs ?? 50,
       principalReplicationDelayMs: options.principalReplicationDelayMs ?? 0,
       lroDurationMs: options.lroDurationMs ?? 0,
+      ficPropagationDelayMs: options.ficPropagationDelayMs ?? 0,
     };
     const deps: ArmDeps = { state, settings, stopping: stopping.signal };
     const issuers = new IssuerTrust();
@@ -145,7 +151,7 @@ export async function startAzureEmulator(options: EmulatorOptions = {}): Promise
     };
 
     const https = new Router({ beforeArm, faults, log, stopping: stopping.signal, defaultFamily: 'arm' }).add(
-      ...aadRoutes({ state, signer, issuers }),
+      ...aadRoutes({ state, signer, issuers, settings }),
       ...resourceRoutes(deps),
       ...identityRoutes(deps),
       ...authorizationRoutes(deps),

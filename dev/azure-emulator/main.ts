@@ -3,7 +3,8 @@
  *
  *   node --import tsx dev/azure-emulator/main.ts [--seed seed.json] [--tenant-id ID] [--subscription-id ID]
  *        [--host 127.0.0.1] [--extra-host IP]... [--imds-host 127.0.0.1] [--arm-port N] [--imds-port N]
- *        [--admin-port N] [--ca-dir DIR] [--principal-replication-delay-ms N] [--token-lifetime-seconds N]
+ *        [--admin-port N] [--ca-dir DIR] [--principal-replication-delay-ms N] [--fic-propagation-delay-ms N]
+ *        [--token-lifetime-seconds N]
  *        [--operator-client-id ID --operator-client-secret S]
  *
  * Prints one JSON line on stdout: {armEndpoint, authorityHost, imdsEndpoint, adminEndpoint, tenantId,
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     'admin-port': { type: 'string' },
     'ca-dir': { type: 'string' },
     'principal-replication-delay-ms': { type: 'string' },
+    'fic-propagation-delay-ms': { type: 'string' },
     'token-lifetime-seconds': { type: 'string' },
     'operator-client-id': { type: 'string' },
     'operator-client-secret': { type: 'string' },
@@ -47,6 +49,7 @@ const options: EmulatorOptions = Object.fromEntries(
     imdsPort: num(values['imds-port']),
     caDir: values['ca-dir'],
     principalReplicationDelayMs: num(values['principal-replication-delay-ms']),
+    ficPropagationDelayMs: num(values['fic-propagation-delay-ms']),
     tokenLifetimeSeconds: num(values['token-lifetime-seconds']),
   }).filter(([, v]) => v !== undefined),
 );

@@ -18,6 +18,8 @@ export interface FederatedCredentialView {
   issuer: string;
   subject: string;
   audiences: string[];
+  /** Unix ms from which Azure AD accepts it (write + `ficPropagationDelayMs`). */
+  acceptedFrom: number;
 }
 
 export interface RoleAssignmentView {

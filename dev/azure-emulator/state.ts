@@ -16,6 +16,8 @@ export interface FederatedCredential {
   issuer: string;
   subject: string;
   audiences: string[];
+  /** Unix ms from which Azure AD's token endpoint sees this credential (its write + the propagation delay). */
+  acceptedFrom: number;
 }
 
 export interface Identity {

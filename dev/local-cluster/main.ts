@@ -12,6 +12,8 @@ import { runAgainstCluster } from './external.js';
 const run = promisify(execFile);
 const started = Date.now();
 const step = (msg: string) => process.stderr.write(`==> [${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+/** How long `make run`'s Azure AD takes to accept a new federated credential. */
+const RUN_FIC_PROPAGATION_DELAY_MS = 3_000;
 
 if (process.env['KUBECONFIG']) {
   await runAgainstCluster(step);
@@ -25,7 +27,9 @@ async function runLocal(): Promise<void> {
     step('make run needs root (and iproute2): the operator and agents run as a kubelet runs them, in network and mount namespaces');
     process.exit(1);
   }
-  const stack = await startStack({ netns, log: step });
+  // Azure AD's real pace: a new federated credential is refused for a few seconds (the agent answers 503 +
+  // Retry-After meanwhile and the PodIdentity says Propagating).
+  const stack = await startStack({ netns, log: step, ficPropagationDelayMs: RUN_FIC_PROPAGATION_DELAY_MS });
   step('starting Prometheus (scrapes the operator and the agents, evaluates the alerts)');
   const prometheus: RunningPrometheus | undefined = await startStackPrometheus(stack).catch((err: unknown) => {
     step(`Prometheus not started: ${(err as Error).message}`);
@@ -81,7 +85,8 @@ interface DemoToken {
 async function demoToken(stack: Stack, pod: PodHandle): Promise<DemoToken> {
   const inPod = (cmd: string, args: string[]) => run('ip', ['netns', 'exec', pod.netns, cmd, ...args], { encoding: 'utf8' });
   const url = `${pod.node.imdsBase}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/`;
-  const { stdout } = await inPod('curl', ['-s', '-m', '10', '-H', 'Metadata: true', url]);
+  // Like any IMDS client, retry what the agent says to retry (503 + Retry-After while the credential propagates).
+  const { stdout } = await inPod('curl', ['-s', '-m', '10', '--retry', '6', '--retry-max-time', '60', '-H', 'Metadata: true', url]);
   const body = JSON.parse(stdout) as { access_token?: string; error_description?: string };
   if (!body.access_token) throw new Error(`the demo pod got no token: ${stdout}`);
   const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;

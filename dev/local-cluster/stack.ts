@@ -45,6 +45,8 @@ export interface StackOptions {
   mutate?: (objects: K8sObject[]) => void;
   /** Pod network namespaces are named `<prefix><namespace>-<pod>` (default `podid-`; must start with it). */
   netnsPrefix?: string;
+  /** How long the emulator's Azure AD refuses a new federated credential (AADSTS70021); default 0. */
+  ficPropagationDelayMs?: number;
   /** How long the operator and agents get to become ready (default 90 s). */
   readyTimeoutMs?: number;
 }
@@ -147,6 +149,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       subscriptionId: DEMO_SUBSCRIPTION,
       extraHosts: topologies.map((t) => t.rootIp),
       caDir: join(dir, 'ca'),
+      ficPropagationDelayMs: options.ficPropagationDelayMs ?? 0,
     });
     cleanups.push(() => emu.stop());
     const nodeIps = topologies.map((t) => t.nodeIp);

@@ -19,11 +19,7 @@ export interface NodeAzure {
 export async function startNodeAzure(cluster: TestCluster, topo: Topology, nodeName: string): Promise<NodeAzure> {
   const emu = await startAzureEmulator({ extraHosts: [topo.rootIp] });
   emu.trustInProcess();
-  // kube-apiserver 1.20 answers 406 to the emulator's `Accept: application/json` on /openid/v1/jwks, so the
-  // test hands Azure AD the issuer's keys itself (fetched with the JWKS media type).
-  const jwks = await rawRequest(`${cluster.server}/openid/v1/jwks`, { headers: { accept: 'application/jwk-set+json' }, ca: cluster.caPem });
-  assert.equal(jwks.status, 200, jwks.text);
-  emu.seed.trustIssuer({ issuer: cluster.issuer, jwks: jwks.json as { keys: [] } });
+  await trustClusterIssuer(emu, cluster);
   const secret = `s-${topo.id}`;
   const sp = emu.seed.servicePrincipal({ clientId: crypto.randomUUID(), clientSecret: secret, role: 'Owner' });
   const credential = new ClientSecretCredential(emu.tenantId, sp.clientId, secret, { authorityHost: emu.authorityHost, disableInstanceDiscovery: true });
@@ -34,4 +30,13 @@ export async function startNodeAzure(cluster: TestCluster, topo: Topology, nodeN
   };
   emu.seed.scaleSet({ resourceGroup: 'mc_rg', name: 'pool', instances: [{ nodeName, ip: topo.nodeIp }] });
   return { emu, arm };
+}
+
+/** Azure AD trusts the control plane's service-account issuer (as a cluster's OIDC issuer is registered). */
+export async function trustClusterIssuer(emu: AzureEmulator, cluster: TestCluster): Promise<void> {
+  // kube-apiserver 1.20 answers 406 to the emulator's `Accept: application/json` on /openid/v1/jwks, so the
+  // test hands Azure AD the issuer's keys itself (fetched with the JWKS media type).
+  const jwks = await rawRequest(`${cluster.server}/openid/v1/jwks`, { headers: { accept: 'application/jwk-set+json' }, ca: cluster.caPem });
+  assert.equal(jwks.status, 200, jwks.text);
+  emu.seed.trustIssuer({ issuer: cluster.issuer, jwks: jwks.json as { keys: [] } });
 }

@@ -135,12 +135,13 @@ function checkRbac(objects: K8sObject[]): void {
     }
   }
   assert.deepEqual(grants(rulesOf(objects, 'ClusterRole', AGENT)), [
+    'core/events:create',
     'core/pods:get', 'core/pods:list', 'core/pods:watch',
     'core/serviceaccounts/token:create',
     'podidentity.dev/podidentities:get', 'podidentity.dev/podidentities:list', 'podidentity.dev/podidentities:watch',
   ].sort());
   const operatorGrants = grants(rulesOf(objects, 'ClusterRole', OPERATOR));
-  for (const needed of ['podidentity.dev/podidentities:watch', 'podidentity.dev/podidentities:patch', 'podidentity.dev/podidentities/status:patch', 'podidentity.dev/podidentitypolicies:list', 'core/pods:watch', 'core/nodes:watch', 'core/events:create']) {
+  for (const needed of ['podidentity.dev/podidentities:watch', 'podidentity.dev/podidentities:patch', 'podidentity.dev/podidentities/status:patch', 'podidentity.dev/podidentitypolicies:list', 'core/pods:watch', 'core/nodes:watch', 'core/events:create', 'core/events:watch']) {
     assert.ok(operatorGrants.includes(needed), `operator may ${needed}`);
   }
   for (const forbidden of ['podidentity.dev/podidentities:create', 'podidentity.dev/podidentities:delete', 'podidentity.dev/podidentitypolicies:update', 'core/pods:delete', 'core/serviceaccounts/token:create']) {

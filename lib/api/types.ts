@@ -109,6 +109,10 @@ export const CONDITION_IDENTITY_READY = 'IdentityReady';
 export const CONDITION_ROLES_ASSIGNED = 'RolesAssigned';
 export const CONDITION_CREDENTIALS_READY = 'CredentialsReady';
 export const CONDITION_NODES_ASSIGNED = 'NodesAssigned';
+/** Federated mode: whether Azure AD has accepted the credentials (an exchange succeeded since the last write). */
+export const CONDITION_CREDENTIAL_PROPAGATED = 'FederatedCredentialPropagated';
+/** The Event an agent records on a PodIdentity when its first exchange after a credential write succeeds. */
+export const EVENT_FIRST_TOKEN_EXCHANGE = 'FirstTokenExchange';
 
 export type RoleAssignmentState = 'Assigned' | 'Pending' | 'Failed' | 'Denied';
 
@@ -126,6 +130,17 @@ export interface FederatedCredentialStatus {
   name: string;
   issuer: string;
   subject: string;
+  /**
+   * When the operator last created or changed the credential in Azure (RFC 3339). Azure AD accepts a new
+   * credential only after it propagates; the agent reads this to tell propagation from a missing credential.
+   */
+  lastWriteTime?: string;
+}
+
+/** The first token exchange that succeeded after the latest credential write (from an agent's Event). */
+export interface FirstExchangeStatus {
+  time: string;
+  node?: string;
 }
 
 export interface NodeAssignmentStatus {
@@ -144,6 +159,7 @@ export interface PodIdentityStatus {
   resourceId?: string;
   roleAssignments?: RoleAssignmentStatus[];
   federatedCredentials?: FederatedCredentialStatus[];
+  firstSuccessfulExchange?: FirstExchangeStatus;
   nodeAssignments?: NodeAssignmentStatus[];
   conditions?: Condition[];
 }

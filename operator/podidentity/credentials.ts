@@ -75,6 +75,8 @@ export async function convergeCredentials(d: StepDeps, issuers: IssuerSource, pi
     const subject = serviceAccountSubject(ns, sa);
     return { name: federatedCredentialName(subject), issuer, subject, audiences: [TOKEN_EXCHANGE_AUDIENCE] };
   });
+  // When each credential was last created or changed in Azure: Azure AD accepts it only after it propagates.
+  const written = new Map<string, string>();
   try {
     const existing = fresh ? [] : await d.azure.federatedCredentials.list(identity.id);
     const foreign = existing.filter((f) => !isNamespaceCredential(ns, f));
@@ -98,6 +100,7 @@ export async function convergeCredentials(d: StepDeps, issuers: IssuerSource, pi
       const have = existing.find((f) => f.name === want.name);
       if (have && have.issuer === want.issuer && have.subject === want.subject && have.audiences.length === 1 && have.audiences[0] === TOKEN_EXCHANGE_AUDIENCE) continue;
       await d.azure.federatedCredentials.ensure(identity.id, want);
+      written.set(want.name, d.now().toISOString());
       log?.info('federated credential ensured', { namespace: ns, name: pid.metadata.name, clientId: identity.clientId, subject: want.subject });
     }
   } catch (err) {
@@ -105,7 +108,11 @@ export async function convergeCredentials(d: StepDeps, issuers: IssuerSource, pi
     if (err instanceof LimitExceededError) return { statuses: previous, condition: bad('LimitExceeded', errMessage(err)) };
     return { statuses: previous, condition: bad('AzureError', errMessage(err)), error: err };
   }
-  const statuses = desired.map((x) => ({ name: x.name, issuer: x.issuer, subject: x.subject }));
+  const statuses = desired.map((x): FederatedCredentialStatus => {
+    const before = previous.find((p) => p.name === x.name && p.subject === x.subject && p.issuer === x.issuer)?.lastWriteTime;
+    const lastWriteTime = written.get(x.name) ?? before;
+    return { name: x.name, issuer: x.issuer, subject: x.subject, ...(lastWriteTime ? { lastWriteTime } : {}) };
+  });
   return {
     statuses,
     condition: ok('CredentialsReady', statuses.length ? `federated credentials for service accounts ${serviceAccounts.join(', ')}` : 'no service accounts in use yet'),

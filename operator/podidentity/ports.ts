@@ -1,4 +1,5 @@
 import type { PodIdentity, PodIdentityPolicy } from '../../lib/api/types.js';
+import type { ExchangeReport } from './propagation.js';
 
 /** The fields of a Pod the operator keeps in its cache (see slimPod in main.ts). */
 export interface SlimPod {
@@ -25,6 +26,8 @@ export interface ClusterView {
   /** PodIdentities in `namespace` that set their own `spec.selector`. */
   podIdentitiesWithSelector(namespace: string): PodIdentity[];
   node(name: string): SlimNode | undefined;
+  /** FirstTokenExchange Events about the PodIdentity `<namespace>/<name>` (absent: none are watched). */
+  exchangeReports?(key: string): ExchangeReport[];
 }
 
 export type EventType = 'Normal' | 'Warning';

@@ -3,7 +3,7 @@
  * (desired, identity, roles, credentials, scalesets, denial, finalize, status); this file only orders them:
  * policy → fast path → identity plan (reads) → finalizer → identity → roles ∥ credentials or scale sets → status.
  */
-import { CONDITION_IDENTITY_READY, CONDITION_ROLES_ASSIGNED, FINALIZER, type Mode, type PodIdentity, type PodIdentityStatus } from '../../lib/api/types.js';
+import { CONDITION_CREDENTIAL_PROPAGATED, CONDITION_IDENTITY_READY, CONDITION_ROLES_ASSIGNED, FINALIZER, type Mode, type PodIdentity, type PodIdentityStatus } from '../../lib/api/types.js';
 import { abortable } from '../azure/abortable.js';
 import { ThrottledError } from '../azure/errors.js';
 import type { PolicyDecision } from '../policy/evaluate.js';
@@ -15,7 +15,8 @@ import { finalize, releaseReplaced } from './finalize.js';
 import { ensureIdentity, planIdentity } from './identity.js';
 import { convergeRoles } from './roles.js';
 import { convergeNodes, withdrawScaleSets } from './scalesets.js';
-import { bad, modeCondition, ok, StatusWriter, type Cond } from './status.js';
+import { propagationOf } from './propagation.js';
+import { bad, conditionOf, modeCondition, ok, StatusWriter, type Cond } from './status.js';
 
 export type { ReconcilerDeps, ReconcilerSettings } from './deps.js';
 export type ReconcileResult = { requeueAfterMs?: number } | void;
@@ -76,7 +77,7 @@ export class PodIdentityReconciler {
     // recently. Pod churn then costs no ARM calls.
     const last = this.lastFullSync.get(key);
     const periodic = !!last && last.generation === generation && this.ms() - last.at > (d.settings.fullSyncIntervalMs ?? 10 * 60_000);
-    if (last && last.generation === generation && !periodic && isConverged(d.view, pid, mode)) return;
+    if (last && last.generation === generation && !periodic && isConverged(d.view, pid, mode)) return this.refreshPropagation(key, pid, mode);
 
     const conds = new Map<string, Cond>();
     const status: PodIdentityStatus = { ...(pid.status ?? {}), mode };
@@ -132,9 +133,44 @@ export class PodIdentityReconciler {
     const retryError = roles.error ?? modeDone.value.error;
     if ([...conds.values()].every((c) => c.status === 'True') && !retryError && requeues.length === 0) this.lastFullSync.set(key, { generation, at: this.ms() });
     else this.lastFullSync.delete(key);
+    // Informational, after the convergence check: propagation is Azure AD's pace, not something to repair.
+    this.propagation(key, pid, status, conds, mode);
     await this.status.write(pid, status, conds, mode);
     if (retryError) throw retryError;
     return requeues.length ? { requeueAfterMs: Math.min(...requeues) } : undefined;
+  }
+
+  /**
+   * Sets FederatedCredentialPropagated and firstSuccessfulExchange (Federated mode) from the recorded
+   * credentials and the agents' FirstTokenExchange Events. No timer of its own: an Event brings the key back,
+   * and the informer's resync (as long as the window) moves a credential nobody used past it.
+   */
+  private propagation(key: string, pid: PodIdentity, status: PodIdentityStatus, conds: Map<string, Cond>, mode: Mode): void {
+    if (mode !== 'Federated') {
+      delete status.firstSuccessfulExchange;
+      return;
+    }
+    const now = this.ms();
+    const credentials = status.federatedCredentials ?? [];
+    const was = conditionOf(pid, CONDITION_CREDENTIAL_PROPAGATED);
+    const recorded = { ...(pid.status?.firstSuccessfulExchange ? { first: pid.status.firstSuccessfulExchange } : {}), ...(was?.status === 'True' ? { propagatedSince: was.lastTransitionTime } : {}) };
+    const found = propagationOf(pid.metadata.uid ?? '', credentials, this.deps.view.exchangeReports?.(key) ?? [], now, recorded);
+    if (found.condition) conds.set(CONDITION_CREDENTIAL_PROPAGATED, found.condition);
+    if (found.first) status.firstSuccessfulExchange = found.first;
+    else delete status.firstSuccessfulExchange;
+  }
+
+  /** The fast path's one status duty: an agent's first exchange (or the window passing) changes only this. */
+  private async refreshPropagation(key: string, pid: PodIdentity, mode: Mode): Promise<ReconcileResult> {
+    if (mode !== 'Federated') return;
+    const status: PodIdentityStatus = { ...(pid.status ?? {}) };
+    const conds = new Map<string, Cond>();
+    for (const c of pid.status?.conditions ?? []) conds.set(c.type, { status: c.status, reason: c.reason, message: c.message });
+    this.propagation(key, pid, status, conds, mode);
+    const before = conditionOf(pid, CONDITION_CREDENTIAL_PROPAGATED);
+    const after = conds.get(CONDITION_CREDENTIAL_PROPAGATED);
+    const same = before?.status === after?.status && before?.reason === after?.reason && before?.message === after?.message;
+    if (!same || JSON.stringify(pid.status?.firstSuccessfulExchange) !== JSON.stringify(status.firstSuccessfulExchange)) await this.status.write(pid, status, conds, mode);
   }
 
   private principalBackoff(key: string): number {

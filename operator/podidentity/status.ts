@@ -1,4 +1,5 @@
 import {
+  CONDITION_CREDENTIAL_PROPAGATED,
   CONDITION_CREDENTIALS_READY,
   CONDITION_IDENTITY_READY,
   CONDITION_NODES_ASSIGNED,
@@ -67,10 +68,12 @@ export class StatusWriter {
       const firstBad = order.map((t) => [t, conds.get(t)] as const).find(([, c]) => !c || c.status !== 'True');
       if (firstBad) ready = bad(firstBad[1]?.reason ?? 'Reconciling', `${firstBad[0]}: ${firstBad[1]?.message ?? 'not yet reconciled'}`);
     }
-    // Keep only this mode's conditions: a mode switch drops the other one.
-    let conditions: Condition[] = (pid.status?.conditions ?? []).filter((c) => [CONDITION_READY, ...order].includes(c.type));
+    // Keep only this mode's conditions: a mode switch drops the other one. Propagation is reported beside
+    // Ready, never in it: Ready means the Azure resources are in place, which is what GitOps health waits for.
+    const informational = mode === 'Federated' ? [CONDITION_CREDENTIAL_PROPAGATED] : [];
+    let conditions: Condition[] = (pid.status?.conditions ?? []).filter((c) => [CONDITION_READY, ...order, ...informational].includes(c.type));
     conditions = setCondition(conditions, { type: CONDITION_READY, ...ready }, generation, now);
-    for (const t of order) {
+    for (const t of [...order, ...informational]) {
       const c = conds.get(t);
       if (c) conditions = setCondition(conditions, { type: t, ...c }, generation, now);
     }

@@ -10,6 +10,11 @@ export interface ArmSettings {
   principalReplicationDelayMs: number;
   /** How long a scale-set PATCH operation reports InProgress before Succeeded. */
   lroDurationMs: number;
+  /**
+   * How long a new or changed federated credential stays invisible to Azure AD's token endpoint (which answers
+   * AADSTS70021 until then, as the real service does while the credential propagates). Read at each write.
+   */
+  ficPropagationDelayMs: number;
 }
 
 export interface ArmDeps {

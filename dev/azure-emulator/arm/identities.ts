@@ -193,7 +193,10 @@ export function identityRoutes(deps: ArmDeps): Route[] {
               `Too many Federated Identity Credentials are registered with the managed identity '${identity.name}'. The limit is ${MAX_FICS_PER_IDENTITY}.`,
             );
           }
-          const fic: FederatedCredential = { id: `${identity.id}/federatedIdentityCredentials/${existing?.name ?? ficName}`, name: existing?.name ?? ficName, issuer, subject, audiences };
+          // Only a write that changes what Azure AD matches on starts a new propagation; a no-op PUT does not.
+          const unchanged = existing && existing.issuer === issuer && existing.subject === subject && existing.audiences.join('\n') === audiences.join('\n');
+          const acceptedFrom = unchanged ? existing.acceptedFrom : Date.now() + deps.settings.ficPropagationDelayMs;
+          const fic: FederatedCredential = { id: `${identity.id}/federatedIdentityCredentials/${existing?.name ?? ficName}`, name: existing?.name ?? ficName, issuer, subject, audiences, acceptedFrom };
           identity.fics.set(key, fic);
           return { status: existing ? 200 : 201, body: ficJson(fic) };
         });
