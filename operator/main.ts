@@ -18,6 +18,8 @@ import { checkNetworkPlugin } from './network-plugin.js';
 import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
 import { recordedDemands } from './podidentity/scalesets.js';
+import { identityIdsOf } from './podidentity/desired.js';
+import { normalizeId } from './azure/ids.js';
 import { watchPodIdentityInputs } from './podidentity/watches.js';
 import { PodIdentityReconciler } from './podidentity/reconciler.js';
 import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
@@ -89,6 +91,7 @@ async function main(config: OperatorConfig): Promise<void> {
   pods.addIndex('node', (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []));
   identities.addIndex('namespace', (p) => [p.metadata.namespace ?? '']);
   identities.addIndex('selectorNamespace', (p) => (p.spec.selector ? [p.metadata.namespace ?? ''] : []));
+  identities.addIndex('identity', identityIdsOf);
 
   const view: ClusterView = {
     podIdentity: (key) => identities.get(key),
@@ -98,6 +101,7 @@ async function main(config: OperatorConfig): Promise<void> {
     pods: (ns) => pods.byIndex('namespace', ns) as SlimPod[],
     podsLabelledFor: (ns, value) => pods.byIndex('identityLabel', `${ns}/${value}`) as SlimPod[],
     podIdentitiesWithSelector: (ns) => identities.byIndex('selectorNamespace', ns),
+    podIdentitiesOnIdentity: (id) => identities.byIndex('identity', normalizeId(id)),
     node: (name) => nodes.get(name) as SlimNode | undefined,
   };
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
