@@ -11,7 +11,7 @@ import { Watch } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION, type PodIdentity } from '../../lib/api/types.js';
@@ -573,6 +573,11 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       const mb = round(mem.rssBytes / 2 ** 20, 1);
       const libs = round(mem.librariesBytes / 2 ** 20, 1);
       const heap = mem.heap ? `; with pods: V8 heap ${round(mem.heap.total / 2 ** 20, 1)} MB of which ${round(mem.heap.used / 2 ** 20, 1)} MB used` : '';
+      if (mem.rssBytes > OPERATOR_RSS_GOAL_MB * 2 ** 20) {
+        const clientNode = (mem.section.data['importRss'] as { module: string; rssBytes: number }[]).find((i) => i.module === '@kubernetes/client-node');
+        const bare = (mem.section.data['importRss'] as { module: string; rssBytes: number }[])[0]!.rssBytes;
+        p4.notes.push(`Not met: the operator's libraries take ${libs} MB before it does any work${clientNode ? `, ${round((clientNode.rssBytes - bare) / 2 ** 20, 1)} MB of it @kubernetes/client-node's generated API and models` : ''}; the rest is its V8 heap (see the heap table) and the garbage converging and taking in pods leaves before the collector returns it. Removing the library floor means the operator's Kubernetes writes (finalizers and status already are raw merge patches; Events, the Lease, the ownership ConfigMap and the webhook configuration are not) going through raw requests, and the in-cluster credential source that loads no client-node.`);
+      }
       goals.check('P4', `operator RSS with ${mem.section.data['pids'] as number} PodIdentities and ${opts.operatorPods} pods`, `≤ ${OPERATOR_RSS_GOAL_MB} MB`, `${mb} MB peak (${round(mem.rssBytes / mem.baselineBytes, 2)} × idle node; its libraries alone: ${libs} MB${heap})`, mem.rssBytes <= OPERATOR_RSS_GOAL_MB * 2 ** 20);
     }
   } finally {
@@ -622,7 +627,20 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
     const biggest = runs[runs.length - 1];
     const at1000 = runs.find((r) => r.n === 1000);
     const target = `≤ ${FLOOR_RATIO_GOAL} × ARM floor`;
-    if (at1000) goals.check('P3', '1,000 PodIdentities Ready', target, at1000.readyMs === null ? `${at1000.ready}/1000 Ready after ${opts.p3TimeoutMs / 1000} s` : `${round(at1000.readyMs / at1000.floorMs, 2)} × ARM floor (${round(at1000.readyMs / 1000, 1)} s vs ${round(at1000.floorMs / 1000, 1)} s; operator CPU ${ms(at1000.cpu.operator, 1000)} ms per PodIdentity)`, at1000.readyMs !== null && at1000.readyMs <= FLOOR_RATIO_GOAL * at1000.floorMs);
+    // The other floor: the CPU the whole system spends per PodIdentity, spread over every core.
+    const cores = cpus().length;
+    const cpuFloorMs = (r: ConvergenceRun) => ((r.cpu.operator + r.cpu.apiServer + r.cpu.etcd + r.cpu.bench) * 1000) / cores;
+    for (const r of runs) {
+      const met = r.readyMs !== null && r.readyMs <= FLOOR_RATIO_GOAL * r.floorMs;
+      const c = r.cpu;
+      p3.notes.push(
+        `N=${r.n}: converging took ${round(c.operator + c.apiServer + c.etcd + c.bench, 1)} CPU-seconds (operator ${round(c.operator, 1)}, kube-apiserver ${round(c.apiServer, 1)}, etcd ${round(c.etcd, 1)}, emulator + apply + watch ${round(c.bench, 1)}); on ${cores} cores that alone needs ≥ ${round(cpuFloorMs(r) / 1000, 1)} s = ${round(cpuFloorMs(r) / r.floorMs, 2)} × ARM floor, whatever the ARM latency` +
+          (met
+            ? '.'
+            : `. ${round(cpuFloorMs(r) / r.floorMs, 2) > FLOOR_RATIO_GOAL ? 'That CPU floor is above the goal: ' : ''}removing it means fewer API-server writes per PodIdentity (now the apply, a finalizer, a status and one Event, each also sent to every watcher) and less CPU per call in the operator; in a cluster the API server and etcd run on other machines and real ARM calls take ~10× the emulator's ${opts.armLatencyMs} ms, so the same CPU is a far smaller share of the time. Check the load averages beside the floor: a floor measured on a busy machine stays latency-bound while the operator's run is CPU-bound.`),
+      );
+    }
+    if (at1000) goals.check('P3', '1,000 PodIdentities Ready', target, at1000.readyMs === null ? `${at1000.ready}/1000 Ready after ${opts.p3TimeoutMs / 1000} s` : `${round(at1000.readyMs / at1000.floorMs, 2)} × ARM floor (${round(at1000.readyMs / 1000, 1)} s vs ${round(at1000.floorMs / 1000, 1)} s; CPU floor on ${cores} cores ${round(cpuFloorMs(at1000) / at1000.floorMs, 2)} × ARM floor; operator CPU ${ms(at1000.cpu.operator, 1000)} ms per PodIdentity)`, at1000.readyMs !== null && at1000.readyMs <= FLOOR_RATIO_GOAL * at1000.floorMs);
     else goals.unmeasured('P3', '1,000 PodIdentities Ready', target, `N=1000 not in --p3-n (${opts.p3N.join(',')})${biggest ? `; N=${biggest.n}: ${sec(biggest.readyMs)} s, ${biggest.readyMs === null ? '—' : round(biggest.readyMs / biggest.floorMs, 2)} × floor` : ''}`);
     for (const r of runs) {
       const w = r.writes;
