@@ -115,10 +115,15 @@ class ReadyWatch {
   constructor(private readonly env: BenchEnv, private readonly namespace: string, private readonly n: number) {}
 
   async start(): Promise<void> {
+    await this.watch();
+  }
+
+  /** Lists (again, after the watch expired) and rebuilds the set from what the list holds. */
+  private async list(): Promise<void> {
     const list = (await this.env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.namespace, plural: PODIDENTITY_PLURAL })) as { items: PodIdentity[]; metadata?: { resourceVersion?: string } };
+    this.ready.clear();
     for (const p of list.items) this.note('ADDED', p);
     this.resourceVersion = list.metadata?.resourceVersion ?? '';
-    await this.watch();
   }
 
   private note(type: string, p: PodIdentity): void {
@@ -129,14 +134,26 @@ class ReadyWatch {
     if (this.allReadyAt === null && this.ready.size >= this.n) this.allReadyAt = Date.now();
   }
 
-  /** One watch from the last resourceVersion seen; started again when the server ends it. */
+  /**
+   * One watch from the last resourceVersion seen; started again when the server ends it, after a fresh list
+   * when it ended with an error (410 Gone: that version is no longer kept).
+   */
   private async watch(): Promise<void> {
     if (this.stopped) return;
+    if (!this.resourceVersion) await this.list();
+    const again = (): void => void sleep(200).then(() => this.watch()).catch(again);
     this.request = await new Watch(this.env.kc).watch(
       `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PODIDENTITY_PLURAL}`,
       { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
-      (type, obj: PodIdentity) => (type === 'BOOKMARK' ? void (this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion) : this.note(type, obj)),
-      () => void this.watch().catch(() => undefined),
+      (type, obj: PodIdentity) => {
+        if (type === 'ERROR') this.resourceVersion = '';
+        else if (type === 'BOOKMARK') this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion;
+        else this.note(type, obj);
+      },
+      (err) => {
+        if (err) this.resourceVersion = '';
+        again();
+      },
     );
   }
 
