@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { registerProcessMetrics, versionText } from '../lib/build-info.js';
 import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
 import { EventRecorder } from './k8s/events.js';
-import { patchMetadata, patchStatus, removeFinalizer } from './k8s/objects.js';
+import { removeFinalizer } from './k8s/objects.js';
 import { createLogger } from '../lib/log.js';
 import { createArmClients } from './azure/arm/index.js';
 import { operatorCredential } from './azure/arm/credential.js';
@@ -19,11 +19,14 @@ import { ConfigMapOwnershipStore } from './podidentity/ownership.js';
 import type { ClusterView, PodIdentityWriter, SlimNode, SlimPod } from './podidentity/ports.js';
 import { recordedDemands } from './podidentity/scalesets.js';
 import { EXCHANGE_EVENT_FIELD_SELECTOR, exchangeEventKey, exchangeReportOf, slimExchangeEvent } from './podidentity/exchange-events.js';
+import { identityIdsOf } from './podidentity/desired.js';
+import { normalizeId } from './azure/ids.js';
 import { watchPodIdentityInputs } from './podidentity/watches.js';
 import { PodIdentityReconciler } from './podidentity/reconciler.js';
 import { ScaleSetBatcher } from './podidentity/scaleset-batcher.js';
 import { BackgroundEventSink } from './runtime/event-sink.js';
-import { Operator, refFor, type ResourceType } from './runtime/operator.js';
+import { collectionPath, Operator, refFor, type ResourceType } from './runtime/operator.js';
+import { mergePatch } from './runtime/merge-patch.js';
 import { startHealthMetricsServer } from '../lib/server/health-metrics.js';
 import { shutdownSignal } from '../lib/process/signals.js';
 import { logDeprecations } from '../lib/config/deprecations.js';
@@ -96,6 +99,7 @@ async function main(config: OperatorConfig): Promise<void> {
   pods.addIndex('node', (p) => (p.spec?.nodeName ? [p.spec.nodeName] : []));
   identities.addIndex('namespace', (p) => [p.metadata.namespace ?? '']);
   identities.addIndex('selectorNamespace', (p) => (p.spec.selector ? [p.metadata.namespace ?? ''] : []));
+  identities.addIndex('identity', identityIdsOf);
 
   const view: ClusterView = {
     podIdentity: (key) => identities.get(key),
@@ -105,20 +109,23 @@ async function main(config: OperatorConfig): Promise<void> {
     pods: (ns) => pods.byIndex('namespace', ns) as SlimPod[],
     podsLabelledFor: (ns, value) => pods.byIndex('identityLabel', `${ns}/${value}`) as SlimPod[],
     podIdentitiesWithSelector: (ns) => identities.byIndex('selectorNamespace', ns),
+    podIdentitiesOnIdentity: (id) => identities.byIndex('identity', normalizeId(id)),
     node: (name) => nodes.get(name) as SlimNode | undefined,
     exchangeReports: (key) => exchanges.byIndex('podIdentity', key).flatMap(exchangeReportOf),
   };
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
   const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger });
+  const pathOf = (pid: PodIdentity) => `${collectionPath(PODIDENTITIES, pid.metadata.namespace)}/${encodeURIComponent(pid.metadata.name ?? '')}`;
   const writer: PodIdentityWriter = {
     addFinalizer: async (pid, f) => {
       const current = pid.metadata.finalizers ?? [];
       if (current.includes(f)) return;
-      const updated = await patchMetadata<KubernetesObject>(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), { finalizers: [...current, f] }, pid.metadata.resourceVersion);
+      // The resourceVersion makes it a precondition: 409 on a stale read, and the key is retried.
+      const updated = await mergePatch<KubernetesObject>(kc, pathOf(pid), { metadata: { finalizers: [...current, f], resourceVersion: pid.metadata.resourceVersion } });
       return updated.metadata?.resourceVersion;
     },
     removeFinalizer: async (pid, f) => void (await removeFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
-    patchStatus: async (pid, status) => (await patchStatus<KubernetesObject>(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), status)).metadata?.resourceVersion,
+    patchStatus: async (pid, status) => (await mergePatch<KubernetesObject>(kc, `${pathOf(pid)}/status`, { status })).metadata?.resourceVersion,
     event: (pid, type, reason, message) => events.emit(pid as KubernetesObject, type, reason, message),
   };
 

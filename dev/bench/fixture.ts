@@ -39,6 +39,8 @@ export interface BenchEnv {
    * the new process is the bench's and is stopped by stop().
    */
   restartApiServer(): Promise<{ downMs: number }>;
+  /** The running kube-apiserver's PID (a restart changes it). */
+  apiServerPid(): number;
 }
 
 export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
@@ -62,6 +64,7 @@ export async function startEnv(log: (msg: string) => void): Promise<BenchEnv> {
       custom: kc.makeApiClient(CustomObjectsApi),
       fx,
       dir,
+      apiServerPid: () => apiserverPid,
       async restartApiServer() {
         const argv = readFileSync(`/proc/${apiserverPid}/cmdline`, 'utf8').split('\0').filter(Boolean);
         const t0 = Date.now();

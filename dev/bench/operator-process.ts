@@ -73,7 +73,9 @@ export async function startOperatorProcess(env: BenchEnv, name: string, extraArg
   const metricsOrigin = `http://127.0.0.1:${metricsPort}`;
   let proc: ManagedProcess;
   const start = async () => {
-    proc = startNodeScript(name, 'operator/main.ts', args, logFile, childEnv, PRODUCT_NODE_FLAGS);
+    // BENCH_OPERATOR_NODE_FLAGS adds node flags for an investigation, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+    const extraFlags = (process.env['BENCH_OPERATOR_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
+    proc = startNodeScript(name, 'operator/main.ts', args, logFile, childEnv, [...PRODUCT_NODE_FLAGS, ...extraFlags]);
     await waitHttpOk('operator /readyz', `${metricsOrigin}/readyz`, proc, logFile, 90_000);
   };
   await start();

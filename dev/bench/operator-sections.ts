@@ -7,9 +7,13 @@
  * (identity PUT, role assignment PUT, federated credential PUT per PodIdentity) made by a plain client at
  * the operator's default concurrency against the same emulator latency, in the same run.
  */
+import { Watch } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { API_VERSION, GROUP, PODIDENTITY_PLURAL, TOKEN_EXCHANGE_AUDIENCE, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import type { RequestLogEntry } from '../azure-emulator/emulator.js';
 import { claimsOf, operatorToken, rawRequest } from '../azure-emulator/test-fixture.js';
@@ -17,7 +21,7 @@ import { BENCH_NODE, BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchE
 import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
-import { PRODUCT_NODE_FLAGS } from './processes.js';
+import { cpuSeconds, PRODUCT_NODE_FLAGS, REPO } from './processes.js';
 
 export interface OperatorSections {
   p3: Section;
@@ -39,13 +43,32 @@ const OPERATOR_WORKERS = 4;
 const READER = 'acdd72a7-3385-48ef-bd42-f606fba81ae7';
 const WRITE_ROUTES = ['identities.put', 'roleAssignments.put', 'fic.put'] as const;
 
+/** Peak operator RSS with 1,000 PodIdentities and 5,000 pods (issue 14). */
+const OPERATOR_RSS_GOAL_MB = 250;
+/** Convergence may take at most this multiple of the ARM floor (issue 14). */
+const FLOOR_RATIO_GOAL = 1.3;
+
+/** CPU seconds each process spent in one window. */
+interface CpuSpent {
+  operator: number;
+  apiServer: number;
+  etcd: number;
+  /** The bench process: the in-process Azure emulator, the apply and the Ready watch (the floor: emulator and client). */
+  bench: number;
+}
+
 interface ConvergenceRun {
   n: number;
   namespace: string;
   applyMs: number;
   readyMs: number | null;
   ready: number;
+  /** The mean of the floor measured right before and right after the operator's run. */
   floorMs: number;
+  floorRunsMs: number[];
+  loadAverage: { floor: number[]; operator: number };
+  cpu: CpuSpent;
+  floorCpu: { bench: number };
   counts: Record<string, number>;
   writes: Record<string, { total: number; unique: number }>;
   steady: { windowMs: number; writes: number; reads: number; byRoute: Record<string, number> };
@@ -71,8 +94,97 @@ function pidBody(name: string, subscriptionId: string) {
 
 async function countReady(env: BenchEnv, namespace: string): Promise<number> {
   const list = (await env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL })) as { items: PodIdentity[] };
-  return list.items.filter((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+  return list.items.filter(isReady).length;
 }
+
+const isReady = (p: PodIdentity): boolean => !!p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+
+/**
+ * Counts Ready PodIdentities in `namespace` from a watch, and notes when all `n` first were. A watch costs the
+ * API server one event per write the operator makes anyway; listing 1,000 PodIdentities every half second (a
+ * consistent read from etcd, decoded and encoded again) took CPU from the API server under measurement.
+ */
+class ReadyWatch {
+  private allReadyAt: number | null = null;
+  private readonly ready = new Set<string>();
+  private request?: { abort(): void };
+  private stopped = false;
+  private resourceVersion = '';
+
+  constructor(private readonly env: BenchEnv, private readonly namespace: string, private readonly n: number) {}
+
+  async start(): Promise<void> {
+    await this.watch();
+  }
+
+  /** Lists (again, after the watch expired) and rebuilds the set from what the list holds. */
+  private async list(): Promise<void> {
+    const list = (await this.env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.namespace, plural: PODIDENTITY_PLURAL })) as { items: PodIdentity[]; metadata?: { resourceVersion?: string } };
+    this.ready.clear();
+    for (const p of list.items) this.note('ADDED', p);
+    this.resourceVersion = list.metadata?.resourceVersion ?? '';
+  }
+
+  private note(type: string, p: PodIdentity): void {
+    const name = p.metadata.name ?? '';
+    if (p.metadata.resourceVersion) this.resourceVersion = p.metadata.resourceVersion;
+    if (type !== 'DELETED' && isReady(p)) this.ready.add(name);
+    else this.ready.delete(name);
+    if (this.allReadyAt === null && this.ready.size >= this.n) this.allReadyAt = Date.now();
+  }
+
+  /**
+   * One watch from the last resourceVersion seen; started again when the server ends it, after a fresh list
+   * when it ended with an error (410 Gone: that version is no longer kept).
+   */
+  private async watch(): Promise<void> {
+    if (this.stopped) return;
+    if (!this.resourceVersion) await this.list();
+    const again = (): void => void sleep(200).then(() => this.watch()).catch(again);
+    this.request = await new Watch(this.env.kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PODIDENTITY_PLURAL}`,
+      { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
+      (type, obj: PodIdentity) => {
+        if (type === 'ERROR') this.resourceVersion = '';
+        else if (type === 'BOOKMARK') this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion;
+        else this.note(type, obj);
+      },
+      (err) => {
+        if (err) this.resourceVersion = '';
+        again();
+      },
+    );
+  }
+
+  /** Resolves with the time all were Ready, or null at `deadline`. */
+  async allReady(deadline: number): Promise<number | null> {
+    while (this.allReadyAt === null && Date.now() < deadline) await sleep(50);
+    return this.allReadyAt;
+  }
+
+  count(): number {
+    return this.ready.size;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.request?.abort();
+  }
+}
+
+function cpuNow(env: BenchEnv, op: OperatorProcess): CpuSpent {
+  const self = process.cpuUsage();
+  return { operator: cpuSeconds(op.pid()), apiServer: cpuSeconds(env.apiServerPid()), etcd: cpuSeconds(env.cp.pids.etcd), bench: (self.user + self.system) / 1e6 };
+}
+
+function cpuDelta(after: CpuSpent, before: CpuSpent): CpuSpent {
+  return { operator: after.operator - before.operator, apiServer: after.apiServer - before.apiServer, etcd: after.etcd - before.etcd, bench: after.bench - before.bench };
+}
+
+const benchCpu = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
 function delta(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -115,28 +227,31 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
   const objects = new BenchObjects(env);
   const namespace = await objects.namespace(`bench-p3-${n}`);
   await objects.serviceAccount(namespace, 'app');
-  log(`P3: N=${n}: ARM floor (plain client, ${OPERATOR_WORKERS} lanes)`);
-  const floorMs = await armFloor(env, n, OPERATOR_WORKERS);
+  // The floor right before and right after the operator's run: load from other work on the machine moves both.
+  const floor = async () => {
+    log(`P3: N=${n}: ARM floor (plain client, ${OPERATOR_WORKERS} lanes)`);
+    const load = loadavg()[0]!;
+    const cpu0 = benchCpu();
+    const ms = await armFloor(env, n, OPERATOR_WORKERS);
+    return { ms, load, cpu: benchCpu() - cpu0 };
+  };
+  const floorBefore = await floor();
   const op = await startOperatorProcess(env, `operator-p3-${n}`, [`--watch-namespace=${namespace}`]);
+  const watch = new ReadyWatch(env, namespace, n);
   try {
+    await watch.start();
     log(`P3: N=${n}: applying PodIdentities`);
     const before = emu.requests.counts();
+    const cpu0 = cpuNow(env, op);
     const t0 = Date.now();
     await mapLimit(Array.from({ length: n }, (_, i) => i), 16, (i) =>
       env.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, body: pidBody(`pid-${i}`, emu.subscriptionId) }),
     );
     const applyMs = Date.now() - t0;
-    let ready = 0;
-    let readyAt: number | null = null;
-    const deadline = t0 + opts.p3TimeoutMs;
-    while (Date.now() < deadline) {
-      ready = await countReady(env, namespace);
-      if (ready === n) {
-        readyAt = Date.now();
-        break;
-      }
-      await sleep(n >= 100 ? 500 : 100);
-    }
+    const readyAt = await watch.allReady(t0 + opts.p3TimeoutMs);
+    const cpu = cpuDelta(cpuNow(env, op), cpu0);
+    const operatorLoad = loadavg()[0]!;
+    const ready = readyAt === null ? watch.count() : n;
     const convergedAt = Date.now();
     const counts = delta(emu.requests.counts(), before);
     const converging = between(emu.requests.log(), t0, convergedAt);
@@ -154,13 +269,19 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
     for (const e of steadyEntries) byRoute[`${e.method} ${e.route}`] = (byRoute[`${e.method} ${e.route}`] ?? 0) + 1;
     const requestLogFile = join(opts.out, `p3-requests-${n}.json`);
     writeFileSync(requestLogFile, JSON.stringify(converging, null, 0));
+    watch.stop();
+    const floorAfter = await floor();
     const run: ConvergenceRun = {
       n,
       namespace,
       applyMs,
       readyMs: readyAt ? readyAt - t0 : null,
       ready,
-      floorMs,
+      floorMs: (floorBefore.ms + floorAfter.ms) / 2,
+      floorRunsMs: [floorBefore.ms, floorAfter.ms],
+      loadAverage: { floor: [floorBefore.load, floorAfter.load], operator: operatorLoad },
+      cpu,
+      floorCpu: { bench: (floorBefore.cpu + floorAfter.cpu) / 2 },
       counts,
       writes,
       steady: { windowMs: steadyMs, writes: steadyEntries.filter((e) => e.method !== 'GET').length, reads: steadyEntries.filter((e) => e.method === 'GET').length, byRoute },
@@ -171,6 +292,7 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
     await op.stop();
     return { run };
   } catch (err) {
+    watch.stop();
     await op.stop();
     throw err;
   }
@@ -290,7 +412,45 @@ async function nodeMode(env: BenchEnv, opts: BenchOptions, log: Log, agentOrigin
   }
 }
 
-async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse?: { namespace: string; op: OperatorProcess; n: number }): Promise<{ section: Section; rssBytes: number; baselineBytes: number }> {
+/** The libraries the operator's process imports at start (arm-compute and arm-containerservice load on first use). */
+const OPERATOR_LIBRARIES = ['@kubernetes/client-node', '@azure/identity', '@azure/arm-msi', '@azure/arm-authorization', 'prom-client', 'winston'];
+
+interface HeapFigures {
+  rss: number;
+  total: number;
+  used: number;
+  external: number;
+}
+
+/** The operator's own view of its memory, from prom-client's default process metrics. */
+async function heapFigures(op: OperatorProcess): Promise<HeapFigures | undefined> {
+  const text = await fetch(`${op.metricsOrigin}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).catch(() => '');
+  const gauge = (name: string) => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
+  const figures = { rss: gauge('process_resident_memory_bytes'), total: gauge('nodejs_heap_size_total_bytes'), used: gauge('nodejs_heap_size_used_bytes'), external: gauge('nodejs_external_memory_bytes') };
+  return Object.values(figures).every(Number.isFinite) ? figures : undefined;
+}
+
+/** The kernel's record of the most RSS the process ever had (bytes). */
+function peakRssBytes(pid: number): number {
+  const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** RSS of a fresh node (the product's flags) importing nothing, each module alone, then all of them. */
+async function importRssOf(modules: string[]): Promise<{ module: string; rssBytes: number }[]> {
+  const out: { module: string; rssBytes: number }[] = [];
+  for (const list of [[], ...modules.map((m) => [m]), modules]) {
+    const code = `${list.map((m) => `await import(${JSON.stringify(m)});`).join(' ')} await new Promise((r) => setTimeout(r, 100)); process.stdout.write(String(process.memoryUsage().rss));`;
+    const { stdout } = await promisify(execFile)(process.execPath, [...PRODUCT_NODE_FLAGS, '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
+    out.push({ module: list.length === 0 ? '(nothing)' : list.length === 1 ? list[0]! : 'all of the above', rssBytes: Number(stdout) });
+  }
+  return out;
+}
+
+async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse?: { namespace: string; op: OperatorProcess; n: number }): Promise<{ section: Section; rssBytes: number; baselineBytes: number; librariesBytes: number; heap?: HeapFigures }> {
   const s = section('P4', 'Memory (operator half)');
   let namespace: string;
   let op: OperatorProcess;
@@ -329,6 +489,8 @@ async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse
       }
       rss = Math.max(rss, next);
     }
+    const heap = await heapFigures(op);
+    const hwm = peakRssBytes(op.pid());
     // Baseline: an idle Node process of the same binary, measured now.
     const baselineBytes = await idleNodeRss();
     const mb = (b: number) => round(b / 2 ** 20, 1);
@@ -338,14 +500,31 @@ async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse
       rows: [
         ['operator, PodIdentities Ready, before pods', pids, 0, mb(rssBefore), round(rssBefore / baselineBytes, 2)],
         ['operator, with pods', pids, opts.operatorPods, mb(rss), round(rss / baselineBytes, 2)],
+        ['operator, peak over its whole life (VmHWM)', pids, opts.operatorPods, mb(hwm), round(hwm / baselineBytes, 2)],
         ['baseline: idle `node` process', '—', '—', mb(baselineBytes), 1],
       ],
     });
+    if (heap) {
+      s.tables.push({
+        title: 'Operator heap with pods (its own /metrics: prom-client\'s nodejs_* gauges)',
+        columns: ['RSS (MB)', 'V8 heap total (MB)', 'V8 heap used (MB)', 'external (MB)', 'RSS outside the V8 heap (MB): code, native libraries, buffers'],
+        rows: [[mb(heap.rss), mb(heap.total), mb(heap.used), mb(heap.external), mb(heap.rss - heap.total)]],
+      });
+    }
+    // What the operator's libraries cost before it does any work: the floor under its RSS.
+    const imports = await importRssOf(OPERATOR_LIBRARIES);
+    const bare = imports[0]!.rssBytes;
+    s.tables.push({
+      title: 'What the operator\'s libraries cost: RSS of a fresh node process (with the image\'s node flags) after importing only that module, and all of them together',
+      columns: ['Module', 'RSS (MB)', 'Added to a bare node (MB)'],
+      rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
+    });
     s.notes.push(`Operator run with --watch-namespace on the namespace that holds its ${pids} PodIdentities and the ${opts.operatorPods} pods (no kubelet: the pods stay Pending), pods spread over 50 node names, each selected by one PodIdentity and using the service account the PodIdentities already federate. The operator runs with its image's node flags (${PRODUCT_NODE_FLAGS.join(' ')}): without them V8 sizes the young generation from this machine's memory rather than a container's.`);
-    s.notes.push('RSS moves with garbage collection; the goal is checked against the highest of the readings above.');
-    const peak = Math.max(rss, rssBefore);
-    s.data = { rssBytes: peak, rssWithPodsBytes: rss, rssBeforePodsBytes: rssBefore, baselineBytes, pids, pods: opts.operatorPods };
-    return { section: s, rssBytes: peak, baselineBytes };
+    s.notes.push('The goal is checked against the peak: the kernel\'s high-water mark of the operator\'s RSS (VmHWM in /proc/<pid>/status), which covers converging the PodIdentities and taking in the pods, not only the moments sampled.');
+    const peak = Math.max(rss, rssBefore, hwm);
+    const together = imports[imports.length - 1]!.rssBytes;
+    s.data = { rssBytes: peak, rssWithPodsBytes: rss, rssBeforePodsBytes: rssBefore, peakRssBytes: hwm, heap, baselineBytes, pids, pods: opts.operatorPods, importRss: imports, librariesRssBytes: together };
+    return { section: s, rssBytes: peak, baselineBytes, librariesBytes: together, heap };
   } finally {
     await op.stop();
   }
@@ -391,7 +570,14 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       kept = undefined;
       p4 = mem.section;
       const mb = round(mem.rssBytes / 2 ** 20, 1);
-      goals.check('P4', `operator RSS with ${mem.section.data['pids'] as number} PodIdentities and ${opts.operatorPods} pods`, '≤ 300 MB', `${mb} MB peak (${round(mem.rssBytes / mem.baselineBytes, 2)} × idle node)`, mem.rssBytes <= 300 * 2 ** 20);
+      const libs = round(mem.librariesBytes / 2 ** 20, 1);
+      const heap = mem.heap ? `; with pods: V8 heap ${round(mem.heap.total / 2 ** 20, 1)} MB of which ${round(mem.heap.used / 2 ** 20, 1)} MB used` : '';
+      if (mem.rssBytes > OPERATOR_RSS_GOAL_MB * 2 ** 20) {
+        const clientNode = (mem.section.data['importRss'] as { module: string; rssBytes: number }[]).find((i) => i.module === '@kubernetes/client-node');
+        const bare = (mem.section.data['importRss'] as { module: string; rssBytes: number }[])[0]!.rssBytes;
+        p4.notes.push(`Not met: the operator's libraries take ${libs} MB before it does any work${clientNode ? `, ${round((clientNode.rssBytes - bare) / 2 ** 20, 1)} MB of it @kubernetes/client-node's generated API and models` : ''}; the rest is its V8 heap (see the heap table) and the garbage converging and taking in pods leaves before the collector returns it. Removing the library floor means the operator's Kubernetes writes (finalizers and status already are raw merge patches; Events, the Lease, the ownership ConfigMap and the webhook configuration are not) going through raw requests, and the in-cluster credential source that loads no client-node.`);
+      }
+      goals.check('P4', `operator RSS with ${mem.section.data['pids'] as number} PodIdentities and ${opts.operatorPods} pods`, `≤ ${OPERATOR_RSS_GOAL_MB} MB`, `${mb} MB peak (${round(mem.rssBytes / mem.baselineBytes, 2)} × idle node; its libraries alone: ${libs} MB${heap})`, mem.rssBytes <= OPERATOR_RSS_GOAL_MB * 2 ** 20);
     }
   } finally {
     await kept?.op.stop();
@@ -402,8 +588,14 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
     const sec = (ms: number | null) => (ms === null ? 'not Ready' : round(ms / 1000, 1));
     p3.tables.push({
       title: `Federated, 1 role each, ARM latency ${opts.armLatencyMs} ms per call; operator with default flags (--workers ${OPERATOR_WORKERS})`,
-      columns: ['N', 'Apply (s)', 'All Ready (s)', 'Ready', 'ARM floor (s)', 'Ready / floor', 'identity PUTs (unique)', 'role PUTs (unique)', 'FIC PUTs (unique)'],
-      rows: runs.map((r) => [r.n, sec(r.applyMs), sec(r.readyMs), `${r.ready}/${r.n}`, sec(r.floorMs), r.readyMs === null ? '—' : round(r.readyMs / r.floorMs, 2), `${r.writes['identities.put']!.total} (${r.writes['identities.put']!.unique})`, `${r.writes['roleAssignments.put']!.total} (${r.writes['roleAssignments.put']!.unique})`, `${r.writes['fic.put']!.total} (${r.writes['fic.put']!.unique})`]),
+      columns: ['N', 'Apply (s)', 'All Ready (s)', 'Ready', 'ARM floor (s): before, after', 'Ready / floor', 'Load avg (1 min): floor, operator', 'identity PUTs (unique)', 'role PUTs (unique)', 'FIC PUTs (unique)'],
+      rows: runs.map((r) => [r.n, sec(r.applyMs), sec(r.readyMs), `${r.ready}/${r.n}`, `${sec(r.floorMs)}: ${r.floorRunsMs.map((ms) => sec(ms)).join(', ')}`, r.readyMs === null ? '—' : round(r.readyMs / r.floorMs, 2), `${r.loadAverage.floor.map((l) => round(l, 1)).join(', ')}; ${round(r.loadAverage.operator, 1)}`, `${r.writes['identities.put']!.total} (${r.writes['identities.put']!.unique})`, `${r.writes['roleAssignments.put']!.total} (${r.writes['roleAssignments.put']!.unique})`, `${r.writes['fic.put']!.total} (${r.writes['fic.put']!.unique})`]),
+    });
+    const ms = (s: number, n: number) => round((s * 1000) / n, 2);
+    p3.tables.push({
+      title: 'CPU time from apply until all Ready, per PodIdentity (ms); unlike wall time, it does not stretch when other work shares the cores',
+      columns: ['N', 'operator', 'kube-apiserver', 'etcd', 'bench process (emulator, apply, watch)', 'floor: bench process (emulator, client)', 'operator CPU / wall (cores busy)'],
+      rows: runs.map((r) => [r.n, ms(r.cpu.operator, r.n), ms(r.cpu.apiServer, r.n), ms(r.cpu.etcd, r.n), ms(r.cpu.bench, r.n), ms(r.floorCpu.bench, r.n), r.readyMs === null ? '—' : round(r.cpu.operator / (r.readyMs / 1000), 2)]),
     });
     const routes = [...new Set(runs.flatMap((r) => Object.keys(r.counts)))].sort();
     p3.tables.push({
@@ -417,7 +609,8 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       rows: runs.map((r) => [r.n, r.steady.windowMs / 1000, r.steady.writes, r.steady.reads, JSON.stringify(r.steady.byRoute)]),
     });
     p3.notes.push(
-      'The ARM floor is the same three writes per PodIdentity (identity PUT, Reader role assignment PUT, federated credential PUT) made by a plain client with 4 PodIdentities in flight, the operator\'s default worker count, against the same emulator latency — the time an ideal controller with that concurrency would need.',
+      'The ARM floor is the same three writes per PodIdentity (identity PUT, Reader role assignment PUT, federated credential PUT) made by a plain client with 4 PodIdentities in flight, the operator\'s default worker count, against the same emulator latency — the time an ideal controller with that concurrency would need. It is measured right before and right after the operator\'s run and the mean is the floor; the spread between the two shows how much other work on the machine moved wall time meanwhile.',
+      'All Ready is taken from a watch on the namespace\'s PodIdentities (the moment the last one turned Ready), not from polling lists, which cost the API server a consistent read of every PodIdentity each time.',
       `The emulator's request log for each N (apply → all Ready) is in ${runs.map((r) => r.requestLogFile.split('/').pop()).join(', ')} beside this report.`,
       'The operator resyncs PodIdentities every 10 minutes, so in the steady-state window the allowance of at most one read per object per resync period is N reads; writes must be 0.',
     );
@@ -432,8 +625,22 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
     p3.data = { runs, nodeMode: nodeRun };
     const biggest = runs[runs.length - 1];
     const at1000 = runs.find((r) => r.n === 1000);
-    if (at1000) goals.check('P3', '1,000 PodIdentities Ready', '≤ 60 s', at1000.readyMs === null ? `${at1000.ready}/1000 Ready after ${opts.p3TimeoutMs / 1000} s` : `${round(at1000.readyMs / 1000, 1)} s (${round(at1000.readyMs / at1000.floorMs, 2)} × ARM floor)`, at1000.readyMs !== null && at1000.readyMs <= 60_000);
-    else goals.unmeasured('P3', '1,000 PodIdentities Ready', '≤ 60 s', `N=1000 not in --p3-n (${opts.p3N.join(',')})${biggest ? `; N=${biggest.n}: ${sec(biggest.readyMs)} s` : ''}`);
+    const target = `≤ ${FLOOR_RATIO_GOAL} × ARM floor`;
+    // The other floor: the CPU the whole system spends per PodIdentity, spread over every core.
+    const cores = cpus().length;
+    const cpuFloorMs = (r: ConvergenceRun) => ((r.cpu.operator + r.cpu.apiServer + r.cpu.etcd + r.cpu.bench) * 1000) / cores;
+    for (const r of runs) {
+      const met = r.readyMs !== null && r.readyMs <= FLOOR_RATIO_GOAL * r.floorMs;
+      const c = r.cpu;
+      p3.notes.push(
+        `N=${r.n}: converging took ${round(c.operator + c.apiServer + c.etcd + c.bench, 1)} CPU-seconds (operator ${round(c.operator, 1)}, kube-apiserver ${round(c.apiServer, 1)}, etcd ${round(c.etcd, 1)}, emulator + apply + watch ${round(c.bench, 1)}); on ${cores} cores that alone needs ≥ ${round(cpuFloorMs(r) / 1000, 1)} s = ${round(cpuFloorMs(r) / r.floorMs, 2)} × ARM floor, whatever the ARM latency` +
+          (met
+            ? '.'
+            : `. ${round(cpuFloorMs(r) / r.floorMs, 2) > FLOOR_RATIO_GOAL ? 'That CPU floor is above the goal: removing' : 'Removing'} it means fewer API-server writes per PodIdentity (now the apply, a finalizer, a status and one Event, each also sent to every watcher) and less CPU per call in the operator; in a cluster the API server and etcd run on other machines and real ARM calls take ~10× the emulator's ${opts.armLatencyMs} ms, so the same CPU is a far smaller share of the time. Check the load averages beside the floor: a floor measured on a busy machine stays latency-bound while the operator's run is CPU-bound.`),
+      );
+    }
+    if (at1000) goals.check('P3', '1,000 PodIdentities Ready', target, at1000.readyMs === null ? `${at1000.ready}/1000 Ready after ${opts.p3TimeoutMs / 1000} s` : `${round(at1000.readyMs / at1000.floorMs, 2)} × ARM floor (${round(at1000.readyMs / 1000, 1)} s vs ${round(at1000.floorMs / 1000, 1)} s; CPU floor on ${cores} cores ${round(cpuFloorMs(at1000) / at1000.floorMs, 2)} × ARM floor; operator CPU ${ms(at1000.cpu.operator, 1000)} ms per PodIdentity)`, at1000.readyMs !== null && at1000.readyMs <= FLOOR_RATIO_GOAL * at1000.floorMs);
+    else goals.unmeasured('P3', '1,000 PodIdentities Ready', target, `N=1000 not in --p3-n (${opts.p3N.join(',')})${biggest ? `; N=${biggest.n}: ${sec(biggest.readyMs)} s, ${biggest.readyMs === null ? '—' : round(biggest.readyMs / biggest.floorMs, 2)} × floor` : ''}`);
     for (const r of runs) {
       const w = r.writes;
       const over = WRITE_ROUTES.filter((k) => w[k]!.total > r.n || w[k]!.total !== w[k]!.unique);

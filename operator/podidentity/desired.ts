@@ -16,6 +16,14 @@ export const keyOf = (pid: PodIdentity): string => `${pid.metadata.namespace}/${
 
 export const modeOf = (pid: PodIdentity, settings: ReconcilerSettings): Mode => pid.spec.mode ?? settings.defaultMode;
 
+/** The identities a PodIdentity uses or names, canonical: the one its status records and its `identity.existing`. */
+export function identityIdsOf(pid: PodIdentity): string[] {
+  const ids = new Set<string>();
+  if (pid.status?.resourceId) ids.add(normalizeId(pid.status.resourceId));
+  if (pid.spec.identity.existing?.resourceId) ids.add(normalizeId(pid.spec.identity.existing.resourceId));
+  return [...ids];
+}
+
 /** Pods that still occupy a node (not finished). */
 const isActive = (pod: SlimPod): boolean => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
 
@@ -113,7 +121,7 @@ export function othersClaims(view: ClusterView, pid: PodIdentity, identityId: st
   const credentials = new Set<string>();
   const me = keyOf(pid);
   const id = normalizeId(identityId);
-  for (const other of view.podIdentities()) {
+  for (const other of view.podIdentitiesOnIdentity(identityId)) {
     if (keyOf(other) === me || other.metadata.deletionTimestamp) continue;
     const s = other.status;
     const recorded = !!s?.resourceId && normalizeId(s.resourceId) === id;
@@ -142,7 +150,7 @@ export async function othersWantedRoles(d: { view: ClusterView; settings: Reconc
   const out = new Set<string>();
   const me = keyOf(pid);
   const id = normalizeId(identityId);
-  for (const other of d.view.podIdentities()) {
+  for (const other of d.view.podIdentitiesOnIdentity(identityId)) {
     if (keyOf(other) === me || other.metadata.deletionTimestamp || !other.spec.roleAssignments?.length) continue;
     const recorded = !!other.status?.resourceId && normalizeId(other.status.resourceId) === id;
     const named = !!other.spec.identity.existing && normalizeId(other.spec.identity.existing.resourceId) === id;

@@ -196,7 +196,7 @@ export function othersUsing(d: Pick<StepDeps, 'view'>, pid: PodIdentity, identit
   const recorded = (o: PodIdentity) => !!o.status?.resourceId && normalizeId(o.status.resourceId) === id;
   const namedHere = (o: PodIdentity) => o.metadata.namespace === pid.metadata.namespace && !!o.spec.identity.existing && normalizeId(o.spec.identity.existing.resourceId) === id;
   return d.view
-    .podIdentities()
+    .podIdentitiesOnIdentity(identityId)
     .filter((o) => `${o.metadata.namespace}/${o.metadata.name}` !== me && !o.metadata.deletionTimestamp)
     .filter((o) => recorded(o) || namedHere(o))
     .map((o) => `${o.metadata.namespace}/${o.metadata.name}`);

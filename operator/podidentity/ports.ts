@@ -25,6 +25,12 @@ export interface ClusterView {
   podsLabelledFor(namespace: string, value: string): SlimPod[];
   /** PodIdentities in `namespace` that set their own `spec.selector`. */
   podIdentitiesWithSelector(namespace: string): PodIdentity[];
+  /**
+   * PodIdentities whose status records the identity (`status.resourceId`) or whose spec names it
+   * (`spec.identity.existing.resourceId`), ids compared in canonical form: those that may share its grants
+   * and credentials. An index lookup, so a release costs the same at any number of PodIdentities.
+   */
+  podIdentitiesOnIdentity(identityId: string): PodIdentity[];
   node(name: string): SlimNode | undefined;
   /** FirstTokenExchange Events about the PodIdentity `<namespace>/<name>` (absent: none are watched). */
   exchangeReports?(key: string): ExchangeReport[];

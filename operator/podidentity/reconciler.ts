@@ -3,7 +3,7 @@
  * (desired, identity, roles, credentials, scalesets, denial, finalize, status); this file only orders them:
  * policy → fast path → identity plan (reads) → finalizer → identity → roles ∥ credentials or scale sets → status.
  */
-import { CONDITION_CREDENTIAL_PROPAGATED, CONDITION_IDENTITY_READY, CONDITION_ROLES_ASSIGNED, FINALIZER, type Mode, type PodIdentity, type PodIdentityStatus } from '../../lib/api/types.js';
+import { CONDITION_CREDENTIAL_PROPAGATED, CONDITION_IDENTITY_READY, CONDITION_READY, CONDITION_ROLES_ASSIGNED, FINALIZER, type Mode, type PodIdentity, type PodIdentityStatus } from '../../lib/api/types.js';
 import { abortable } from '../azure/abortable.js';
 import { ThrottledError } from '../azure/errors.js';
 import type { PolicyDecision } from '../policy/evaluate.js';
@@ -99,10 +99,9 @@ export class PodIdentityReconciler {
     const fresh = ensured.created === true; // a new principal: nothing attached yet, nothing to list
     Object.assign(status, { clientId: identity.clientId, principalId: identity.principalId, tenantId: identity.tenantId, resourceId: identity.id });
     conds.set(CONDITION_IDENTITY_READY, ok(pid.spec.identity.existing ? 'IdentityFound' : 'IdentityReady', `identity ${identity.name} (clientId ${identity.clientId})`));
-    if (pid.status?.clientId !== identity.clientId) {
-      d.logger?.info(pid.spec.identity.existing ? 'existing identity adopted' : 'managed identity ready', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: identity.clientId, resourceId: identity.id });
-      await d.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
-    }
+    const identityChanged = pid.status?.clientId !== identity.clientId;
+    // A created identity was logged as such by ensureIdentity.
+    if (identityChanged && !fresh) d.logger?.info(pid.spec.identity.existing ? 'existing identity adopted' : 'managed identity ready', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: identity.clientId, resourceId: identity.id });
 
     // Roles and the mode step need only the identity: run them together, and let both settle before going on.
     const modeStep = async (): Promise<Outcome> => {
@@ -131,8 +130,12 @@ export class PodIdentityReconciler {
     const requeues = [roles.pendingPrincipal ? this.principalBackoff(key) : undefined, modeDone.value.requeueAfterMs].filter((n): n is number => n !== undefined);
     if (!roles.pendingPrincipal) this.principalAttempts.delete(key);
     const retryError = roles.error ?? modeDone.value.error;
-    if ([...conds.values()].every((c) => c.status === 'True') && !retryError && requeues.length === 0) this.lastFullSync.set(key, { generation, at: this.ms() });
+    const allTrue = [...conds.values()].every((c) => c.status === 'True');
+    if (allTrue && !retryError && requeues.length === 0) this.lastFullSync.set(key, { generation, at: this.ms() });
     else this.lastFullSync.delete(key);
+    // The Ready event this write records says as much; an Event is an API-server write, so one, not two.
+    const readyNow = allTrue && conditionOf(pid, CONDITION_READY)?.status !== 'True';
+    if (identityChanged && !readyNow) await d.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
     // Informational, after the convergence check: propagation is Azure AD's pace, not something to repair.
     this.propagation(key, pid, status, conds, mode);
     await this.status.write(pid, status, conds, mode);

@@ -49,6 +49,8 @@ describe('PodIdentity reconciler', () => {
     assert.deepEqual(fics.map((f) => f.subject).sort(), ['system:serviceaccount:team:prewarm', 'system:serviceaccount:team:web-sa']);
     assert.ok(fics.every((f) => f.issuer === 'https://issuer.example' && f.audiences[0] === 'api://AzureADTokenExchange'));
     assert.ok(world.events.some((e) => e.reason === 'Ready'));
+    // Each Event is an API-server write: the Ready that follows at once stands for IdentityReady too.
+    assert.deepEqual(world.events.filter((e) => e.key === 'team/web').map((e) => e.reason), ['Ready']);
 
     const calls = azure.calls.length;
     const patches = world.statusPatches;

@@ -1,6 +1,8 @@
 /** An in-memory cluster + Azure for reconciler unit tests. */
 import { API_VERSION, DEFAULT_SELECTOR_LABEL, PODIDENTITY_KIND, type PodIdentity, type PodIdentityPolicy, type PodIdentitySpec } from '../../lib/api/types.js';
 import { FakeAzure } from './fake-azure.js';
+import { normalizeId } from '../azure/ids.js';
+import { identityIdsOf } from '../podidentity/desired.js';
 import { MemoryOwnershipStore } from './memory-ownership.js';
 import type { ClusterView, EventType, PodIdentityWriter, SlimNode, SlimPod } from '../podidentity/ports.js';
 import { PodIdentityReconciler, type ReconcilerSettings } from '../podidentity/reconciler.js';
@@ -40,6 +42,9 @@ export class World implements ClusterView, PodIdentityWriter {
   }
   podIdentitiesWithSelector(ns: string) {
     return this.podIdentities().filter((p) => p.metadata.namespace === ns && p.spec.selector);
+  }
+  podIdentitiesOnIdentity(identityId: string) {
+    return this.podIdentities().filter((p) => identityIdsOf(p).includes(normalizeId(identityId)));
   }
   node(name: string) {
     return this.nodes.get(name);
