@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+import { connectApiServer } from '../lib/k8s/kubeconfig.js';
 import type { Logger } from '../lib/log.js';
 import { Attributor } from './attribution/attributor.js';
 import { AuditLog } from './audit.js';
@@ -39,13 +39,6 @@ function close(server: Server): Promise<void> {
   });
 }
 
-export function loadKubeConfig(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
-}
-
 /**
  * Wiring only. Order matters for failing closed: the rules go in first (pods are refused, not sent to the
  * real IMDS), then the caches start, then the listener; readiness waits for every cache.
@@ -65,12 +58,14 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     interceptor.startDriftChecks(config.driftCheckIntervalMs);
   }
 
-  const kc = loadKubeConfig(config.kubeconfig);
-  const pods = new KubePodDirectory(kc, config.nodeName, config.readThroughTimeoutMs, logger);
-  const identities = new KubeIdentityDirectory(kc, logger);
+  // In a pod this loads nothing from client-node (lib/k8s/kubeconfig.ts): most of the agent's memory floor.
+  const { api, source } = await connectApiServer(config.kubeconfig);
+  logger.info('kubernetes API', { server: api.server, config: source.kind });
+  const pods = new KubePodDirectory(api, config.nodeName, config.readThroughTimeoutMs, logger);
+  const identities = new KubeIdentityDirectory(api, logger);
   const watching = new AbortController();
   // Opt-in: without --exceptions-configmap no pod is ever passed through to the node IMDS.
-  const exceptions = config.exceptionsConfigMap ? new KubeExceptionDirectory(kc, config.exceptionsConfigMap, metrics, logger) : undefined;
+  const exceptions = config.exceptionsConfigMap ? new KubeExceptionDirectory(api, config.exceptionsConfigMap, metrics, logger) : undefined;
   pods.informer.start(watching.signal);
   identities.informer.start(watching.signal);
   exceptions?.informer.start(watching.signal);
@@ -113,7 +108,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     pods,
     identities,
     issuers: {
-      Federated: new FederatedIssuer({ kubeConfig: kc, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs }),
+      Federated: new FederatedIssuer({ apiServer: api, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs }),
       Node: new NodeIssuer({ upstreamImds: config.upstreamImds, metrics, timeoutMs: config.upstreamTimeoutMs }),
     },
     cache,

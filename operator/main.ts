@@ -2,7 +2,7 @@
  * The operator's wiring: config → logger → Azure clients → informers → reconciler → controller → leader
  * election → servers → signal handling. Behaviour lives in the modules it wires.
  */
-import { CoreV1Api, KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import { registerProcessMetrics, versionText } from '../lib/build-info.js';
@@ -27,6 +27,7 @@ import { startHealthServer } from './runtime/server.js';
 import { runUntilShutdown, shutdownSignal } from './runtime/shutdown.js';
 import { pooledApiClient } from '../lib/k8s/pooled.js';
 import { startAgentTokenAdmission, type AgentTokenAdmission } from './admission/index.js';
+import { loadKubeConfig } from '../lib/k8s/kubeconfig.js';
 
 const PODIDENTITIES: ResourceType = { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL };
 const POLICIES: ResourceType = { group: GROUP, version: VERSION, plural: POLICY_PLURAL };
@@ -58,9 +59,7 @@ function slimNamespace(ns: V1Namespace): V1Namespace {
 
 async function main(config: OperatorConfig): Promise<void> {
   const logger = createLogger('operator', config.logLevel);
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
+  const kc = await loadKubeConfig(config.kubeconfig);
 
   const registry = new Registry();
   registerProcessMetrics(registry, 'operator');

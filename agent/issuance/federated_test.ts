@@ -9,6 +9,7 @@ import type { AadExchange, ExchangeRequest } from './aad-exchange.js';
 import { FederatedIssuer } from './federated.js';
 import type { ReadyIdentity } from './select.js';
 import { UpstreamError } from './types.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const identity: ReadyIdentity = {
@@ -68,7 +69,7 @@ test('with a kubeconfig, the TokenRequest is one POST bound to the calling pod, 
     res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'TokenRequest', status: { token: `assertion-for-${ref.uid}`, expirationTimestamp: '2030-01-01T00:00:00Z' } }));
   });
   const aad = fakeAad();
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
     assert.equal(seen[0]?.path, '/api/v1/namespaces/ns/serviceaccounts/app/token');
@@ -88,7 +89,7 @@ test('a refused TokenRequest says why from the API server’s Status; a gone pod
   const api = await fakeApiServer((_req, _body, res) =>
     res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', status: 'Failure', message: 'pods "a" not found', code: 404 })),
   );
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
@@ -102,7 +103,7 @@ test('a refused TokenRequest says why from the API server’s Status; a gone pod
 
 test('a TokenRequest the API server does not answer in time is a 503 timeout with Retry-After', async () => {
   const api = await fakeApiServer(() => undefined);
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 100 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 100 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
@@ -132,7 +133,7 @@ test('admission webhook unavailable: issuance fails closed with 503 and Retry-Af
   ] as const) {
     const api = await fakeApiServer((_req, _body, res) => res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body)));
     const aad = fakeAad();
-    const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+    const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
     try {
       const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
       assert.ok(err instanceof UpstreamError, `HTTP ${status}`);
@@ -148,7 +149,7 @@ test('admission webhook unavailable: issuance fails closed with 503 and Retry-Af
 test('an API server that refuses connections is a 503 with Retry-After', async () => {
   const api = await fakeApiServer(() => undefined);
   api.stop();
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
   const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
   assert.ok(err instanceof UpstreamError);
   assert.equal(err.status, 503);
@@ -159,7 +160,7 @@ test('the admission webhook refusing the TokenRequest is a 403 that names why, w
   const api = await fakeApiServer((_req, _body, res) =>
     res.writeHead(403, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', message: 'admission webhook "agent-token-requests.podidentity.dev" denied the request: the pod identity agent may not mint this token: pod ns/a runs on node "b"', code: 403 })),
   );
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
@@ -177,7 +178,7 @@ test('each miss asks for an assertion bound to the calling pod and exchanges exa
     res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'TokenRequest', status: { token: `assertion-for-${ref.uid}` } }));
   });
   const aad = fakeAad();
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     const a = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
     const b = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('b', 'uid-b') });
@@ -196,7 +197,7 @@ test("Azure AD's refusal passes through as the UpstreamError the handler answers
   const api = await fakeApiServer((_req, _body, res) => res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: { token: 'assertion' } })));
   const metrics = new AgentMetrics();
   const refusal = new UpstreamError('aad', 429, 'throttled', 'slow down', 5);
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(refusal), metrics, timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(refusal), metrics, timeoutMs: 2000 });
   try {
     await assert.rejects(issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }), (err) => err === refusal);
     const upstream = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name.includes('upstream'));
@@ -208,7 +209,7 @@ test("Azure AD's refusal passes through as the UpstreamError the handler answers
 
 test('a PodIdentity without a tenant id never reaches Azure AD', async () => {
   const aad = fakeAad();
-  const issuer = new FederatedIssuer({ kubeConfig: new KubeConfig(), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: { server: 'https://api.invalid', credentials: () => Promise.reject(new Error('no API call expected')) }, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   await assert.rejects(issuer.issue({ identity: { ...identity, tenantId: '' }, resource: 'r', pod: pod('a', 'uid-a') }), (err: UpstreamError) => err.code === 'no_tenant');
   assert.equal(aad.seen.length, 0);
 });
