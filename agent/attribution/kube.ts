@@ -138,6 +138,16 @@ export class KubePodDirectory implements PodDirectory {
   }
 }
 
+/**
+ * Keeps a PodIdentity without what attribution never reads: managedFields and annotations (kubectl's
+ * last-applied-configuration repeats the whole spec). With 1,000 PodIdentities in the cluster, every
+ * agent holds every one of them.
+ */
+export function slimPodIdentity(pid: PodIdentityObject): PodIdentityObject {
+  const { managedFields: _managedFields, annotations: _annotations, ...metadata } = pid.metadata;
+  return { ...pid, metadata };
+}
+
 /** PodIdentities of every namespace, indexed by namespace; waiters are woken by informer events. */
 export class KubeIdentityDirectory implements IdentityDirectory {
   readonly informer: Informer<PodIdentityObject>;
@@ -147,6 +157,7 @@ export class KubeIdentityDirectory implements IdentityDirectory {
     this.informer = new Informer<PodIdentityObject>({
       path: `/apis/${API_VERSION}/${PODIDENTITY_PLURAL}`,
       apiServer: api,
+      transform: slimPodIdentity,
       logger,
       name: 'podidentities',
     });
