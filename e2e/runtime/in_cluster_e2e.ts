@@ -4,8 +4,11 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { inClusterApiServer } from '../../lib/k8s/in-cluster.js';
 import { getJson, RawApiError } from '../../lib/k8s/rest.js';
 import { ensureCa, makeTempDir, removeDir } from '../azure/tls.js';
@@ -53,6 +56,23 @@ test('an API server whose certificate the mounted CA did not sign is refused (no
     assert.match(err.code ?? '', /CERT|SIGNATURE|SELF_SIGNED|VERIFY/);
     return true;
   });
+});
+
+test('NODE_EXTRA_CA_CERTS naming the API server\'s real CA does not widen the mounted CA', async () => {
+  const otherCa = await ensureCa(join(dir, 'other-ca'));
+  const mount = mountedServiceAccount('extra-ca');
+  writeMount(mount.dir, { token: cluster.token, caPem: otherCa.certPem });
+  const realCa = join(dir, 'real-ca.pem');
+  writeFileSync(realCa, cluster.caPem);
+  const lib = (file: string) => JSON.stringify(fileURLToPath(new URL(`../../lib/k8s/${file}`, import.meta.url)));
+  const code = `
+    const { inClusterApiServer } = await import(${lib('in-cluster.ts')});
+    const { getJson } = await import(${lib('rest.ts')});
+    const api = inClusterApiServer({ env: ${JSON.stringify(mount.env)}, dir: ${JSON.stringify(mount.dir)} });
+    await getJson(api, '/api/v1/namespaces/default', {}).then(() => console.log('reached'), (err) => console.log(err.code ?? err.message));
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { env: { ...process.env, NODE_EXTRA_CA_CERTS: realCa }, timeout: 120_000 });
+  assert.match(stdout.trim(), /CERT|SIGNATURE|SELF_SIGNED|VERIFY/);
 });
 
 test('a rotated token is used once the read token is older than its maximum age; until then, the read one', async () => {
