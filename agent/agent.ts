@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+import { connectApiServer } from '../lib/k8s/kubeconfig.js';
 import type { Logger } from '../lib/log.js';
 import { startHealthMetricsServer } from '../lib/server/health-metrics.js';
 import { Attributor } from './attribution/attributor.js';
@@ -41,13 +41,6 @@ function close(server: Server): Promise<void> {
   });
 }
 
-export function loadKubeConfig(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
-}
-
 /**
  * Wiring only. Order matters for failing closed: the rules go in first (pods are refused, not sent to the
  * real IMDS), then the caches start, then the listener; readiness waits for every cache.
@@ -67,12 +60,14 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     interceptor.startDriftChecks(config.driftCheckIntervalMs);
   }
 
-  const kc = loadKubeConfig(config.kubeconfig);
-  const pods = new KubePodDirectory(kc, config.nodeName, config.readThroughTimeoutMs, logger);
-  const identities = new KubeIdentityDirectory(kc, logger);
+  // In a pod this loads nothing from client-node (lib/k8s/kubeconfig.ts): most of the agent's memory floor.
+  const { api, source } = await connectApiServer(config.kubeconfig);
+  logger.info('kubernetes API', { server: api.server, config: source.kind });
+  const pods = new KubePodDirectory(api, config.nodeName, config.readThroughTimeoutMs, logger);
+  const identities = new KubeIdentityDirectory(api, logger);
   const watching = new AbortController();
   // Opt-in: without --exceptions-configmap no pod is ever passed through to the node IMDS.
-  const exceptions = config.exceptionsConfigMap ? new KubeExceptionDirectory(kc, config.exceptionsConfigMap, metrics, logger) : undefined;
+  const exceptions = config.exceptionsConfigMap ? new KubeExceptionDirectory(api, config.exceptionsConfigMap, metrics, logger) : undefined;
   pods.informer.start(watching.signal);
   identities.informer.start(watching.signal);
   exceptions?.informer.start(watching.signal);
@@ -104,7 +99,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     windowMs: config.issuanceWindowMs,
     onRefused: (reason) => metrics.rejections.inc({ reason }),
   });
-  const firstExchanges = new FirstExchangeReporter(eventCreator(kc, config.upstreamTimeoutMs), config.nodeName, logger);
+  const firstExchanges = new FirstExchangeReporter(eventCreator(api, config.upstreamTimeoutMs), config.nodeName, logger);
   const handler = createImdsHandler({
     nodeName: config.nodeName,
     defaultMode: config.defaultMode,
@@ -116,7 +111,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     pods,
     identities,
     issuers: {
-      Federated: new FederatedIssuer({ kubeConfig: kc, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs, onExchanged: (identity, subject) => firstExchanges.exchanged(identity, subject) }),
+      Federated: new FederatedIssuer({ apiServer: api, authorityHost: config.authorityHost, metrics, timeoutMs: config.upstreamTimeoutMs, onExchanged: (identity, subject) => firstExchanges.exchanged(identity, subject) }),
       Node: new NodeIssuer({ upstreamImds: config.upstreamImds, metrics, timeoutMs: config.upstreamTimeoutMs }),
     },
     cache,

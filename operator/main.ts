@@ -2,7 +2,7 @@
  * The operator's wiring: config → logger → Azure clients → informers → reconciler → controller → leader
  * election → servers → signal handling. Behaviour lives in the modules it wires.
  */
-import { CoreV1Api, KubeConfig, type CoreV1Event, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type CoreV1Event, type KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import { registerProcessMetrics, versionText } from '../lib/build-info.js';
@@ -33,6 +33,7 @@ import { logDeprecations } from '../lib/config/deprecations.js';
 import { runUntilShutdown } from './runtime/shutdown.js';
 import { pooledApiClient } from '../lib/k8s/pooled.js';
 import { startAgentTokenAdmission, type AgentTokenAdmission } from './admission/index.js';
+import { kubeConfigApiServer, loadKubeConfig } from '../lib/k8s/kubeconfig.js';
 
 const PODIDENTITIES: ResourceType = { group: GROUP, version: VERSION, plural: PODIDENTITY_PLURAL };
 const POLICIES: ResourceType = { group: GROUP, version: VERSION, plural: POLICY_PLURAL };
@@ -65,9 +66,7 @@ function slimNamespace(ns: V1Namespace): V1Namespace {
 async function main(config: OperatorConfig): Promise<void> {
   const logger = createLogger('operator', config.logLevel);
   logDeprecations(logger, config.deprecations);
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
+  const kc = await loadKubeConfig(config.kubeconfig);
 
   const registry = new Registry();
   registerProcessMetrics(registry, 'operator');
@@ -121,11 +120,11 @@ async function main(config: OperatorConfig): Promise<void> {
       const current = pid.metadata.finalizers ?? [];
       if (current.includes(f)) return;
       // The resourceVersion makes it a precondition: 409 on a stale read, and the key is retried.
-      const updated = await mergePatch<KubernetesObject>(kc, pathOf(pid), { metadata: { finalizers: [...current, f], resourceVersion: pid.metadata.resourceVersion } });
+      const updated = await mergePatch<KubernetesObject>(kubeConfigApiServer(kc), pathOf(pid), { metadata: { finalizers: [...current, f], resourceVersion: pid.metadata.resourceVersion } });
       return updated.metadata?.resourceVersion;
     },
     removeFinalizer: async (pid, f) => void (await removeFinalizer(op.customObjects, refFor(PODIDENTITIES, pid as KubernetesObject), pid as KubernetesObject, f)),
-    patchStatus: async (pid, status) => (await mergePatch<KubernetesObject>(kc, `${pathOf(pid)}/status`, { status })).metadata?.resourceVersion,
+    patchStatus: async (pid, status) => (await mergePatch<KubernetesObject>(kubeConfigApiServer(kc), `${pathOf(pid)}/status`, { status })).metadata?.resourceVersion,
     event: (pid, type, reason, message) => events.emit(pid as KubernetesObject, type, reason, message),
   };
 

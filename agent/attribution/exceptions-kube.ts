@@ -1,4 +1,5 @@
-import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { Informer } from '../../lib/k8s/informer.js';
 import type { Logger } from '../../lib/log.js';
 import type { AgentMetrics } from '../metrics.js';
@@ -14,14 +15,14 @@ export class KubeExceptionDirectory implements ExceptionDirectory {
   private entries: readonly ImdsException[] = [];
 
   constructor(
-    kc: KubeConfig,
+    api: ApiServer,
     private readonly ref: { namespace: string; name: string },
     private readonly metrics: AgentMetrics,
     private readonly logger: Logger,
   ) {
     this.informer = new Informer<V1ConfigMap>({
       path: `/api/v1/namespaces/${ref.namespace}/configmaps`,
-      kubeConfig: kc,
+      apiServer: api,
       fieldSelector: `metadata.name=${ref.name}`,
       logger,
       name: 'imds-exceptions',

@@ -1,4 +1,5 @@
-import type { KubeConfig, KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { API_VERSION, PODIDENTITY_PLURAL, type PodIdentity } from '../../lib/api/types.js';
 import { Informer } from '../../lib/k8s/informer.js';
 import { getJson, RawApiError } from '../../lib/k8s/rest.js';
@@ -51,14 +52,14 @@ export class KubePodDirectory implements PodDirectory {
   private readonly waiters = new Map<string, Set<() => void>>();
 
   constructor(
-    private readonly kc: KubeConfig,
+    private readonly api: ApiServer,
     nodeName: string,
     private readonly readTimeoutMs: number,
     logger: Logger,
   ) {
     this.informer = new Informer<PodJson>({
       path: '/api/v1/pods',
-      kubeConfig: kc,
+      apiServer: api,
       fieldSelector: `spec.nodeName=${nodeName}`,
       transform: slimPod,
       logger,
@@ -94,7 +95,7 @@ export class KubePodDirectory implements PodDirectory {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new Error(`reading pod ${namespace}/${name} took longer than ${this.readTimeoutMs} ms`)), this.readTimeoutMs);
     try {
-      const pod = await getJson<PodJson>(this.kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, {}, controller.signal);
+      const pod = await getJson<PodJson>(this.api, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, {}, controller.signal);
       return podInfo(pod);
     } catch (err) {
       if (err instanceof RawApiError && err.code === 404) return undefined;
@@ -137,15 +138,26 @@ export class KubePodDirectory implements PodDirectory {
   }
 }
 
+/**
+ * Keeps a PodIdentity without what attribution never reads: managedFields and annotations (kubectl's
+ * last-applied-configuration repeats the whole spec). With 1,000 PodIdentities in the cluster, every
+ * agent holds every one of them.
+ */
+export function slimPodIdentity(pid: PodIdentityObject): PodIdentityObject {
+  const { managedFields: _managedFields, annotations: _annotations, ...metadata } = pid.metadata;
+  return { ...pid, metadata };
+}
+
 /** PodIdentities of every namespace, indexed by namespace; waiters are woken by informer events. */
 export class KubeIdentityDirectory implements IdentityDirectory {
   readonly informer: Informer<PodIdentityObject>;
   private readonly waiters = new Map<string, Set<() => void>>();
 
-  constructor(kc: KubeConfig, logger: Logger) {
+  constructor(api: ApiServer, logger: Logger) {
     this.informer = new Informer<PodIdentityObject>({
       path: `/apis/${API_VERSION}/${PODIDENTITY_PLURAL}`,
-      kubeConfig: kc,
+      apiServer: api,
+      transform: slimPodIdentity,
       logger,
       name: 'podidentities',
     });

@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ApiServer } from '../../lib/k8s/api-server.js';
 import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { ReadyIdentity } from './select.js';
@@ -8,8 +8,8 @@ import { requestServiceAccountToken, type PodServiceAccount } from './token-requ
 import { scopeFor, timed, UpstreamError, type Issuer, type IssueRequest } from './types.js';
 
 export interface FederatedIssuerOptions {
-  /** TokenRequests go straight to the API server with this kubeconfig's credentials and keep-alive pool. */
-  kubeConfig: KubeConfig;
+  /** TokenRequests go straight to the API server, with its credentials and keep-alive pool. */
+  apiServer: ApiServer;
   /** https://login.microsoftonline.com, or the emulator. */
   authorityHost: string;
   /** The Azure AD exchange; msal-node against `authorityHost` unless given (unit tests). */
@@ -67,6 +67,6 @@ export class FederatedIssuer implements Issuer {
   }
 
   private serviceAccountToken(pod: PodServiceAccount): Promise<string> {
-    return requestServiceAccountToken(this.options.kubeConfig, pod, this.options.timeoutMs);
+    return requestServiceAccountToken(this.options.apiServer, pod, this.options.timeoutMs);
   }
 }

@@ -10,6 +10,7 @@ import { FederatedIssuer } from './federated.js';
 import type { ReadyIdentity } from './select.js';
 import { UpstreamError } from './types.js';
 import { AadExchangeError } from './aad-failure.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const identity: ReadyIdentity = {
@@ -69,7 +70,7 @@ test('with a kubeconfig, the TokenRequest is one POST bound to the calling pod, 
     res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'TokenRequest', status: { token: `assertion-for-${ref.uid}`, expirationTimestamp: '2030-01-01T00:00:00Z' } }));
   });
   const aad = fakeAad();
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
     assert.equal(seen[0]?.path, '/api/v1/namespaces/ns/serviceaccounts/app/token');
@@ -89,7 +90,7 @@ test('a refused TokenRequest says why from the API server’s Status; a gone pod
   const api = await fakeApiServer((_req, _body, res) =>
     res.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', status: 'Failure', message: 'pods "a" not found', code: 404 })),
   );
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
@@ -103,7 +104,7 @@ test('a refused TokenRequest says why from the API server’s Status; a gone pod
 
 test('a TokenRequest the API server does not answer in time is a 503 timeout with Retry-After', async () => {
   const api = await fakeApiServer(() => undefined);
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 100 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 100 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
@@ -133,7 +134,7 @@ test('admission webhook unavailable: issuance fails closed with 503 and Retry-Af
   ] as const) {
     const api = await fakeApiServer((_req, _body, res) => res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body)));
     const aad = fakeAad();
-    const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+    const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
     try {
       const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
       assert.ok(err instanceof UpstreamError, `HTTP ${status}`);
@@ -149,7 +150,7 @@ test('admission webhook unavailable: issuance fails closed with 503 and Retry-Af
 test('an API server that refuses connections is a 503 with Retry-After', async () => {
   const api = await fakeApiServer(() => undefined);
   api.stop();
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
   const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
   assert.ok(err instanceof UpstreamError);
   assert.equal(err.status, 503);
@@ -160,7 +161,7 @@ test('the admission webhook refusing the TokenRequest is a 403 that names why, w
   const api = await fakeApiServer((_req, _body, res) =>
     res.writeHead(403, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', message: 'admission webhook "agent-token-requests.podidentity.dev" denied the request: the pod identity agent may not mint this token: pod ns/a runs on node "b"', code: 403 })),
   );
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
     assert.ok(err instanceof UpstreamError);
@@ -178,7 +179,7 @@ test('each miss asks for an assertion bound to the calling pod and exchanges exa
     res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'TokenRequest', status: { token: `assertion-for-${ref.uid}` } }));
   });
   const aad = fakeAad();
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   try {
     const a = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
     const b = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('b', 'uid-b') });
@@ -197,7 +198,7 @@ test("Azure AD's refusal passes through as the UpstreamError the handler answers
   const api = await fakeApiServer((_req, _body, res) => res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: { token: 'assertion' } })));
   const metrics = new AgentMetrics();
   const refusal = new UpstreamError('aad', 429, 'throttled', 'slow down', 5);
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(refusal), metrics, timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(refusal), metrics, timeoutMs: 2000 });
   try {
     await assert.rejects(issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }), (err) => err === refusal);
     const upstream = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name.includes('upstream'));
@@ -209,7 +210,7 @@ test("Azure AD's refusal passes through as the UpstreamError the handler answers
 
 test('a PodIdentity without a tenant id never reaches Azure AD', async () => {
   const aad = fakeAad();
-  const issuer = new FederatedIssuer({ kubeConfig: new KubeConfig(), authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
+  const issuer = new FederatedIssuer({ apiServer: { server: 'https://api.invalid', credentials: () => Promise.reject(new Error('no API call expected')) }, authorityHost: 'https://login.example', aad, metrics: new AgentMetrics(), timeoutMs: 2000 });
   await assert.rejects(issuer.issue({ identity: { ...identity, tenantId: '' }, resource: 'r', pod: pod('a', 'uid-a') }), (err: UpstreamError) => err.code === 'no_tenant');
   assert.equal(aad.seen.length, 0);
 });
@@ -221,7 +222,7 @@ test('AADSTS70021 for a credential the operator wrote moments ago is answered 50
   const failing: AadExchange = {
     exchange: () => Promise.reject(new AadExchangeError({ kind: 'refused', status: 400, error: 'invalid_request', aadsts: 70021, description: 'AADSTS70021: No matching federated identity record found for presented assertion.' })),
   };
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: failing, metrics, timeoutMs: 2000, now: () => now });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: failing, metrics, timeoutMs: 2000, now: () => now });
   const fresh: ReadyIdentity = { ...identity, credentialWrites: new Map([['system:serviceaccount:ns:app', now - 3000]]) };
   try {
     await assert.rejects(issuer.issue({ identity: fresh, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }), (err: UpstreamError) => {
@@ -240,7 +241,7 @@ test('AADSTS70021 for a credential the operator wrote moments ago is answered 50
 test('a successful exchange is reported with the identity and the pod’s subject (for the first-exchange Event)', async () => {
   const api = await fakeApiServer((_req, _body, res) => res.writeHead(201, { 'Content-Type': 'application/json' }).end(JSON.stringify({ status: { token: 'assertion' } })));
   const seen: string[] = [];
-  const issuer = new FederatedIssuer({ kubeConfig: api.kc, authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000, onExchanged: (id, subject) => seen.push(`${id.name} ${subject}`) });
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000, onExchanged: (id, subject) => seen.push(`${id.name} ${subject}`) });
   try {
     await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') });
     assert.deepEqual(seen, ['pid system:serviceaccount:ns:app']);

@@ -4,7 +4,7 @@
  * writes PodIdentity status: only the operator does, from these Events.
  */
 import { createHash } from 'node:crypto';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { API_VERSION, EVENT_FIRST_TOKEN_EXCHANGE, PODIDENTITY_KIND } from '../../lib/api/types.js';
 import type { Logger } from '../../lib/log.js';
 import { apiRequest } from '../../lib/k8s/rest.js';
@@ -73,10 +73,10 @@ export class FirstExchangeReporter {
 }
 
 /** Event creation over the kubeconfig's pool, as the agent's other API calls go. */
-export function eventCreator(kc: KubeConfig, timeoutMs: number): CreateEvent {
+export function eventCreator(api: ApiServer, timeoutMs: number): CreateEvent {
   return async (namespace, event) => {
     const body = JSON.stringify(event);
-    const { url, transport, options } = await apiRequest(kc, 'POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {}, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+    const { url, transport, options } = await apiRequest(api, 'POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {}, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
     return new Promise<number>((resolve, reject) => {
       const req = transport.request(url, { ...options, timeout: timeoutMs }, (res) => {
         res.resume();

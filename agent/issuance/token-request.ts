@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { TOKEN_EXCHANGE_AUDIENCE } from '../../lib/api/types.js';
 import { apiRequest, type ApiRequest } from '../../lib/k8s/rest.js';
 import { UpstreamError } from './types.js';
@@ -45,16 +45,16 @@ function failed(pod: PodServiceAccount, status: number, why: string): UpstreamEr
 }
 
 /**
- * POST serviceaccounts/<name>/token as plain JSON over the kubeconfig's keep-alive pool. A miss waits on
+ * POST serviceaccounts/<name>/token as plain JSON over the API server's keep-alive pool. A miss waits on
  * this call; client-node's typed call spends about a millisecond more per miss in its generic
  * (de)serialisation and middleware than the request itself takes on a warm connection.
  */
-export async function requestServiceAccountToken(kc: KubeConfig, pod: PodServiceAccount, timeoutMs: number): Promise<string> {
+export async function requestServiceAccountToken(api: ApiServer, pod: PodServiceAccount, timeoutMs: number): Promise<string> {
   const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: tokenRequestSpec(pod) });
   const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/serviceaccounts/${encodeURIComponent(pod.serviceAccount)}/token`;
   let prepared: ApiRequest;
   try {
-    prepared = await apiRequest(kc, 'POST', path, {}, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+    prepared = await apiRequest(api, 'POST', path, {}, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
   } catch (err) {
     throw failed(pod, 0, (err as Error).message);
   }

@@ -3,14 +3,19 @@
  * listening on 127.0.0.1. Clients become pods by binding the pod's 127.x address as their source address,
  * which the agent attributes exactly as it would a DNATed pod connection.
  */
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ManagedProcess } from '../support/processes.js';
+import { SERVICE_ACCOUNT_DIR } from '../../lib/k8s/in-cluster.js';
+import { startProcess, type ManagedProcess } from '../support/processes.js';
 import type { BenchEnv } from './fixture.js';
 import { BENCH_NODE } from './fixture.js';
+import { compiled, REPO } from './build.js';
 import { rssBytes, PRODUCT_NODE_FLAGS, startNodeScript, waitHttpOk } from './processes.js';
 
 export interface AgentProcess {
   origin: string;
+  /** How the agent reached the API server: in-cluster, as in a pod (root only), or through a kubeconfig file. */
+  apiConfig: 'in-cluster' | 'kubeconfig';
   metricsOrigin: string;
   logFile: string;
   pid(): number;
@@ -31,7 +36,6 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
     `--listen-port=${ports.listen}`,
     '--metrics-address=127.0.0.1',
     `--metrics-port=${ports.metrics}`,
-    `--kubeconfig=${env.cp.kubeconfigPath}`,
     `--authority-host=${env.fx.emu.authorityHost}`,
     `--upstream-imds=${env.fx.emu.imdsEndpoint}`,
     '--manage-iptables=false',
@@ -41,14 +45,17 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
   const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: env.fx.emu.caCertPath };
   for (const key of Object.keys(childEnv)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete childEnv[key];
   const metricsOrigin = `http://127.0.0.1:${ports.metrics}`;
+  const inCluster = process.getuid?.() === 0;
+  const launch = inCluster ? inClusterLauncher(env, args, logFile, childEnv) : () => startNodeScript(name, 'agent/main.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, childEnv, PRODUCT_NODE_FLAGS);
   let proc: ManagedProcess;
   const start = async () => {
-    proc = startNodeScript(name, 'agent/main.ts', args, logFile, childEnv, PRODUCT_NODE_FLAGS);
+    proc = launch();
     await waitHttpOk('agent /readyz', `${metricsOrigin}/readyz`, proc, logFile);
   };
   await start();
   return {
     origin: `http://127.0.0.1:${ports.listen}`,
+    apiConfig: inCluster ? 'in-cluster' : 'kubeconfig',
     metricsOrigin,
     logFile,
     pid: () => proc.pid,
@@ -58,6 +65,32 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
       await start();
     },
     stop: () => proc.stop(),
+  };
+}
+
+/**
+ * The agent as in a pod: in-cluster config (KUBERNETES_SERVICE_HOST/PORT, and the token and CA bind-mounted
+ * read-only at the service-account path in a private mount namespace, as e2e/kubelet does), so the bench
+ * measures the production path, which loads no client-node. The token is the bench API server's admin token.
+ * The exec chain keeps one PID (unshare → sh → node), so RSS and CPU are the agent's.
+ */
+function inClusterLauncher(env: BenchEnv, args: string[], logFile: string, childEnv: NodeJS.ProcessEnv): () => ManagedProcess {
+  const saDir = join(env.dir, 'agent-serviceaccount');
+  mkdirSync(saDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(saDir, 'token'), env.cp.token, { mode: 0o600 });
+  writeFileSync(join(saDir, 'ca.crt'), env.cp.caPem);
+  const server = new URL(env.cp.server);
+  const mount = `mkdir -p ${SERVICE_ACCOUNT_DIR} 2>/dev/null; mount --bind "$1" ${SERVICE_ACCOUNT_DIR} && mount -o remount,bind,ro ${SERVICE_ACCOUNT_DIR} && shift && exec "$@"`;
+  const argv = ['--mount', '--propagation', 'private', 'sh', '-c', mount, 'bench-mount', saDir, process.execPath, ...PRODUCT_NODE_FLAGS, compiled('agent/main.ts'), ...args];
+  const podEnv: NodeJS.ProcessEnv = { ...childEnv, KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port, HOME: '' };
+  delete podEnv['KUBECONFIG'];
+  return () => {
+    const fd = openSync(logFile, 'a');
+    try {
+      return startProcess('agent', 'unshare', argv, { cwd: REPO, env: podEnv, stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd); // the child has its own copy
+    }
   };
 }
 

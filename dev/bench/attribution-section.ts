@@ -13,6 +13,7 @@ import type { BenchOptions } from './options.js';
 import { cpuSeconds, runLoadgen } from './processes.js';
 import { waitFor } from '../support/wait.js';
 import { round, section, type GoalBook, type Section } from './report.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 type Log = (msg: string) => void;
 
@@ -65,8 +66,9 @@ async function apiReadCost(stage: AgentStage, getSamples: number, listSamples: n
     }
     return out;
   };
-  const gets = await time(getSamples, LATENCY_INTERVAL_MS, () => getJson<V1Pod>(kc, `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`, {}));
-  const lists = await time(listSamples, 0, () => getJson<KubernetesListObject<V1Pod>>(kc, '/api/v1/pods', { fieldSelector: `status.podIP=${pod.ip},spec.nodeName=bench-node-0` }));
+  const api = kubeConfigApiServer(kc);
+  const gets = await time(getSamples, LATENCY_INTERVAL_MS, () => getJson<V1Pod>(api, `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`, {}));
+  const lists = await time(listSamples, 0, () => getJson<KubernetesListObject<V1Pod>>(api, '/api/v1/pods', { fieldSelector: `status.podIP=${pod.ip},spec.nodeName=bench-node-0` }));
   return { getPod: round(percentile(gets, 50), 2), getPodP99: round(percentile(gets, 99), 2), getSamples, listByIp: round(percentile(lists, 50), 2) };
 }
 
@@ -99,7 +101,7 @@ async function measure(stage: AgentStage, opts: BenchOptions, pods: number, log:
 /** POST of raw JSON over the keep-alive pool: creating thousands of pods through client-node's serializer costs the bench more CPU than the API server. */
 async function postJson(stage: AgentStage, path: string, body: unknown): Promise<void> {
   const bytes = Buffer.from(JSON.stringify(body));
-  const { url, transport, options } = await apiRequest(stage.env.kc, 'POST', path, {}, { 'Content-Type': 'application/json', 'Content-Length': bytes.length });
+  const { url, transport, options } = await apiRequest(kubeConfigApiServer(stage.env.kc), 'POST', path, {}, { 'Content-Type': 'application/json', 'Content-Length': bytes.length });
   await new Promise<void>((resolve, reject) => {
     const req = transport.request(url, options, (res) => {
       let text = '';
@@ -138,7 +140,7 @@ async function createCrowd(stage: AgentStage, count: number, log: Log): Promise<
  * deleting, so it is repeated until a list comes back empty.
  */
 async function removeCrowd(stage: AgentStage, namespace: string, log: Log): Promise<void> {
-  const remaining = async () => (await getJson<KubernetesListObject<V1Pod>>(stage.env.kc, `/api/v1/namespaces/${namespace}/pods`, { limit: 1 })).items.length;
+  const remaining = async () => (await getJson<KubernetesListObject<V1Pod>>(kubeConfigApiServer(stage.env.kc), `/api/v1/namespaces/${namespace}/pods`, { limit: 1 })).items.length;
   await waitFor('the crowd of pods removed', async () => {
     await stage.env.core.deleteCollectionNamespacedPod({ namespace, gracePeriodSeconds: 0 }).catch((err: Error) => log(`P6: removing the crowd: ${err.message.split('\n')[0]}; again`));
     return (await remaining()) === 0;

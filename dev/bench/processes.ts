@@ -42,17 +42,22 @@ export function rssBytes(pid: number): number {
 }
 
 /**
- * RSS of a fresh `node` after importing each module alone (and of one importing nothing): what a library
- * costs a process before it does any work.
+ * RSS of a fresh `node` with the product's node flags after importing each module alone (and of one
+ * importing nothing): what a library costs a process before it does any work. A row imports package names
+ * or file URLs (the compiled agent's own modules). Each is the median of `rounds` fresh processes.
  */
-export async function importRss(modules: string[]): Promise<{ module: string; rssBytes: number }[]> {
+export async function importRss(modules: { label: string; specifiers: string[] }[], rounds = 3): Promise<{ module: string; rssBytes: number }[]> {
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
   const out: { module: string; rssBytes: number }[] = [];
-  for (const module of ['', ...modules]) {
-    const code = `${module ? `await import(${JSON.stringify(module)});` : ''} await new Promise((r) => setTimeout(r, 100)); process.stdout.write(String(process.memoryUsage().rss));`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
-    out.push({ module: module || '(nothing)', rssBytes: Number(stdout) });
+  for (const { label, specifiers } of [{ label: '(nothing)', specifiers: [] }, ...modules]) {
+    const code = `${specifiers.map((m) => `await import(${JSON.stringify(m)});`).join(' ')} await new Promise((r) => setTimeout(r, 100)); process.stdout.write(String(process.memoryUsage().rss));`;
+    const samples: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const { stdout } = await promisify(execFile)(process.execPath, [...PRODUCT_NODE_FLAGS, '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
+      samples.push(Number(stdout));
+    }
+    out.push({ module: label, rssBytes: samples.sort((x, y) => x - y)[Math.floor(rounds / 2)]! });
   }
   return out;
 }

@@ -28,6 +28,7 @@ import { startAgentTokenAdmission, WEBHOOK_PATH, type AgentTokenAdmission } from
 import { FederatedIssuer } from '../../agent/issuance/federated.js';
 import { UpstreamError } from '../../agent/issuance/types.js';
 import { AgentMetrics } from '../../agent/metrics.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 const AUDIENCE = 'api://AzureADTokenExchange';
 const CONFIGURATION = 'podidentity-agent-token-requests';
@@ -312,7 +313,7 @@ describe('the agent’s credentials mint only what Federated issuance needs', ()
     assert.equal(res.status, 500, res.message);
     assert.match(res.message, /failed calling webhook "agent-token-requests\.podidentity\.dev"/);
 
-    const issuer = new FederatedIssuer({ kubeConfig: kubeConfigFor(agentToken), authorityHost: 'https://login.invalid', metrics: new AgentMetrics(), timeoutMs: 8000 });
+    const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(kubeConfigFor(agentToken)), authorityHost: 'https://login.invalid', metrics: new AgentMetrics(), timeoutMs: 8000 });
     const identity = { namespace: appNs, name: 'web', mode: 'Federated' as const, clientId: '11111111-1111-4111-8111-111111111111', principalId: '22222222-2222-4222-8222-222222222222', tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', resourceId: '/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web' };
     const pod = { namespace: appNs, name: 'web-a', uid: uids['web-a']!, serviceAccountName: 'web', labels: {}, nodeName: 'node-a', hostNetwork: false, phase: 'Running', ips: ['10.0.0.9'] };
     const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod }).catch((e: unknown) => e);

@@ -4,6 +4,7 @@ import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import { waitFor } from '../../dev/support/wait.js';
 import { Informer, makeWatchFn, objectKey, type WatchFn } from '../../lib/k8s/informer.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 let cluster: TestCluster;
 let core: CoreV1Api;
@@ -38,7 +39,7 @@ function slimPod(p: V1Pod): V1Pod {
 
 /** The real watch, with an outage switch and a way to make the next watch answer 410 Gone. */
 function controllableWatch() {
-  const real = makeWatchFn(cluster.kc);
+  const real = makeWatchFn(kubeConfigApiServer(cluster.kc));
   const state = { outage: false, staleNext: false, attempts: 0, connected: 0 };
   let current: { abort(): void } | undefined;
   const watch: WatchFn = async (path, query, onEvent, onDone) => {
@@ -75,7 +76,7 @@ test('initial sync, field selector, transform, events and indexes against the re
   await core.createNamespacedPod({ namespace: ns, body: pod('a1', 'node-a', { app: 'x' }) });
   await core.createNamespacedPod({ namespace: ns, body: pod('b1', 'node-b', { app: 'x' }) });
   const informer = new Informer<V1Pod>({
-    kubeConfig: cluster.kc,
+    apiServer: kubeConfigApiServer(cluster.kc),
     path: `/api/v1/namespaces/${ns}/pods`,
     fieldSelector: 'spec.nodeName=node-a',
     transform: slimPod,
@@ -117,7 +118,7 @@ test('a watch outage, then an expired resourceVersion: relist delivers the delet
   const ns = await namespaceWithSa('inf-gone');
   for (const name of ['p1', 'p2']) await core.createNamespacedPod({ namespace: ns, body: pod(name, 'n') });
   const { state, watch, cut } = controllableWatch();
-  const informer = new Informer<V1Pod>({ kubeConfig: cluster.kc, path: `/api/v1/namespaces/${ns}/pods`, watch, transform: slimPod, backoff: { initialMs: 50, maxMs: 200 } });
+  const informer = new Informer<V1Pod>({ apiServer: kubeConfigApiServer(cluster.kc), path: `/api/v1/namespaces/${ns}/pods`, watch, transform: slimPod, backoff: { initialMs: 50, maxMs: 200 } });
   const deleted: string[] = [];
   const added: string[] = [];
   informer.addHandlers({ onDelete: (p) => deleted.push(p.metadata!.name!), onAdd: (p) => added.push(p.metadata!.name!) });
@@ -150,7 +151,7 @@ test('a dropped watch marks the cache stale until a relist, and still sees delet
   const ns = await namespaceWithSa('inf-resume');
   await core.createNamespacedPod({ namespace: ns, body: pod('q1', 'n') });
   const { state, watch, cut } = controllableWatch();
-  const informer = new Informer<V1Pod>({ kubeConfig: cluster.kc, path: `/api/v1/namespaces/${ns}/pods`, watch, transform: slimPod, resyncPeriodMs: 300, backoff: { initialMs: 50, maxMs: 200 } });
+  const informer = new Informer<V1Pod>({ apiServer: kubeConfigApiServer(cluster.kc), path: `/api/v1/namespaces/${ns}/pods`, watch, transform: slimPod, resyncPeriodMs: 300, backoff: { initialMs: 50, maxMs: 200 } });
   const deleted: string[] = [];
   let resyncs = 0;
   informer.addHandlers({
@@ -181,8 +182,8 @@ test('memory: the transform keeps cached pods small (measured)', async () => {
   const ns = await namespaceWithSa('inf-mem');
   const n = 100;
   await Promise.all(Array.from({ length: n }, (_, i) => core.createNamespacedPod({ namespace: ns, body: pod(`m${i}`, 'n', { app: 'm' }) })));
-  const full = new Informer<V1Pod>({ kubeConfig: cluster.kc, path: `/api/v1/namespaces/${ns}/pods`, pageSize: 30 });
-  const slim = new Informer<V1Pod>({ kubeConfig: cluster.kc, path: `/api/v1/namespaces/${ns}/pods`, pageSize: 30, transform: slimPod });
+  const full = new Informer<V1Pod>({ apiServer: kubeConfigApiServer(cluster.kc), path: `/api/v1/namespaces/${ns}/pods`, pageSize: 30 });
+  const slim = new Informer<V1Pod>({ apiServer: kubeConfigApiServer(cluster.kc), path: `/api/v1/namespaces/${ns}/pods`, pageSize: 30, transform: slimPod });
   full.start();
   slim.start();
   try {

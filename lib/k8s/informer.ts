@@ -1,4 +1,5 @@
-import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
+import type { ApiServer } from './api-server.js';
 import type { Logger } from '../log.js';
 import { apiRequest, getJson, RawApiError } from './rest.js';
 import { Backoff, sleep } from './backoff.js';
@@ -37,8 +38,8 @@ export type WatchFn = (
 ) => Promise<{ abort(): void }>;
 
 /** A list function for `path` (e.g. `/api/v1/pods`) that returns plain JSON, like the watch does. */
-export function makeListFn<T extends KubernetesObject>(kc: KubeConfig, path: string): ListFn<T> {
-  return (query, signal) => getJson<KubernetesListObject<T>>(kc, path, { ...query }, signal);
+export function makeListFn<T extends KubernetesObject>(api: ApiServer, path: string): ListFn<T> {
+  return (query, signal) => getJson<KubernetesListObject<T>>(api, path, { ...query }, signal);
 }
 
 /** No byte from a watch for this long (the server sends bookmarks and closes at timeoutSeconds): reconnect. */
@@ -53,14 +54,14 @@ class WatchInactiveError extends Error {
 }
 
 /**
- * The default watch: a GET with `watch=true`, newline-delimited JSON events, the kubeconfig's credentials
+ * The default watch: a GET with `watch=true`, newline-delimited JSON events, the API server's credentials
  * and the same keep-alive pool as lists. Built on node:https rather than client-node's `Watch`, which
  * imports client-node's whole generated API (tens of MB of code in every process that watches) and opens
  * a new connection pool per watch.
  */
-export function makeWatchFn(kc: KubeConfig): WatchFn {
+export function makeWatchFn(api: ApiServer): WatchFn {
   return async (path, query, onEvent, onDone) => {
-    const { url, transport, options: opts } = await apiRequest(kc, 'GET', path, { ...query, watch: true });
+    const { url, transport, options: opts } = await apiRequest(api, 'GET', path, { ...query, watch: true });
     let finished = false;
     const finish = (err: unknown) => {
       if (finished) return;
@@ -118,7 +119,7 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Collection path, e.g. `/api/v1/pods` or `/apis/podidentity.dev/v1alpha1/podidentities`. */
   path: string;
   /** Needed unless both `list` and `watch` are given. */
-  kubeConfig?: KubeConfig;
+  apiServer?: ApiServer;
   labelSelector?: string;
   fieldSelector?: string;
   /**
@@ -193,10 +194,10 @@ export class Informer<T extends KubernetesObject> {
   readonly stats = { lists: 0, watches: 0, errors: 0, relistsOnGone: 0 };
 
   constructor(private readonly opts: InformerOptions<T>) {
-    if (!opts.list && !opts.kubeConfig) throw new Error('Informer needs kubeConfig or list');
-    if (!opts.watch && !opts.kubeConfig) throw new Error('Informer needs kubeConfig or watch');
-    this.listFn = opts.list ?? makeListFn<T>(opts.kubeConfig!, opts.path);
-    this.watchFn = opts.watch ?? makeWatchFn(opts.kubeConfig!);
+    if (!opts.list && !opts.apiServer) throw new Error('Informer needs apiServer or list');
+    if (!opts.watch && !opts.apiServer) throw new Error('Informer needs apiServer or watch');
+    this.listFn = opts.list ?? makeListFn<T>(opts.apiServer!, opts.path);
+    this.watchFn = opts.watch ?? makeWatchFn(opts.apiServer!);
     this.backoff = new Backoff(opts.backoff?.initialMs ?? 500, opts.backoff?.maxMs ?? 30_000);
   }
 

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { Informer, makeWatchFn, objectKey, type ListFn, type WatchFn } from './informer.js';
+import { kubeConfigApiServer } from './kubeconfig.js';
 
 type Obj = KubernetesObject & { spec?: { node?: string; big?: string } };
 
@@ -218,7 +219,7 @@ test('the watch function streams newline-delimited events with the kubeconfig cr
     res.end(JSON.stringify({ type: 'DELETED', object: obj('a', '10') }) + '\n');
   });
   try {
-    const watch = makeWatchFn(httpKubeConfig(api.url));
+    const watch = makeWatchFn(kubeConfigApiServer(httpKubeConfig(api.url)));
     const events: string[] = [];
     const done = await new Promise<unknown>((resolve) => {
       void watch('/api/v1/pods', { resourceVersion: '5', labelSelector: undefined }, (type, o) => events.push(`${type} ${(o as Obj).metadata?.resourceVersion}`), resolve);
@@ -244,7 +245,7 @@ test('the watch function reports an HTTP error with its status (410 relists); an
     res.write('\n'); // stays open until aborted
   });
   try {
-    const watch = makeWatchFn(httpKubeConfig(api.url));
+    const watch = makeWatchFn(kubeConfigApiServer(httpKubeConfig(api.url)));
     const err = await new Promise<unknown>((resolve) => void watch('/x', {}, () => undefined, resolve));
     assert.equal((err as { statusCode?: number }).statusCode, 410);
 

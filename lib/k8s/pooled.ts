@@ -1,4 +1,3 @@
-import https from 'node:https';
 import {
   createConfiguration,
   ServerConfiguration,
@@ -41,30 +40,4 @@ export function pooledApiClient<T>(kc: KubeConfig, apiClientType: new (config: C
   return new apiClientType(
     createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: new PooledAuthentication(kc) } }),
   );
-}
-
-const keepAliveAgents = new WeakMap<KubeConfig, https.Agent>();
-
-/**
- * The keep-alive agent for raw requests (lists, watches, read-throughs) with this kubeconfig's TLS settings.
- * `opts` must already carry them (`kc.applyToHTTPSOptions`); client-node's own agent for these does not keep
- * connections alive. Kubeconfigs with a proxy keep client-node's proxy agent.
- */
-export function keepAliveAgent(kc: KubeConfig, opts: https.RequestOptions): https.Agent | undefined {
-  if (kc.getCurrentCluster()?.proxyUrl) return undefined;
-  let agent = keepAliveAgents.get(kc);
-  if (!agent) {
-    agent = new https.Agent({
-      keepAlive: true,
-      ca: opts.ca,
-      cert: opts.cert,
-      key: opts.key,
-      pfx: opts.pfx,
-      passphrase: opts.passphrase,
-      servername: opts.servername,
-      ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
-    });
-    keepAliveAgents.set(kc, agent);
-  }
-  return agent;
 }

@@ -1,7 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { keepAliveAgent } from './pooled.js';
+import type { ApiServer } from './api-server.js';
 
 /** An HTTP error from a raw API request, shaped like client-node's ApiException (`code`, `body`). */
 export class RawApiError extends Error {
@@ -23,28 +22,26 @@ export interface ApiRequest {
 }
 
 /**
- * Everything a raw API server request needs: the URL with its query, the kubeconfig's credentials (read
- * per call, as client-node does: token files and exec plugins rotate) and its CA, over the keep-alive pool.
+ * Everything a raw API server request needs: the URL with its query, and the credentials (fetched per
+ * call: token files and exec plugins rotate) with the TLS settings, over the source's keep-alive pool.
  */
-export async function apiRequest(kc: KubeConfig, method: string, path: string, query: Query = {}, headers: Record<string, string | number> = {}): Promise<ApiRequest> {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error('kubeconfig has no current cluster');
-  const url = new URL(cluster.server.replace(/\/$/, '') + path);
+export async function apiRequest(api: ApiServer, method: string, path: string, query: Query = {}, headers: Record<string, string | number> = {}): Promise<ApiRequest> {
+  const url = new URL(api.server + path);
   for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, String(value));
-  const options: https.RequestOptions = { method, headers: { Accept: 'application/json', ...headers } };
-  await kc.applyToHTTPSOptions(options);
+  const credentials = await api.credentials();
+  const options: https.RequestOptions = { method, headers: { Accept: 'application/json', ...headers, ...credentials.headers } };
+  if (credentials.agent) options.agent = credentials.agent;
   const transport = url.protocol === 'http:' ? http : https;
-  if (transport === https) options.agent = keepAliveAgent(kc, options) ?? options.agent;
   return { url, transport, options };
 }
 
 /**
- * GET a path on the API server and parse the JSON, with the kubeconfig's credentials and CA.
- * Used for lists so that list items are the same plain JSON as watch events (client-node's typed calls
- * turn timestamps into Dates).
+ * GET a path on the API server and parse the JSON.
+ * Used for lists so that list items and watch events are the same plain JSON (client-node's typed
+ * calls turn timestamps into Dates, its Watch does not).
  */
-export async function getJson<T>(kc: KubeConfig, path: string, query: Query, signal?: AbortSignal): Promise<T> {
-  const { url, transport, options } = await apiRequest(kc, 'GET', path, query);
+export async function getJson<T>(api: ApiServer, path: string, query: Query, signal?: AbortSignal): Promise<T> {
+  const { url, transport, options } = await apiRequest(api, 'GET', path, query);
   return new Promise<T>((resolve, reject) => {
     const req = transport.request(url, { ...options, signal }, (res) => {
       const chunks: Buffer[] = [];

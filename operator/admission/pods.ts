@@ -2,6 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { getJson, RawApiError } from '../../lib/k8s/rest.js';
 import type { SelectingIdentity } from '../../lib/api/types.js';
 import type { IdentityLookup, PodFacts, PodLookup } from './token-request-policy.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 /**
  * Pods read from the API server on every decision (get pods, which the operator's role already has). The
@@ -16,7 +17,7 @@ export class LivePodLookup implements PodLookup {
   async get(namespace: string, name: string): Promise<PodFacts | undefined> {
     const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
     try {
-      const pod = await getJson<{ metadata?: { uid?: string; labels?: Record<string, string> }; spec?: { nodeName?: string; serviceAccountName?: string; hostNetwork?: boolean }; status?: { phase?: string } }>(this.kc, path, {}, AbortSignal.timeout(this.timeoutMs));
+      const pod = await getJson<{ metadata?: { uid?: string; labels?: Record<string, string> }; spec?: { nodeName?: string; serviceAccountName?: string; hostNetwork?: boolean }; status?: { phase?: string } }>(kubeConfigApiServer(this.kc), path, {}, AbortSignal.timeout(this.timeoutMs));
       return { uid: pod.metadata?.uid ?? '', nodeName: pod.spec?.nodeName ?? '', serviceAccountName: pod.spec?.serviceAccountName ?? '', phase: pod.status?.phase ?? '', hostNetwork: pod.spec?.hostNetwork === true, labels: pod.metadata?.labels ?? {} };
     } catch (err) {
       if (err instanceof RawApiError && err.code === 404) return undefined;
@@ -34,7 +35,7 @@ export class LiveIdentityLookup implements IdentityLookup {
 
   async inNamespace(namespace: string): Promise<SelectingIdentity[]> {
     const path = `/apis/podidentity.dev/v1alpha1/namespaces/${encodeURIComponent(namespace)}/podidentities`;
-    const list = await getJson<{ items?: SelectingIdentity[] }>(this.kc, path, {}, AbortSignal.timeout(this.timeoutMs));
+    const list = await getJson<{ items?: SelectingIdentity[] }>(kubeConfigApiServer(this.kc), path, {}, AbortSignal.timeout(this.timeoutMs));
     return (list.items ?? []).map((pid) => ({ metadata: pid.metadata ?? {}, spec: pid.spec ?? {}, ...(pid.status?.mode ? { status: { mode: pid.status.mode } } : {}) }));
   }
 }
@@ -52,7 +53,7 @@ export class LiveServiceAccountLookup implements ServiceAccountLookup {
 
   async exists(namespace: string, name: string): Promise<boolean> {
     try {
-      await getJson(this.kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, {}, AbortSignal.timeout(this.timeoutMs));
+      await getJson(kubeConfigApiServer(this.kc), `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, {}, AbortSignal.timeout(this.timeoutMs));
       return true;
     } catch (err) {
       if (err instanceof RawApiError && err.code === 404) return false;

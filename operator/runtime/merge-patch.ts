@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { apiRequest, RawApiError } from '../../lib/k8s/rest.js';
 
 /**
@@ -7,9 +7,9 @@ import { apiRequest, RawApiError } from '../../lib/k8s/rest.js';
  * API each of those costs its request pipeline, serializer and a fetch stream, several times the request itself
  * (a CPU profile of converging 1,000 PodIdentities). Errors carry the HTTP status as `code`, like client-node's.
  */
-export async function mergePatch<T>(kc: KubeConfig, path: string, body: unknown): Promise<T> {
+export async function mergePatch<T>(api: ApiServer, path: string, body: unknown): Promise<T> {
   const payload = JSON.stringify(body);
-  const { url, transport, options } = await apiRequest(kc, 'PATCH', path, {}, { 'Content-Type': 'application/merge-patch+json', 'Content-Length': Buffer.byteLength(payload) });
+  const { url, transport, options } = await apiRequest(api, 'PATCH', path, {}, { 'Content-Type': 'application/merge-patch+json', 'Content-Length': Buffer.byteLength(payload) });
   return new Promise<T>((resolve, reject) => {
     const req = transport.request(url, options, (res) => {
       const chunks: Buffer[] = [];

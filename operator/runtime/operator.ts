@@ -8,6 +8,7 @@ import type { Logger } from '../../lib/log.js';
 import { Controller, type ControllerOptions, type Reconcile } from './controller.js';
 import { LeaderElector, type LeadershipState } from './leader.js';
 import { pooledApiClient } from '../../lib/k8s/pooled.js';
+import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 
 /** A kind of object, addressed like the API does. `group` '' is the core group. */
 export interface ResourceType {
@@ -35,7 +36,7 @@ export interface OperatorOptions {
   shutdownDeadlineMs?: number;
 }
 
-export type WatchResourceOptions<T extends KubernetesObject> = Omit<InformerOptions<T>, 'path' | 'kubeConfig' | 'logger'> & {
+export type WatchResourceOptions<T extends KubernetesObject> = Omit<InformerOptions<T>, 'path' | 'apiServer' | 'logger'> & {
   /** Watch one namespace only. */
   namespace?: string;
 };
@@ -88,7 +89,7 @@ export class Operator {
   watchResource<T extends KubernetesObject>(type: ResourceType, options: WatchResourceOptions<T> = {}): Informer<T> {
     if (this.started) throw new Error('watchResource must be called before start()');
     const { namespace, ...rest } = options;
-    const informer = new Informer<T>({ ...rest, path: collectionPath(type, namespace), kubeConfig: this.kubeConfig, logger: this.opts.logger, name: rest.name ?? type.plural });
+    const informer = new Informer<T>({ ...rest, path: collectionPath(type, namespace), apiServer: kubeConfigApiServer(this.kubeConfig), logger: this.opts.logger, name: rest.name ?? type.plural });
     this.informers.push(informer as unknown as Informer<KubernetesObject>);
     return informer;
   }
