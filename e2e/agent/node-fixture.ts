@@ -73,21 +73,12 @@ export async function startAgentNode({ pods, name, agentPort, metricsPort }: Age
   const dir = mkdtempSync(join(tmpdir(), `podid-${name}-e2e-`));
   const nodeName = `node-${topo.id}`;
   let emu: AzureEmulator | undefined;
-  let apiProxy: { port: number; close(): Promise<void> } | undefined;
-  let agent: ManagedProcess | undefined;
-  let lastArgs: string[] = [];
 
-  const childEnv = (): NodeJS.ProcessEnv => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu!.caCertPath };
-    // Apps in pods must not be steered to other managed-identity sources or endpoints.
-    for (const key of Object.keys(env)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete env[key];
-    return env;
-  };
-  const uninstall = () => topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
+  let runner: NodeAgentRunner | undefined;
+  const childEnv = (): NodeJS.ProcessEnv => appEnv(emu!);
+  const uninstall = () => runner!.uninstall();
   const stop = async () => {
-    await agent?.stop();
-    if (emu) await uninstall();
-    await apiProxy?.close();
+    await runner?.close();
     await emu?.stop();
     await topo.destroy();
     rmSync(dir, { recursive: true, force: true });
@@ -96,53 +87,8 @@ export async function startAgentNode({ pods, name, agentPort, metricsPort }: Age
   try {
     const azure = await startNodeAzure(cluster, topo, nodeName);
     emu = azure.emu;
-    // The node reaches the API server through a forwarder on the root end of its link.
-    const server = new URL(cluster.server);
-    apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
-    const kubeconfig = join(dir, 'kubeconfig');
-    // The API server's self-signed certificate names "kubernetes", not the forwarder's address.
-    writeFileSync(
-      kubeconfig,
-      kubeconfigYaml({ server: `https://${topo.rootIp}:${apiProxy.port}`, caPem: cluster.caPem, token: cluster.token, tlsServerName: 'kubernetes' }),
-      { mode: 0o600 },
-    );
-    const imdsPort = Number(new URL(emu.imdsEndpoint).port);
-    // What the cloud gives a node: without the agent's rules, pod traffic to IMDS reaches the real IMDS as the node.
-    await addPlatformImdsPath(topo, topo.rootIp, imdsPort);
-    const runArgs = [
-      '--import',
-      'tsx',
-      join(REPO, 'agent/main.ts'),
-      'run',
-      `--node-name=${nodeName}`,
-      `--node-ip=${topo.nodeIp}`,
-      `--listen-port=${agentPort}`,
-      `--metrics-address=${topo.nodeIp}`,
-      `--metrics-port=${metricsPort}`,
-      `--kubeconfig=${kubeconfig}`,
-      `--authority-host=https://${topo.rootIp}:${new URL(emu.armEndpoint).port}`,
-      `--upstream-imds=http://${topo.rootIp}:${imdsPort}`,
-      '--iptables-mode=nft',
-    ];
-
-    const launch = async (args: string[]): Promise<ManagedProcess> => {
-      lastArgs = args;
-      const proc = topo.spawn('agent', topo.nodeNs, process.execPath, args, { env: childEnv(), cwd: REPO, logFile: process.env['PODID_AGENT_E2E_LOG'] ?? join(dir, 'agent.log') });
-      agent = proc;
-      await waitFor(
-        'agent /readyz',
-        async () => {
-          if (proc.child.exitCode !== null) throw new Error(`agent exited:\n${proc.output().slice(-3000)}`);
-          const res = await fetch(`http://${topo.nodeIp}:${metricsPort}/readyz`).catch(() => undefined);
-          return res?.status === 200;
-        },
-        { timeoutMs: 60_000, intervalMs: 100 },
-      ).catch((err: Error) => {
-        throw new Error(`${err.message}\n${proc.output().slice(-3000)}`);
-      });
-      return proc;
-    };
-
+    runner = await nodeAgentRunner({ topo, cluster, emu, nodeName, agentPort, metricsPort, dir });
+    const launch = runner.launch;
     return {
       cluster,
       core,
@@ -153,10 +99,10 @@ export async function startAgentNode({ pods, name, agentPort, metricsPort }: Age
       nodeName,
       metricsPort,
       get agent() {
-        return agent;
+        return runner!.agent;
       },
-      startAgent: (extraArgs = []) => launch([...runArgs, ...extraArgs]),
-      restartAgent: () => launch(lastArgs),
+      startAgent: (extraArgs = []) => launch([...runner!.runArgs, ...extraArgs]),
+      restartAgent: () => launch(runner!.lastArgs),
       childEnv,
       async createPodIdentity(namespace, name, identity, mode) {
         await custom.createNamespacedCustomObject({
@@ -206,4 +152,102 @@ export async function startAgentNode({ pods, name, agentPort, metricsPort }: Age
     await stop();
     throw err;
   }
+}
+
+/** The environment of an app or agent on the node: trusts the emulator, no other managed-identity source. */
+export function appEnv(emu: AzureEmulator): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu.caCertPath };
+  // Apps in pods must not be steered to other managed-identity sources or endpoints.
+  for (const key of Object.keys(env)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete env[key];
+  return env;
+}
+
+export interface NodeAgentSetup {
+  topo: Topology;
+  cluster: { server: string; caPem: string; token: string };
+  emu: AzureEmulator;
+  nodeName: string;
+  agentPort: number;
+  metricsPort: number;
+  /** Holds the agent's kubeconfig and log. */
+  dir: string;
+}
+
+export interface NodeAgentRunner {
+  /** The run flags every suite needs. */
+  runArgs: string[];
+  lastArgs: string[];
+  readonly agent: ManagedProcess | undefined;
+  /** Starts the agent with these node arguments and waits for /readyz. */
+  launch(args: string[]): Promise<ManagedProcess>;
+  /** `agent uninstall` on the node. */
+  uninstall(): Promise<ExecResult>;
+  /** Stops the agent, removes its rules and closes the API forwarder. */
+  close(): Promise<void>;
+}
+
+/**
+ * The agent on a simulated node, as a DaemonSet pod would run it: it reaches the API server through a
+ * forwarder on the root end of the node's link, and the platform IMDS path exists (without the agent's rules,
+ * pod traffic to IMDS reaches the real IMDS as the node).
+ */
+export async function nodeAgentRunner({ topo, cluster, emu, nodeName, agentPort, metricsPort, dir }: NodeAgentSetup): Promise<NodeAgentRunner> {
+  const server = new URL(cluster.server);
+  const apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
+  const kubeconfig = join(dir, 'kubeconfig');
+  // The API server's self-signed certificate names "kubernetes", not the forwarder's address.
+  writeFileSync(
+    kubeconfig,
+    kubeconfigYaml({ server: `https://${topo.rootIp}:${apiProxy.port}`, caPem: cluster.caPem, token: cluster.token, tlsServerName: 'kubernetes' }),
+    { mode: 0o600 },
+  );
+  const imdsPort = Number(new URL(emu.imdsEndpoint).port);
+  await addPlatformImdsPath(topo, topo.rootIp, imdsPort);
+  const runArgs = [
+    '--import',
+    'tsx',
+    join(REPO, 'agent/main.ts'),
+    'run',
+    `--node-name=${nodeName}`,
+    `--node-ip=${topo.nodeIp}`,
+    `--listen-port=${agentPort}`,
+    `--metrics-address=${topo.nodeIp}`,
+    `--metrics-port=${metricsPort}`,
+    `--kubeconfig=${kubeconfig}`,
+    `--authority-host=https://${topo.rootIp}:${new URL(emu.armEndpoint).port}`,
+    `--upstream-imds=http://${topo.rootIp}:${imdsPort}`,
+    '--iptables-mode=nft',
+  ];
+  let agent: ManagedProcess | undefined;
+  const runner: NodeAgentRunner = {
+    runArgs,
+    lastArgs: [],
+    get agent() {
+      return agent;
+    },
+    async launch(args) {
+      runner.lastArgs = args;
+      const proc = topo.spawn('agent', topo.nodeNs, process.execPath, args, { env: appEnv(emu), cwd: REPO, logFile: process.env['PODID_AGENT_E2E_LOG'] ?? join(dir, 'agent.log') });
+      agent = proc;
+      await waitFor(
+        'agent /readyz',
+        async () => {
+          if (proc.child.exitCode !== null) throw new Error(`agent exited:\n${proc.output().slice(-3000)}`);
+          const res = await fetch(`http://${topo.nodeIp}:${metricsPort}/readyz`).catch(() => undefined);
+          return res?.status === 200;
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}\n${proc.output().slice(-3000)}`);
+      });
+      return proc;
+    },
+    uninstall: () => topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: appEnv(emu) }),
+    async close() {
+      await agent?.stop();
+      await runner.uninstall();
+      await apiProxy.close();
+    },
+  };
+  return runner;
 }

@@ -6,22 +6,20 @@
  * the PodIdentity says Propagating, then records the first successful exchange. Needs root; skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { CONDITION_CREDENTIAL_PROPAGATED, CONDITION_READY } from '../../lib/api/types.js';
 import { claimsOf } from '../../dev/azure-emulator/test-fixture.js';
-import { kubeconfigYaml } from '../../dev/local-cluster/controlplane/controlplane.js';
-import { addPlatformImdsPath, createTopology, netnsAvailable, tcpForward, type Topology } from '../../dev/local-cluster/netns/netns.js';
+import { createTopology, netnsAvailable, type Topology } from '../../dev/local-cluster/netns/netns.js';
 import { condition, createPod, createPodIdentity, getPodIdentity, operatorEnv, type OperatorEnv } from '../operator/harness.js';
 import type { ManagedProcess } from '../../dev/support/processes.js';
 import { waitFor } from '../../dev/support/wait.js';
 import { trustClusterIssuer } from './azure-fixture.js';
+import { appEnv, nodeAgentRunner, REPO, type NodeAgentRunner } from './node-fixture.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 /** Short enough for the SDK's own retries (three, each after the agent's Retry-After) to cover it. */
 const PROPAGATION_DELAY_MS = 4_000;
 const AGENT_PORT = 8785;
@@ -33,8 +31,7 @@ describe('first token after a new federated credential', { skip, timeout: 600_00
   let topo: Topology;
   let env: OperatorEnv;
   let operator: ManagedProcess | undefined;
-  let agent: ManagedProcess | undefined;
-  let apiProxy: { port: number; close(): Promise<void> } | undefined;
+  let runner: NodeAgentRunner | undefined;
   let dir: string;
   let nodeName: string;
 
@@ -47,48 +44,20 @@ describe('first token after a new federated credential', { skip, timeout: 600_00
     await trustClusterIssuer(env.emu, env.cluster);
     operator = env.startOperator();
 
-    const server = new URL(env.cluster.server);
-    apiProxy = await tcpForward(topo.rootIp, server.hostname, Number(server.port));
-    const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, kubeconfigYaml({ server: `https://${topo.rootIp}:${apiProxy.port}`, caPem: env.cluster.caPem, token: env.cluster.token, tlsServerName: 'kubernetes' }), { mode: 0o600 });
-    const imdsPort = Number(new URL(env.emu.imdsEndpoint).port);
-    await addPlatformImdsPath(topo, topo.rootIp, imdsPort);
-    const args = [
-      '--import', 'tsx', join(REPO, 'agent/main.ts'), 'run',
-      `--node-name=${nodeName}`,
-      `--node-ip=${topo.nodeIp}`,
-      `--listen-port=${AGENT_PORT}`,
-      `--metrics-address=${topo.nodeIp}`,
-      `--metrics-port=${METRICS_PORT}`,
-      `--kubeconfig=${kubeconfig}`,
-      `--authority-host=https://${topo.rootIp}:${new URL(env.emu.armEndpoint).port}`,
-      `--upstream-imds=http://${topo.rootIp}:${imdsPort}`,
-      '--iptables-mode=nft',
-    ];
-    agent = topo.spawn('agent', topo.nodeNs, process.execPath, args, { env: childEnv(), cwd: REPO, logFile: join(dir, 'agent.log') });
-    const proc = agent;
-    await waitFor('agent /readyz', async () => {
-      if (proc.child.exitCode !== null) throw new Error(`agent exited:\n${proc.output().slice(-3000)}`);
-      return (await fetch(`http://${topo.nodeIp}:${METRICS_PORT}/readyz`).catch(() => undefined))?.status === 200;
-    }, { timeoutMs: 60_000, intervalMs: 100 });
+    runner = await nodeAgentRunner({ topo, cluster: env.cluster, emu: env.emu, nodeName, agentPort: AGENT_PORT, metricsPort: METRICS_PORT, dir });
+    await runner.launch(runner.runArgs);
   });
 
   after(async () => {
-    await agent?.stop();
+    await runner?.close();
     await operator?.stop();
-    if (topo) await topo.exec(topo.nodeNs, process.execPath, ['--import', 'tsx', join(REPO, 'agent/main.ts'), 'uninstall', '--iptables-mode=nft'], { env: childEnv() });
-    await apiProxy?.close();
     await env?.emu.stop();
     await topo?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  function childEnv(): NodeJS.ProcessEnv {
-    const e: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: env.emu.caCertPath };
-    // An unmodified app: nothing steers it to another managed-identity source.
-    for (const key of Object.keys(e)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete e[key];
-    return e;
-  }
+  // An unmodified app: nothing steers it to another managed-identity source.
+  const childEnv = () => appEnv(env.emu);
 
   /** The agent's answers so far, by HTTP status (its token-request histogram). */
   async function answersByStatus(): Promise<Record<string, number>> {

@@ -40,8 +40,22 @@ export async function apiRequest(api: ApiServer, method: string, path: string, q
  * Used for lists so that list items and watch events are the same plain JSON (client-node's typed
  * calls turn timestamps into Dates, its Watch does not).
  */
-export async function getJson<T>(api: ApiServer, path: string, query: Query, signal?: AbortSignal): Promise<T> {
-  const { url, transport, options } = await apiRequest(api, 'GET', path, query);
+export function getJson<T>(api: ApiServer, path: string, query: Query, signal?: AbortSignal): Promise<T> {
+  return requestJson<T>(api, 'GET', path, { query, signal });
+}
+
+export interface JsonRequest {
+  query?: Query;
+  /** Sent as JSON with this content type (a patch names its strategy here). */
+  body?: { contentType: string; value: unknown };
+  signal?: AbortSignal;
+}
+
+/** One raw API request answered as plain JSON; a status of 300 or more rejects with a RawApiError. */
+export async function requestJson<T>(api: ApiServer, method: string, path: string, { query = {}, body, signal }: JsonRequest = {}): Promise<T> {
+  const payload = body === undefined ? undefined : JSON.stringify(body.value);
+  const headers: Record<string, string | number> = payload === undefined ? {} : { 'Content-Type': body!.contentType, 'Content-Length': Buffer.byteLength(payload) };
+  const { url, transport, options } = await apiRequest(api, method, path, query, headers);
   return new Promise<T>((resolve, reject) => {
     const req = transport.request(url, { ...options, signal }, (res) => {
       const chunks: Buffer[] = [];
@@ -58,6 +72,6 @@ export async function getJson<T>(api: ApiServer, path: string, query: Query, sig
       });
     });
     req.on('error', reject);
-    req.end();
+    req.end(payload);
   });
 }
