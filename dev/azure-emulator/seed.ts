@@ -5,22 +5,15 @@ import { identityType } from './arm/compute.js';
 import type { ArmDeps } from './arm/common.js';
 import type { IssuerTrust, TrustIssuerOptions } from './issuers.js';
 import { roleByGuid, roleByName } from './roles.js';
-import type { AzureState, Identity, ScaleSet } from './state.js';
+import type { AzureState, FederatedCredential, Identity, ScaleSet } from './state.js';
 
 const DEFAULT_LOCATION = 'eastus';
 
 /** An identity as tests see it: the stored record without its internals, plus the tenant. */
 export type IdentityView = Omit<Identity, 'createdAt' | 'fics'> & { tenantId: string };
 
-export interface FederatedCredentialView {
-  id: string;
-  name: string;
-  issuer: string;
-  subject: string;
-  audiences: string[];
-  /** Unix ms from which Azure AD accepts it (write + `ficPropagationDelayMs`). */
-  acceptedFrom: number;
-}
+/** What the admin API shows of a credential: all of it. */
+export type FederatedCredentialView = FederatedCredential;
 
 export interface RoleAssignmentView {
   id: string;
