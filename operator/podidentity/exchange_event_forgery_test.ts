@@ -34,3 +34,24 @@ describe('FirstTokenExchange Event forgery', () => {
     assert.equal(exchangeEventKey(bare), 'attacker/payments');
   });
 });
+
+describe('FirstTokenExchange Event bloat', () => {
+  test("cache bloat through forged Events: the operator keeps at most a service account's subject and a node name of each, however large the Event", () => {
+    const huge = 'x'.repeat(200_000);
+    const bloated = slimExchangeEvent({
+      metadata: { name: 'pid.0123456789abcdef', namespace: 'attacker', creationTimestamp: new Date('2026-11-30T12:00:03Z'), annotations: { 'podidentity.dev/subject': `system:serviceaccount:attacker:${huge}` } },
+      involvedObject: { kind: PODIDENTITY_KIND, namespace: 'attacker', name: 'pid', uid: 'uid-1' },
+      reason: EVENT_FIRST_TOKEN_EXCHANGE,
+      source: { host: huge },
+    } as CoreV1Event);
+    const bloatedReference = slimExchangeEvent({
+      metadata: { name: 'pid.0123456789abcdef', namespace: 'attacker', creationTimestamp: new Date('2026-11-30T12:00:03Z'), annotations: { 'podidentity.dev/subject': 'system:serviceaccount:attacker:app' } },
+      involvedObject: { kind: PODIDENTITY_KIND, namespace: huge, name: huge, uid: huge },
+      reason: EVENT_FIRST_TOKEN_EXCHANGE,
+    } as CoreV1Event);
+    assert.ok(JSON.stringify(bloatedReference).length < 2_000, `${JSON.stringify(bloatedReference).length} bytes kept of one Event's reference`);
+    assert.equal(exchangeEventKey(bloatedReference), undefined, 'a reference too long to name a PodIdentity is keyed nowhere');
+    assert.ok(JSON.stringify(bloated).length < 2_000, `${JSON.stringify(bloated).length} bytes kept of one Event`);
+    assert.deepEqual(exchangeReportOf(bloated), [], 'a subject no service account can have reports nothing');
+  });
+});
