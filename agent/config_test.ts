@@ -32,7 +32,7 @@ describe('config', () => {
     for (const bad of ['podidentity-imds-exceptions', 'a/b/c', '/cm', 'ns/', 'NS/cm', 'ns/Bad_Name']) fails([...base, `--exceptions-configmap=${bad}`], 'exceptions-configmap');
   });
   test('env fills in, flags win', () => {
-    const c = loadConfig(['--listen-port', '9000', '--metadata-proxy=false'], { NODE_NAME: 'n', NODE_IP: '10.1.1.1', LISTEN_PORT: '1', DEFAULT_MODE: 'Node' });
+    const c = loadConfig(['--listen-port', '9000', '--metadata-proxy=false'], { NODE_NAME: 'n', NODE_IP: '10.1.1.1', POD_IDENTITY_LISTEN_PORT: '1', DEFAULT_MODE: 'Node' });
     assert.equal(c.nodeName, 'n');
     assert.equal(c.listenPort, 9000);
     assert.equal(c.defaultMode, 'Node');

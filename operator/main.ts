@@ -89,7 +89,7 @@ async function main(config: OperatorConfig): Promise<void> {
   const nodes = op.watchResource<V1Node>({ group: '', version: 'v1', plural: 'nodes' }, { transform: slimNode });
   // The agents' FirstTokenExchange Events (FederatedCredentialPropagated): nothing else is cached.
   const exchanges = op.watchResource<CoreV1Event>({ group: '', version: 'v1', plural: 'events' }, { fieldSelector: EXCHANGE_EVENT_FIELD_SELECTOR, transform: slimExchangeEvent, namespace: config.watchNamespace });
-  exchanges.addIndex('podIdentity', (e) => [exchangeEventKey(e)]);
+  exchanges.addIndex('podIdentity', (e) => [exchangeEventKey(e)].filter((k) => k !== undefined));
   pods.addIndex('namespace', (p) => [p.metadata?.namespace ?? '']);
   pods.addIndex('identityLabel', (p) => {
     const value = p.metadata?.labels?.[DEFAULT_SELECTOR_LABEL];
@@ -159,7 +159,7 @@ async function main(config: OperatorConfig): Promise<void> {
     },
   });
   const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal) => reconciler.reconcile(key, signal), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
-  controller.watch(exchanges, (e) => [exchangeEventKey(e)]);
+  controller.watch(exchanges, (e) => [exchangeEventKey(e)].filter((k) => k !== undefined));
   batcher.onSettled((keys) => keys.forEach((k) => controller.enqueue(k)));
 
   const countReady = () => {

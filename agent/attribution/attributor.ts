@@ -50,6 +50,8 @@ const MAX_REMEMBERED_GONE = 10_000;
 interface PodRead {
   startedAt: number;
   result: Promise<PodInfo | undefined>;
+  /** The answer is in: nobody waits on this read any more. */
+  settled?: boolean;
 }
 
 interface ReadQueue {
@@ -235,11 +237,14 @@ export class Attributor {
         return this.startRead(candidate);
       })();
       const next = q.next;
-      // One caller's refusal (budget) must not stick to the queue: the next caller tries again.
+      // One caller's refusal (budget) must not stick to the queue: the next caller tries again. Nor may the
+      // queue outlive it when no read is in flight: refused connections would each leave one behind, forever.
       next.then(
         () => undefined,
         () => {
-          if (q.next === next) q.next = undefined;
+          if (q.next !== next) return;
+          q.next = undefined;
+          if ((!q.current || q.current.settled) && this.reads.get(candidate.uid) === q) this.reads.delete(candidate.uid);
         },
       );
     }
@@ -257,10 +262,11 @@ export class Attributor {
       () => this.options.onRead?.('error'),
     );
     // Forget the queue once nobody can share the read any more (the next connection needs a newer one anyway).
-    void read.result.then(
-      () => this.forget(candidate.uid, read),
-      () => this.forget(candidate.uid, read),
-    );
+    const settle = () => {
+      read.settled = true;
+      this.forget(candidate.uid, read);
+    };
+    void read.result.then(settle, settle);
     return read;
   }
 

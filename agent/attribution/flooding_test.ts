@@ -83,3 +83,19 @@ describe('attribution under flooding', () => {
     assert.equal(outcome, 'refused 503');
   });
 });
+
+describe('attribution bookkeeping under flooding', () => {
+  test('read-queue leak: connections refused for want of read budget leave no per-pod state behind', async () => {
+    const pods = new FakePods();
+    const many = Array.from({ length: 50 }, (_, i) => pod(`p${i}`, `10.0.1.${i + 1}`));
+    pods.cached = pods.server = many;
+    // One read for the whole agent per minute: every pod but the first is refused its verification.
+    const attributor = new Attributor('node-1', pods, new FakeIdentities(), { catchUpMs: 20, readBudget: { perSource: 100, total: 1, windowMs: 60_000 } });
+    const results = await Promise.allSettled(many.map((p) => attributor.attribute(peer(p.ips[0]!))));
+    assert.equal(results.filter((r) => r.status === 'rejected').length, many.length - 1, 'past the budget, refused');
+    // Let the refusals' bookkeeping settle (promise callbacks only; no timer involved).
+    await new Promise((resolve) => setImmediate(resolve));
+    const queues = (attributor as unknown as { reads: Map<string, unknown> }).reads;
+    assert.equal(queues.size, 0, `${queues.size} read queues kept for pods that were never read`);
+  });
+});

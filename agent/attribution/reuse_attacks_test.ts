@@ -5,6 +5,26 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FakeIdentities, FakePods, pod } from '../testing/fakes.js';
 import { Attributor } from './attributor.js';
+import type { PodInfo } from './types.js';
+
+/** Reads answer with the API server's view when they were sent, however late the answer arrives. */
+class SentAtPods extends FakePods {
+  override async readPod(namespace: string, name: string): Promise<PodInfo | undefined> {
+    this.reads++;
+    const seen = this.server.find((p) => p.namespace === namespace && p.name === name);
+    await this.gate;
+    return seen;
+  }
+}
+
+/** Yields to the event loop until `condition` holds (a bounded spin on setImmediate, not a sleep). */
+async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setImmediate(r));
+  }
+}
 
 function peer(remoteAddress: string): { remoteAddress: string } {
   return { remoteAddress };
@@ -54,5 +74,29 @@ describe('attribution attacks', () => {
     pods.cached = pods.server = [pod('a', '10.0.0.5', { terminating: true })];
     assert.equal((await attributor.attribute(conn)).kind, 'pod', 'the socket was opened by the pod itself');
     assert.equal((await attributor.attribute(peer('10.0.0.5'))).kind, 'unknown', 'but no new connection');
+  });
+
+  test('address reuse during an in-flight read: a read of the previous owner sent before the new pod connected never answers for it', async () => {
+    const pods = new SentAtPods();
+    const attributor = new Attributor('node-1', pods, new FakeIdentities(), { catchUpMs: 50 });
+    const previous = pod('previous-owner', '10.0.0.7');
+    pods.cached = pods.server = [previous];
+    let release!: () => void;
+    pods.gate = new Promise<void>((r) => (release = r));
+    const fromPrevious = peer('10.0.0.7');
+    attributor.connectionOpened(fromPrevious);
+    const previousAnswer = attributor.attribute(fromPrevious);
+    await until(() => pods.reads === 1); // sent: it will say "previous-owner is live at 10.0.0.7"
+    // The previous owner is deleted and the attacker's new pod takes its address; the watch shows neither yet.
+    pods.server = [pod('attacker', '10.0.0.7')];
+    const fromAttacker = peer('10.0.0.7');
+    attributor.connectionOpened(fromAttacker);
+    const attackerAnswer = attributor.attribute(fromAttacker);
+    release(); // the old read's answer arrives after the attacker's connection was accepted
+    const prev = await previousAnswer;
+    assert.equal(prev.kind === 'pod' && prev.pod.name, 'previous-owner', 'the read sent before serves the connection opened before it');
+    const got = await attackerAnswer;
+    assert.notEqual(got.kind === 'pod' ? got.pod.name : got.kind, 'previous-owner', "the attacker's connection got the previous owner's identity");
+    assert.equal(pods.reads, 2, "the attacker's connection waited for a read sent after it was accepted");
   });
 });

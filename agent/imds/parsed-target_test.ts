@@ -56,3 +56,21 @@ test('a flood of distinct targets keeps the memo bounded and every answer right'
   }
   assert.ok((parser as unknown as { memo: Map<string, unknown> }).memo.size <= 512);
 });
+
+test('memo poisoning by prototype keys: targets named like Object.prototype members are parsed, remembered and answered like any other', () => {
+  const parser = new TargetParser();
+  for (const raw of ['__proto__', '/__proto__', '/constructor', '/hasOwnProperty', '/toString?api-version=1']) {
+    for (let round = 0; round < 2; round++) {
+      if (!raw.startsWith('/')) {
+        assert.throws(() => parser.parse(raw), MalformedTarget);
+        continue;
+      }
+      const parsed = parser.parse(raw);
+      assert.deepEqual(parsed.route, route(canonicalTarget(raw)), raw);
+      assert.equal(parsed.token, undefined, raw);
+    }
+  }
+  const token = parser.parse('/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net&__proto__=x');
+  assert.ok(token.token && 'request' in token.token);
+  assert.equal(token.token.request.resource, 'https://vault.azure.net');
+});

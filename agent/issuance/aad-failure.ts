@@ -3,7 +3,10 @@
  * maps to one IMDS-shaped answer that IMDS clients handle correctly (the table in agent/README.md). Never a
  * 500: SDKs retry a 503 or 429 with `Retry-After`, and give up at once on a 400 that names what is wrong.
  */
+import { boundedRetryAfter, DEFAULT_RETRY_AFTER_SECONDS, MIN_RETRY_AFTER_SECONDS } from './retry-after.js';
 import { UpstreamError } from './types.js';
+
+export { boundedRetryAfter, DEFAULT_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS, MIN_RETRY_AFTER_SECONDS } from './retry-after.js';
 
 /** Why the exchange did not produce a token, as Azure AD (or the way to it) said. Never token material. */
 export type AadFailure =
@@ -33,11 +36,6 @@ const ISSUER_UNREACHABLE = 50166;
 /** How long after the operator wrote a credential its refusal is taken for propagation, not a misconfiguration. */
 export const DEFAULT_PROPAGATION_WINDOW_MS = 10 * 60_000;
 
-/** Bounds on a `Retry-After` passed on from Azure AD: at least a second, never a client parked for minutes. */
-export const MIN_RETRY_AFTER_SECONDS = 1;
-export const MAX_RETRY_AFTER_SECONDS = 60;
-/** When Azure AD is unavailable or throttles without saying for how long. */
-export const DEFAULT_RETRY_AFTER_SECONDS = 5;
 /** Propagation: the longest wait between retries (the wait grows with the credential's age, up to this). */
 export const MAX_PROPAGATION_RETRY_AFTER_SECONDS = 10;
 
@@ -57,15 +55,6 @@ export interface CredentialContext {
 }
 
 const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n));
-
-/** Seconds from a `Retry-After` value (seconds or an HTTP date), bounded; the default when absent or unreadable. */
-export function boundedRetryAfter(value: string | undefined, now: number): number {
-  if (value === undefined || value.trim() === '') return DEFAULT_RETRY_AFTER_SECONDS;
-  const trimmed = value.trim();
-  const seconds = /^\d+$/.test(trimmed) ? Number(trimmed) : (Date.parse(trimmed) - now) / 1000;
-  if (!Number.isFinite(seconds)) return DEFAULT_RETRY_AFTER_SECONDS;
-  return clamp(Math.ceil(seconds), MIN_RETRY_AFTER_SECONDS, MAX_RETRY_AFTER_SECONDS);
-}
 
 /** The answer the calling pod gets for `failure`. */
 export function classifyAadFailure(failure: AadFailure, ctx: CredentialContext): UpstreamError {

@@ -249,3 +249,22 @@ test('a successful exchange is reported with the identity and the pod’s subjec
     api.stop();
   }
 });
+
+test('pod replaced under the same name mid-request: the TokenRequest conflict is the gone pod’s 404, never a 500', async () => {
+  // A StatefulSet pod deleted and recreated between attribution and the TokenRequest: the API server refuses a
+  // token bound to the old UID with 409 Conflict.
+  const api = await fakeApiServer((_req, _body, res) =>
+    res.writeHead(409, { 'Content-Type': 'application/json' }).end(
+      JSON.stringify({ kind: 'Status', status: 'Failure', reason: 'Conflict', code: 409, message: 'Operation cannot be fulfilled on Pod "a": the UID in the bound object reference (uid-a) does not match the UID in record. The object might have been deleted and then recreated' }),
+    ),
+  );
+  const issuer = new FederatedIssuer({ apiServer: kubeConfigApiServer(api.kc), authorityHost: 'https://login.example', aad: fakeAad(), metrics: new AgentMetrics(), timeoutMs: 2000 });
+  try {
+    const err = await issuer.issue({ identity, resource: 'https://vault.azure.net', pod: pod('a', 'uid-a') }).catch((e: unknown) => e);
+    assert.ok(err instanceof UpstreamError);
+    assert.equal(err.status, 404);
+    assert.match(err.message, /HTTP 409/);
+  } finally {
+    api.stop();
+  }
+});

@@ -1,5 +1,6 @@
 import type { IssuedToken } from '../imds/protocol.js';
 import type { AgentMetrics } from '../metrics.js';
+import { boundedRetryAfter } from './retry-after.js';
 import { timed, UpstreamError, type Issuer, type IssueRequest } from './types.js';
 import { callNodeImds, type ImdsAnswer } from './upstream.js';
 
@@ -38,10 +39,9 @@ export class NodeIssuer implements Issuer {
     }
     if (res.status !== 200) {
       const detail = typeof body['error_description'] === 'string' ? body['error_description'] : text.slice(0, 200);
-      const retryAfter = Number(res.retryAfter ?? '') || undefined;
       // 400 here usually means the identity is not (yet) on this node's scale set: transient from the pod's view.
       const status = res.status === 429 ? 429 : res.status >= 500 || res.status === 400 || res.status === 404 ? 503 : 500;
-      throw new UpstreamError('imds', status, String(body['error'] ?? 'imds_error'), `the node IMDS refused client_id ${identity.clientId}: ${detail}`, retryAfter ?? (status === 503 || status === 429 ? 5 : undefined));
+      throw new UpstreamError('imds', status, String(body['error'] ?? 'imds_error'), `the node IMDS refused client_id ${identity.clientId}: ${detail}`, status === 503 || status === 429 ? boundedRetryAfter(res.retryAfter, Date.now()) : undefined);
     }
     const accessToken = body['access_token'];
     const expiresOn = Number(body['expires_on']);

@@ -49,3 +49,33 @@ test('a node IMDS that stalls mid-answer is a transient 503, not an internal err
     server.close();
   }
 });
+
+test('Retry-After smuggling: a node IMDS Retry-After that is negative, huge, fractional or garbage reaches the pod as whole seconds within bounds', async () => {
+  for (const [status, given] of [
+    [429, '-30'],
+    [429, '86400000'],
+    [503, '1.5'],
+    [503, '1e9'],
+    [429, 'soon'],
+  ] as const) {
+    const { url, server } = await upstream((_req, res) => {
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Retry-After': given });
+      res.end(JSON.stringify({ error: 'throttled', error_description: 'slow down' }));
+    });
+    try {
+      const issuer = new NodeIssuer({ upstreamImds: url, metrics: new AgentMetrics(), timeoutMs: 1000 });
+      await assert.rejects(
+        issuer.issue({ identity, resource: 'https://management.azure.com/' } as Parameters<NodeIssuer['issue']>[0]),
+        (err: unknown) => {
+          assert.ok(err instanceof UpstreamError);
+          const seconds = err.retryAfterSeconds;
+          assert.ok(seconds !== undefined && Number.isInteger(seconds) && seconds >= 1 && seconds <= 60, `Retry-After ${given} became ${String(seconds)}`);
+          return true;
+        },
+      );
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  }
+});

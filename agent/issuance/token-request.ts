@@ -35,13 +35,15 @@ const RETRY_AFTER_SECONDS = 5;
  * How a failed TokenRequest is answered. Everything transient fails closed as 503 + Retry-After: the API server
  * unreachable (status 0), throttling (429), and 5xx, which is how the API server reports an admission webhook
  * it can't call (failurePolicy: Fail answers 500 "failed calling webhook"). A refusal stays a refusal: 403
- * (RBAC, or the agent-token webhook denying), 404 (the pod or its service account is gone).
+ * (RBAC, or the agent-token webhook denying), 404 (the pod or its service account is gone), and 409, which is
+ * how the API server refuses a token bound to a UID the pod's name no longer has: the pod that asked is gone
+ * (replaced under its name), the same answer as 404.
  */
 function failed(pod: PodServiceAccount, status: number, why: string): UpstreamError {
   const message = `TokenRequest for service account ${pod.namespace}/${pod.serviceAccount} failed${status ? ` (HTTP ${status})` : ''}: ${why}`;
   if (status === 0 || status === 429 || status >= 500) return new UpstreamError('kubernetes', 503, 'token_request_unavailable', message, RETRY_AFTER_SECONDS);
   if (status === 403) return new UpstreamError('kubernetes', 403, 'token_request_forbidden', message);
-  return new UpstreamError('kubernetes', status === 404 ? 404 : 500, 'token_request_failed', message);
+  return new UpstreamError('kubernetes', status === 404 || status === 409 ? 404 : 500, 'token_request_failed', message);
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { PodInfo } from '../attribution/types.js';
 import type { IssuedToken } from '../imds/protocol.js';
+import { boundedSeconds } from './retry-after.js';
 import type { ReadyIdentity } from './select.js';
 
 export interface IssueRequest {
@@ -38,17 +39,23 @@ export interface Issuer {
   issue(request: IssueRequest): Promise<IssuedToken>;
 }
 
-/** An upstream refused or failed. `status` is what the agent answers; never carries token material. */
+/**
+ * An upstream refused or failed. `status` is what the agent answers; never carries token material.
+ * `retryAfterSeconds` is bounded here, once, whoever computed it: it becomes the pod's `Retry-After`.
+ */
 export class UpstreamError extends Error {
+  readonly retryAfterSeconds?: number;
+
   constructor(
     readonly upstream: 'aad' | 'imds' | 'kubernetes',
     readonly status: number,
     readonly code: string,
     message: string,
-    readonly retryAfterSeconds?: number,
+    retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'UpstreamError';
+    if (retryAfterSeconds !== undefined) this.retryAfterSeconds = boundedSeconds(retryAfterSeconds);
   }
 }
 

@@ -18,6 +18,13 @@ interface Found {
   env?: string;
 }
 
+/** A deprecated variable that was given but lost to its replacement (`by`: the flag or the new variable). */
+interface Shadowed {
+  value: string;
+  env: string;
+  by: string;
+}
+
 /**
  * Typed, validated settings from flags, then the environment, then defaults. Every error is a ConfigError
  * naming the flag, the variable the value came from, and the value; deprecated spellings are collected in
@@ -26,6 +33,7 @@ interface Found {
 export class Settings {
   private readonly found = new Map<string, Found | undefined>();
   private readonly deprecated = new Map<string, Deprecation>();
+  private readonly shadowed = new Map<string, Shadowed>();
 
   constructor(
     private readonly specs: FlagSpecs,
@@ -45,11 +53,19 @@ export class Settings {
 
   /** The value as given, or undefined (an empty value counts as not given). */
   raw(flag: string): string | undefined {
-    return this.lookup(flag)?.value;
+    return this.agreed(flag, this.value(flag), (s) => s.raw(flag));
   }
 
   required(flag: string): string {
-    const v = this.raw(flag);
+    return this.agreed(flag, this.requiredValue(flag), (s) => s.required(flag));
+  }
+
+  private value(flag: string): string | undefined {
+    return this.lookup(flag)?.value;
+  }
+
+  private requiredValue(flag: string): string {
+    const v = this.value(flag);
     if (v === undefined) {
       const env = envName(flag, this.spec(flag));
       throw new ConfigError(flag, `required${env ? ` (or env ${env})` : ''}`);
@@ -62,33 +78,35 @@ export class Settings {
   }
 
   oneOf<T extends string>(flag: string, allowed: readonly T[]): T {
-    const v = this.required(flag);
+    const v = this.requiredValue(flag);
     if (!(allowed as readonly string[]).includes(v)) this.fail(flag, `must be one of ${allowed.join(', ')}, got "${v}"`);
-    return v as T;
+    return this.agreed(flag, v as T, (s) => s.oneOf(flag, allowed));
   }
 
   int(flag: string, min: number, max: number): number {
-    const v = this.required(flag).trim();
+    const v = this.requiredValue(flag).trim();
     if (!/^\d+$/.test(v)) this.fail(flag, `must be a whole number, got "${v}"`);
     const n = Number(v);
     if (n < min || n > max) this.fail(flag, `must be between ${min} and ${max}, got ${n}`);
-    return n;
+    return this.agreed(flag, n, (s) => s.int(flag, min, max));
   }
 
   optionalInt(flag: string, min: number, max: number): number | undefined {
-    return this.raw(flag) === undefined ? undefined : this.int(flag, min, max);
+    return this.value(flag) === undefined ? undefined : this.int(flag, min, max);
   }
 
   bool(flag: string): boolean {
-    const v = this.required(flag).trim().toLowerCase();
-    if (['true', '1', 'yes'].includes(v)) return true;
-    if (['false', '0', 'no'].includes(v)) return false;
-    return this.fail(flag, `must be true or false, got "${v}"`);
+    const v = this.requiredValue(flag).trim().toLowerCase();
+    let b: boolean;
+    if (['true', '1', 'yes'].includes(v)) b = true;
+    else if (['false', '0', 'no'].includes(v)) b = false;
+    else return this.fail(flag, `must be true or false, got "${v}"`);
+    return this.agreed(flag, b, (s) => s.bool(flag));
   }
 
   /** Milliseconds, from `500ms`, `15s`, `10m`, `1h` (or a bare number of the setting's old unit, deprecated). */
   duration(flag: string, minMs: number, maxMs: number): number {
-    const v = this.required(flag).trim();
+    const v = this.requiredValue(flag).trim();
     const unit = this.spec(flag).bareNumberUnit;
     let ms = parseDuration(v);
     if (ms === undefined && unit && /^\d+$/.test(v)) {
@@ -97,11 +115,11 @@ export class Settings {
     }
     if (ms === undefined) return this.fail(flag, `must be a duration such as 500ms, 15s or 10m, got "${v}"`);
     if (ms < minMs || ms > maxMs) this.fail(flag, `must be between ${formatDuration(minMs)} and ${formatDuration(maxMs)}, got "${v}"`);
-    return ms;
+    return this.agreed(flag, ms, (s) => s.duration(flag, minMs, maxMs));
   }
 
   url(flag: string, protocols: string[]): string {
-    const v = this.required(flag);
+    const v = this.requiredValue(flag);
     let parsed: URL;
     try {
       parsed = new URL(v);
@@ -109,14 +127,34 @@ export class Settings {
       return this.fail(flag, `must be a URL, got "${v}"`);
     }
     if (!protocols.includes(parsed.protocol)) this.fail(flag, `must use ${protocols.join(' or ')}, got "${v}"`);
-    return v.replace(/\/+$/, '');
+    return this.agreed(flag, v.replace(/\/+$/, ''), (s) => s.url(flag, protocols));
   }
 
   ipv4(flag: string, fallback?: string): string {
-    const v = this.raw(flag) ?? fallback;
-    if (v === undefined) return this.required(flag);
+    const v = this.value(flag) ?? fallback;
+    if (v === undefined) return this.requiredValue(flag);
     if (isIP(v) !== 4) this.fail(flag, `must be an IPv4 address, got "${v}"`);
-    return v;
+    return this.agreed(flag, v, (s) => s.ipv4(flag, fallback));
+  }
+
+  /**
+   * `value` if a deprecated variable that lost to it (to the flag or the new variable) means the same, read the
+   * same way; otherwise a ConfigError naming both. Deciding for either would silently drop a setting someone
+   * gave on purpose, and the one dropped may be the stricter (a protection turned on under the old name).
+   */
+  private agreed<T>(flag: string, value: T, read: (s: Settings) => T): T {
+    const lost = this.shadowed.get(flag);
+    if (!lost) return value;
+    let meant: T | undefined;
+    try {
+      meant = read(new Settings(this.specs, new Map(), { [lost.env]: lost.value }));
+    } catch {
+      meant = undefined;
+    }
+    if (meant !== value) {
+      throw new ConfigError(flag, `${lost.env}="${lost.value}" (deprecated) and ${lost.by} disagree: remove ${lost.env}, or give it the same setting`);
+    }
+    return value;
   }
 
   private spec(flag: string): FlagSpec {
@@ -133,9 +171,13 @@ export class Settings {
     const fromFlag = given(this.flags.get(flag));
     const fromEnv = env ? given(this.env[env]) : undefined;
     const fromOld = spec.deprecatedEnv ? given(this.env[spec.deprecatedEnv]) : undefined;
-    // A deprecated variable a flag overrides is not reported: manifests set NODE_NAME only for $(NODE_NAME).
+    // A deprecated variable a flag overrides is not reported (manifests set NODE_NAME only for $(NODE_NAME));
+    // one that disagrees with what overrides it is refused by `agreed`.
     if (fromOld !== undefined && fromFlag === undefined) {
       this.deprecated.set(flag, { setting: flag, old: spec.deprecatedEnv!, new: env ?? `--${flag}`, ...(fromEnv !== undefined ? { ignored: true } : {}) });
+    }
+    if (fromOld !== undefined && (fromFlag !== undefined || fromEnv !== undefined)) {
+      this.shadowed.set(flag, { value: fromOld, env: spec.deprecatedEnv!, by: fromFlag !== undefined ? `--${flag}` : env! });
     }
     let found: Found | undefined;
     if (fromFlag !== undefined) found = { value: fromFlag };

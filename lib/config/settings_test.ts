@@ -12,6 +12,7 @@ const SPECS: FlagSpecs = {
   name: { deprecatedEnv: 'NAME', help: 'a name' },
   kubeconfig: { env: 'KUBECONFIG', help: 'a path' },
   secretless: { env: null, help: 'no variable' },
+  guard: { deprecatedEnv: 'GUARD', boolean: true, default: 'true', help: 'a protection' },
 };
 
 const settings = (argv: string[], env: NodeJS.ProcessEnv = {}) => Settings.fromArgv(SPECS, argv, env);
@@ -47,7 +48,7 @@ describe('settings', () => {
     assert.equal(settings([], {}).raw('port'), '80');
     assert.equal(settings(['--port='], { POD_IDENTITY_PORT: '' }).raw('port'), '80', 'empty means not given');
     assert.equal(settings([], { NAME: 'old' }).raw('name'), 'old');
-    assert.equal(settings([], { NAME: 'old', POD_IDENTITY_NAME: 'new' }).raw('name'), 'new');
+    assert.equal(settings([], { NAME: 'same', POD_IDENTITY_NAME: 'same' }).raw('name'), 'same');
   });
 
   test('deprecated variables: one entry each however often read; ignored when the new name is set; silent under a flag', () => {
@@ -56,7 +57,7 @@ describe('settings', () => {
     s.raw('name');
     s.required('name');
     assert.deepEqual(s.deprecations, [{ setting: 'name', old: 'NAME', new: 'POD_IDENTITY_NAME' }]);
-    const both = settings([], { NAME: 'old', POD_IDENTITY_NAME: 'new' });
+    const both = settings([], { NAME: 'same', POD_IDENTITY_NAME: 'same' });
     both.raw('name');
     assert.deepEqual(both.deprecations, [{ setting: 'name', old: 'NAME', new: 'POD_IDENTITY_NAME', ignored: true }]);
     const flagged = settings(['--name=n'], { NAME: 'n' });
@@ -90,5 +91,31 @@ describe('settings', () => {
     configError(() => settings(['--name=x']).oneOf('name', ['a', 'b']), '--name: must be one of a, b, got "x"');
     configError(() => settings(['--name=ftp://x']).url('name', ['https:']), '--name: must use https:, got "ftp://x"');
     configError(() => settings(['--name=::1']).ipv4('name'), '--name: must be an IPv4 address, got "::1"');
+  });
+
+  test('deprecated-name downgrade: an old variable that means something else than its replacement is refused, naming both', () => {
+    const refused = (argv: string[], env: NodeJS.ProcessEnv, read: (s: Settings) => unknown, old: string, winner: string) =>
+      assert.throws(
+        () => read(settings(argv, env)),
+        (err: unknown) => err instanceof ConfigError && err.message.includes(old) && err.message.includes(winner),
+      );
+    refused([], { GUARD: 'true', POD_IDENTITY_GUARD: 'false' }, (s) => s.bool('guard'), 'GUARD', 'POD_IDENTITY_GUARD');
+    refused(['--guard=false'], { GUARD: 'true' }, (s) => s.bool('guard'), 'GUARD', '--guard');
+    refused([], { WAIT_MS: '60000', POD_IDENTITY_WAIT: '1s' }, (s) => s.duration('wait', 0, 120_000), 'WAIT_MS', 'POD_IDENTITY_WAIT');
+    refused(['--name=b'], { NAME: 'a' }, (s) => s.raw('name'), 'NAME', '--name');
+  });
+
+  test('an old variable that means the same as its replacement, however spelled, is accepted', () => {
+    const migrating = settings([], { WAIT_MS: '2000', POD_IDENTITY_WAIT: '2s', GUARD: '1', POD_IDENTITY_GUARD: 'true' });
+    assert.equal(migrating.duration('wait', 0, 60_000), 2000);
+    assert.equal(migrating.bool('guard'), true);
+    assert.deepEqual(
+      migrating.deprecations.map((d) => [d.old, d.ignored]),
+      [
+        ['WAIT_MS', true],
+        ['GUARD', true],
+      ],
+    );
+    assert.equal(settings(['--name=n'], { NAME: 'n' }).raw('name'), 'n');
   });
 });

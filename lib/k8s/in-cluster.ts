@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { ApiServer, RequestCredentials } from './api-server.js';
 
@@ -21,6 +21,9 @@ export interface InClusterOptions {
   tokenMaxAgeMs?: number;
   now?: () => number;
 }
+
+/** A DNS name as the kubelet could set it (labels of letters, digits and inner hyphens). */
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/;
 
 /** True when this process runs in a pod: the kubelet set the `kubernetes` Service's address and mounted a token. */
 export function inClusterAvailable(env: NodeJS.ProcessEnv = process.env, dir = SERVICE_ACCOUNT_DIR): boolean {
@@ -44,6 +47,8 @@ export function inClusterApiServer(opts: InClusterOptions = {}): ApiServer {
   const host = env['KUBERNETES_SERVICE_HOST'];
   const port = env['KUBERNETES_SERVICE_PORT'];
   if (!host) throw new Error('in-cluster config: KUBERNETES_SERVICE_HOST is not set');
+  // Spliced into the URL the token is sent to: a `/`, `@`, `#`, `?` or `:` would move the request elsewhere.
+  if (!isIP(host) && !DNS_NAME.test(host)) throw new Error(`in-cluster config: KUBERNETES_SERVICE_HOST must be an IP address or a DNS name, got "${host}"`);
   if (!port || !/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw new Error(`in-cluster config: KUBERNETES_SERVICE_PORT must be a port number, got "${port ?? ''}"`);
   const caFile = join(dir, 'ca.crt');
   let ca: Buffer;
@@ -55,8 +60,10 @@ export function inClusterApiServer(opts: InClusterOptions = {}): ApiServer {
   const tokenFile = join(dir, 'token');
   const maxAgeMs = opts.tokenMaxAgeMs ?? TOKEN_MAX_AGE_MS;
   const now = opts.now ?? Date.now;
-  // `ca` replaces Node's root store for this agent: only the cluster's CA can vouch for the API server.
-  const agent = new https.Agent({ keepAlive: true, ca });
+  // `ca` replaces Node's root store for this agent: only the cluster's CA can vouch for the API server. And
+  // verification is on whatever the environment says (NODE_TLS_REJECT_UNAUTHORIZED=0 would otherwise turn it
+  // off, and send the token to whoever answers).
+  const agent = new https.Agent({ keepAlive: true, ca, rejectUnauthorized: true });
   let cached: { token: string; readAt: number } | undefined;
   let reading: Promise<string> | undefined;
 

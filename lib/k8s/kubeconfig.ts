@@ -79,7 +79,8 @@ export function kubeConfigApiServer(kc: KubeConfig): ApiServer {
         pfx: opts.pfx,
         passphrase: opts.passphrase,
         servername: opts.servername,
-        ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
+        // Off only when the kubeconfig says so (insecure-skip-tls-verify), never by NODE_TLS_REJECT_UNAUTHORIZED.
+        rejectUnauthorized: opts.rejectUnauthorized ?? true,
       });
       return { agent: pooled, headers };
     },
