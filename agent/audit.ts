@@ -49,7 +49,8 @@ export class AuditLog {
   }
 
   record(r: AuditRecord): void {
-    const key = [r.result, r.status, r.sourceIp, r.namespace, r.pod, r.podIdentity, r.clientId, r.mode, r.resource, r.cacheHit, r.reason].join('\u0000');
+    // The same key as joining the fields (absent ones empty), without an array per request.
+    const key = `${r.result}\u0000${r.status}\u0000${r.sourceIp ?? ''}\u0000${r.namespace ?? ''}\u0000${r.pod ?? ''}\u0000${r.podIdentity ?? ''}\u0000${r.clientId ?? ''}\u0000${r.mode ?? ''}\u0000${r.resource ?? ''}\u0000${r.cacheHit}\u0000${r.reason ?? ''}`;
     const seen = this.repeats.get(key);
     if (seen) {
       seen.count++;

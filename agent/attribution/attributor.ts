@@ -156,8 +156,14 @@ export class Attributor {
   }
 
   private liveCached(ip: string, pinnedUid?: string): PodInfo[] {
+    const all = this.pods.byIp(ip);
+    // The common case (one pod per address) without a Map per request: the same answer.
+    if (all.length <= 1) {
+      const p = all[0];
+      return p && this.isLive(p, ip, pinnedUid) && !this.gone.has(p.uid) ? [p] : [];
+    }
     const byUid = new Map<string, PodInfo>();
-    for (const p of this.pods.byIp(ip)) if (this.isLive(p, ip, pinnedUid) && !this.gone.has(p.uid)) byUid.set(p.uid, p);
+    for (const p of all) if (this.isLive(p, ip, pinnedUid) && !this.gone.has(p.uid)) byUid.set(p.uid, p);
     return [...byUid.values()];
   }
 

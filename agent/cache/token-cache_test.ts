@@ -109,6 +109,23 @@ describe('TokenCache', () => {
     assert.equal(events.evictions, 1);
   });
 
+  test('recency stays exact when the most recently used entry is hit again, evicted and stored anew', async () => {
+    const { cache, upstream } = setup({ maxEntries: 2 });
+    await cache.get('a', upstream);
+    await cache.get('a', upstream); // already the most recently used: order unchanged
+    await cache.get('b', upstream);
+    await cache.get('a', upstream); // a moves past b
+    await cache.get('a', upstream);
+    await cache.get('c', upstream); // evicts b, the least recently used
+    assert.ok(cache.has('a') && cache.has('c') && !cache.has('b'));
+    await cache.get('a', upstream); // a moves past c
+    await cache.get('d', upstream); // evicts c
+    assert.ok(cache.has('a') && cache.has('d') && !cache.has('c'));
+    await cache.get('d', upstream); // d is the newest: nothing moves
+    await cache.get('e', upstream); // evicts a
+    assert.ok(cache.has('d') && cache.has('e') && !cache.has('a'));
+  });
+
   test('cache-busting: a principal over its share evicts its own least recently used token, never another principal’s', async () => {
     const { cache, upstream, events } = setup({ maxEntries: 10, maxEntriesPerPrincipal: 3 });
     const victim = cacheKeyOf('Federated|victim|ns/sa', 'https://vault.azure.net');

@@ -46,7 +46,7 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
   for (const key of Object.keys(childEnv)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete childEnv[key];
   const metricsOrigin = `http://127.0.0.1:${ports.metrics}`;
   const inCluster = process.getuid?.() === 0;
-  const launch = inCluster ? inClusterLauncher(env, args, logFile, childEnv) : () => startNodeScript(name, 'agent/main.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, childEnv, PRODUCT_NODE_FLAGS);
+  const launch = inCluster ? inClusterLauncher(env, args, logFile, childEnv) : () => startNodeScript(name, 'agent/main.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, childEnv, agentNodeFlags());
   let proc: ManagedProcess;
   const start = async () => {
     proc = launch();
@@ -81,7 +81,7 @@ function inClusterLauncher(env: BenchEnv, args: string[], logFile: string, child
   writeFileSync(join(saDir, 'ca.crt'), env.cp.caPem);
   const server = new URL(env.cp.server);
   const mount = `mkdir -p ${SERVICE_ACCOUNT_DIR} 2>/dev/null; mount --bind "$1" ${SERVICE_ACCOUNT_DIR} && mount -o remount,bind,ro ${SERVICE_ACCOUNT_DIR} && shift && exec "$@"`;
-  const argv = ['--mount', '--propagation', 'private', 'sh', '-c', mount, 'bench-mount', saDir, process.execPath, ...PRODUCT_NODE_FLAGS, compiled('agent/main.ts'), ...args];
+  const argv = ['--mount', '--propagation', 'private', 'sh', '-c', mount, 'bench-mount', saDir, process.execPath, ...agentNodeFlags(), compiled('agent/main.ts'), ...args];
   const podEnv: NodeJS.ProcessEnv = { ...childEnv, KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port, HOME: '' };
   delete podEnv['KUBECONFIG'];
   return () => {
@@ -99,4 +99,9 @@ export async function agentMetric(agent: AgentProcess, prefix: string): Promise<
   const text = await (await fetch(`${agent.metricsOrigin}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(prefix));
   return line ? Number(line.split(' ').pop()) : undefined;
+}
+
+/** The image's node flags, plus BENCH_AGENT_NODE_FLAGS for an investigation (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+function agentNodeFlags(): string[] {
+  return [...PRODUCT_NODE_FLAGS, ...(process.env['BENCH_AGENT_NODE_FLAGS'] ?? '').split(' ').filter(Boolean)];
 }

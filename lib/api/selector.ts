@@ -6,8 +6,12 @@ import type { LabelSelector } from './types.js';
  */
 export function matchesSelector(selector: LabelSelector, labels: Record<string, string> | undefined): boolean {
   const have = labels ?? {};
-  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
-    if (have[key] !== value) return false;
+  // for…in over own keys, the same pairs as Object.entries without an array per call (it runs per request).
+  const wanted = selector.matchLabels;
+  if (wanted) {
+    for (const key in wanted) {
+      if (Object.hasOwn(wanted, key) && have[key] !== wanted[key]) return false;
+    }
   }
   for (const expr of selector.matchExpressions ?? []) {
     const present = Object.hasOwn(have, expr.key);
