@@ -8,6 +8,7 @@ import { startStack, type PodHandle, type Stack } from './stack.js';
 import { graphUrl, startStackPrometheus, type RunningPrometheus } from './prometheus.js';
 import { netnsAvailable } from './netns/netns.js';
 import { runAgainstCluster } from './external.js';
+import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
 const started = Date.now();
@@ -49,10 +50,19 @@ async function runLocal(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   const kubectl = async (...args: string[]) => (await run('kubectl', ['--kubeconfig', stack.kubeconfigPath, ...args], { encoding: 'utf8' })).stdout;
-  step('waiting for every PodIdentity to be Ready');
-  await kubectl('wait', '--for=condition=Ready', 'pid', '--all', '-A', '--timeout=120s');
   const demo = stack.pods[0]!;
-  const token = await demoToken(stack, demo);
+  let token: DemoToken;
+  try {
+    step('waiting for every PodIdentity to be Ready');
+    await kubectl('wait', '--for=condition=Ready', 'pid', '--all', '-A', '--timeout=120s');
+    token = await demoToken(stack, demo);
+  } catch (err) {
+    // A failed start must not leave namespaces, rules or processes behind.
+    step(`start failed: ${(err as Error).message}`);
+    await prometheus?.stop();
+    await stack.stop();
+    process.exit(1);
+  }
   const out = process.stdout;
   out.write(`\n${await kubectl('get', 'pid', '-A')}\n`);
   out.write(`Kubernetes:\n  KUBECONFIG=${stack.kubeconfigPath} kubectl get pid -A\n\n`);
@@ -85,10 +95,21 @@ interface DemoToken {
 async function demoToken(stack: Stack, pod: PodHandle): Promise<DemoToken> {
   const inPod = (cmd: string, args: string[]) => run('ip', ['netns', 'exec', pod.netns, cmd, ...args], { encoding: 'utf8' });
   const url = `${pod.node.imdsBase}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/`;
-  // Like any IMDS client, retry what the agent says to retry (503 + Retry-After while the credential propagates).
-  const { stdout } = await inPod('curl', ['-s', '-m', '10', '--retry', '6', '--retry-max-time', '60', '-H', 'Metadata: true', url]);
-  const body = JSON.parse(stdout) as { access_token?: string; error_description?: string };
-  if (!body.access_token) throw new Error(`the demo pod got no token: ${stdout}`);
+  // Like any IMDS client, retry what the agent says to retry (503 + Retry-After while the credential
+  // propagates). One attempt per curl: with --retry, curl writes every attempt's body to stdout.
+  let last = '';
+  const body = await waitFor('a token in the demo pod', async () => {
+    const { stdout } = await inPod('curl', ['-s', '-m', '10', '-w', '\n%{http_code}', '-H', 'Metadata: true', url]);
+    const lines = stdout.split('\n');
+    const status = Number(lines.pop());
+    last = lines.join('\n');
+    if (status === 503 || status === 429) return undefined;
+    const answer = JSON.parse(last) as { access_token?: string };
+    if (!answer.access_token) throw new Error(`the demo pod got no token (HTTP ${status}): ${last}`);
+    return answer as { access_token: string };
+  }, { timeoutMs: 60_000, intervalMs: 1_000 }).catch((err: Error) => {
+    throw new Error(`${err.message} (last answer: ${last})`);
+  });
   const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
   const list = `${stack.armEndpointForPods}/subscriptions/${stack.emu.subscriptionId}/resourcegroups?api-version=2021-04-01`;
   try {
