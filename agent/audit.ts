@@ -24,6 +24,11 @@ export interface AuditLogOptions {
   maxKeys: number;
 }
 
+/** What makes two records the same decision: every field but the message and the duration. */
+export function auditKey(r: AuditRecord): string {
+  return `${r.result}\u0000${r.status}\u0000${r.sourceIp ?? ''}\u0000${r.namespace ?? ''}\u0000${r.pod ?? ''}\u0000${r.podIdentity ?? ''}\u0000${r.clientId ?? ''}\u0000${r.mode ?? ''}\u0000${r.resource ?? ''}\u0000${r.cacheHit}\u0000${r.reason ?? ''}`;
+}
+
 interface Repeats {
   first: AuditRecord;
   count: number;
@@ -49,14 +54,21 @@ export class AuditLog {
   }
 
   record(r: AuditRecord): void {
-    // The same key as joining the fields (absent ones empty), without an array per request.
-    const key = `${r.result}\u0000${r.status}\u0000${r.sourceIp ?? ''}\u0000${r.namespace ?? ''}\u0000${r.pod ?? ''}\u0000${r.podIdentity ?? ''}\u0000${r.clientId ?? ''}\u0000${r.mode ?? ''}\u0000${r.resource ?? ''}\u0000${r.cacheHit}\u0000${r.reason ?? ''}`;
+    this.recordKeyed(auditKey(r), r.durationMs, () => r);
+  }
+
+  /**
+   * `record` for a caller that already holds the decision's key (`auditKey` of the record `build` returns):
+   * a repeat costs no record and no key.
+   */
+  recordKeyed(key: string, durationMs: number, build: () => AuditRecord): void {
     const seen = this.repeats.get(key);
     if (seen) {
       seen.count++;
-      seen.maxDurationMs = Math.max(seen.maxDurationMs, r.durationMs);
+      if (durationMs > seen.maxDurationMs) seen.maxDurationMs = durationMs;
       return;
     }
+    const r = build();
     if (this.repeats.size < this.options.maxKeys) this.repeats.set(key, { first: r, count: 0, maxDurationMs: 0 });
     this.write(r);
   }

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Mode } from '../lib/api/types.js';
 import type { Logger } from '../lib/log.js';
 import type { Attributor } from './attribution/attributor.js';
-import type { AuditLog } from './audit.js';
+import { auditKey, type AuditLog, type AuditRecord } from './audit.js';
 import type { ExceptionDirectory, ImdsException } from './attribution/exceptions.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './attribution/types.js';
 import { cacheKeyOf, type TokenCache } from './cache/token-cache.js';
@@ -26,9 +26,10 @@ import {
 import { redactAnswer } from './imds/metadata-allowlist.js';
 import { MalformedTarget, type CanonicalTarget } from './imds/target.js';
 import { TargetParser, type ParsedTarget } from './imds/parsed-target.js';
-import { selectIdentity, type ReadyIdentity } from './issuance/select.js';
+import { IdentitySelector, type ReadyIdentity } from './issuance/select.js';
 import { UpstreamClock, UpstreamError, type Issuer } from './issuance/types.js';
 import { callNodeImds } from './issuance/upstream.js';
+import type { HotChild } from './hot-histogram.js';
 import type { AgentMetrics, RequestResult } from './metrics.js';
 
 export interface HandlerDeps {
@@ -79,6 +80,7 @@ interface Outcome {
  */
 export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const targets = new TargetParser();
+  const ctx: Ctx = { ...deps, selector: new IdentitySelector(deps.defaultMode), decided: new WeakMap(), hitDurations: new Map() };
   return (req, res) => {
     let parsed: ParsedTarget;
     try {
@@ -92,20 +94,24 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
     const { target, route: where } = parsed;
     if (where.kind === 'token') {
       const started = performance.now();
-      const cached = answerFromCache(deps, req, parsed);
-      if (cached) {
-        record(deps, req, cached, started);
-        send(res, cached.status, cached.body, cached.headers);
-        return;
-      }
-      void handleToken(deps, req, parsed, started).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+      if (answerFromCache(ctx, req, res, parsed, started)) return;
+      void handleToken(ctx, req, parsed, started).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
       return;
     }
-    void handleOther(deps, req, target, where).then(
+    void handleOther(ctx, req, target, where).then(
       (o) => send(res, o.status, o.body, o.headers),
       (err: unknown) => send(res, 500, { error: 'internal_error', error_description: (err as Error).message }),
     );
   };
+}
+
+/** The handler's own state beside its dependencies. */
+interface Ctx extends HandlerDeps {
+  selector: IdentitySelector;
+  /** Per connection: the last cached-token decision it was answered with (see `answerFromCache`). */
+  decided: WeakMap<Socket, CachedDecision>;
+  /** The token-request duration of a cached answer, per mode. */
+  hitDurations: Map<Mode, HotChild>;
 }
 
 /**
@@ -137,7 +143,7 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(bytes);
 }
 
-async function handleToken(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget, started: number): Promise<Outcome> {
+async function handleToken(deps: Ctx, req: IncomingMessage, parsed: ParsedTarget, started: number): Promise<Outcome> {
   let outcome: Outcome;
   try {
     outcome = await decide(deps, req, parsed);
@@ -160,29 +166,94 @@ function record(deps: HandlerDeps, req: IncomingMessage, outcome: Outcome, start
 }
 
 /**
+ * What a cached-token answer on one connection derives from its inputs: kept while the inputs are the very
+ * same objects (the pod the cache shows, the selected identity, the parsed request), which are replaced,
+ * never changed, when anything in them changes. Only the work that follows from the decision is kept; the
+ * decision itself (attribution, selection) runs on every request.
+ */
+interface CachedDecision {
+  pod: PodInfo;
+  identity: ReadyIdentity;
+  request: TokenRequest;
+  cacheKey: string;
+  fetch: () => Promise<IssuedToken>;
+  /** The audit log's key for this decision answered from the cache (durations aside, every field is fixed). */
+  auditKey: string;
+  audit: Omit<AuditRecord, 'durationMs'>;
+  duration: HotChild;
+}
+
+/**
  * The common case answered at once: a well-formed token request on a connection already verified, whose pod the
  * fresh cache still shows, with one selected identity and its token cached. The same checks in the same order
  * as `decide` (protocol, attribution, selection, then the cache), only without a promise each; anything else
- * (a refusal, a wait, a read, a miss) is left to `decide`, which answers it from the start.
+ * (a refusal, a wait, a read, a miss) is left to `decide`, which answers it from the start. True when answered.
  */
-function answerFromCache(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget): Outcome | undefined {
-  if (!parsed.token || 'error' in parsed.token || parsed.token.request.bypassCache) return undefined;
+function answerFromCache(ctx: Ctx, req: IncomingMessage, res: ServerResponse, parsed: ParsedTarget, started: number): boolean {
+  if (!parsed.token || 'error' in parsed.token || parsed.token.request.bypassCache) return false;
   try {
     checkCommon(req.method, req.headers);
   } catch {
-    return undefined;
+    return false;
   }
-  if (!deps.identities.hasSynced()) return undefined;
-  const who = deps.attributor.attributeKnown(req.socket);
-  if (who?.kind !== 'pod') return undefined;
+  if (!ctx.identities.hasSynced()) return false;
+  const socket = req.socket;
+  const who = ctx.attributor.attributeKnown(socket);
+  if (who?.kind !== 'pod') return false;
   const request = parsed.token.request;
-  const selection = selectIdentity(deps.attributor.identitiesFor(who.pod), request.hint, deps.defaultMode);
-  if (selection.kind !== 'selected') return undefined;
-  const identity = selection.identity;
-  const principalKey = principal(identity, who.pod);
-  const token = deps.cache.hit(cacheKeyOf(principalKey, request.resource), fetcher(deps, request, who.pod, identity, principalKey, () => undefined));
-  if (!token) return undefined;
-  return { pod: who.pod, identity, resource: request.resource, mode: identity.mode, result: 'issued', status: 200, cacheHit: true, body: serializedBody(token, identity.clientId, request) };
+  const selection = ctx.selector.select(ctx.attributor.identitiesFor(who.pod), request.hint);
+  if (selection.kind !== 'selected') return false;
+  let d = ctx.decided.get(socket);
+  if (d?.pod !== who.pod || d.identity !== selection.identity || d.request !== request) {
+    d = cachedDecision(ctx, socket, who.pod, selection.identity, request);
+    ctx.decided.set(socket, d);
+  }
+  const token = ctx.cache.hit(d.cacheKey, d.fetch);
+  if (!token) return false;
+  const body = serializedBody(token, d.identity.clientId, request);
+  const seconds = (performance.now() - started) / 1000;
+  ctx.metrics.countIssued();
+  d.duration.observe(seconds);
+  const ms = roundMs(seconds);
+  ctx.audit.recordKeyed(d.auditKey, ms, () => ({ ...d.audit, durationMs: ms }));
+  sendOk(res, body);
+  return true;
+}
+
+function cachedDecision(ctx: Ctx, socket: Socket, pod: PodInfo, identity: ReadyIdentity, request: TokenRequest): CachedDecision {
+  const principalKey = principal(identity, pod);
+  const outcome: Outcome = { pod, identity, resource: request.resource, mode: identity.mode, result: 'issued', status: 200, cacheHit: true, body: undefined };
+  const audit = auditRecord(outcome, socket.remoteAddress);
+  const { durationMs: _none, ...fixed } = audit;
+  return {
+    pod,
+    identity,
+    request,
+    cacheKey: cacheKeyOf(principalKey, request.resource),
+    fetch: fetcher(ctx, request, pod, identity, principalKey, () => undefined),
+    auditKey: auditKey(audit),
+    audit: fixed,
+    duration: hitDuration(ctx, identity.mode),
+  };
+}
+
+function hitDuration(ctx: Ctx, mode: Mode): HotChild {
+  let child = ctx.hitDurations.get(mode);
+  if (!child) ctx.hitDurations.set(mode, (child = ctx.metrics.tokenRequestDuration.child({ code: '200', cache: 'hit', mode })));
+  return child;
+}
+
+/** Response headers of a 200 token answer, by body length (the length barely varies): one object each. */
+const okHeaders = new Map<number, Record<string, string | number>>();
+
+function sendOk(res: ServerResponse, body: Buffer): void {
+  let headers = okHeaders.get(body.length);
+  if (!headers) {
+    if (okHeaders.size > 64) okHeaders.clear();
+    okHeaders.set(body.length, (headers = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length }));
+  }
+  res.writeHead(200, headers);
+  res.end(body);
 }
 
 function errorOutcome(err: unknown): Outcome {
@@ -194,7 +265,7 @@ function errorOutcome(err: unknown): Outcome {
   return { result: 'upstream_error', status: 500, body: { error: 'internal_error', error_description: (err as Error)?.message ?? 'unknown error' }, reason: String(err) };
 }
 
-async function decide(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTarget): Promise<Outcome> {
+async function decide(deps: Ctx, req: IncomingMessage, parsed: ParsedTarget): Promise<Outcome> {
   checkCommon(req.method, req.headers);
   if (!parsed.token) throw new Error('not a token request');
   if ('error' in parsed.token) throw parsed.token.error;
@@ -214,7 +285,7 @@ async function decide(deps: HandlerDeps, req: IncomingMessage, parsed: ParsedTar
       return { ...deny('ambiguous_pod', unavailable(`IP ${who.ip} is claimed by more than one live pod (${names}); refusing until only one remains`, RETRY_AFTER_SECONDS)) };
     }
     const pod = who.pod;
-    const selection = selectIdentity(deps.attributor.identitiesFor(pod), request.hint, deps.defaultMode);
+    const selection = deps.selector.select(deps.attributor.identitiesFor(pod), request.hint);
     switch (selection.kind) {
       case 'selected':
         return issue(deps, request, pod, selection.identity);
@@ -295,7 +366,9 @@ function fetcher(deps: HandlerDeps, request: TokenRequest, pod: PodInfo, identit
 }
 
 interface SerializedBody {
-  shape: string;
+  second: number;
+  clientId: string;
+  request: TokenRequest;
   bytes: Buffer;
 }
 
@@ -304,12 +377,12 @@ const lastBody = new WeakMap<IssuedToken, SerializedBody>();
 
 function serializedBody(token: IssuedToken, clientId: string, request: TokenRequest): Buffer {
   const now = Math.floor(Date.now() / 1000);
-  const hint = request.hint.kind === 'none' ? '' : `${request.hint.kind}=${request.hint.value}`;
-  const shape = `${now}\u0000${clientId}\u0000${request.resource}\u0000${hint}`;
   const last = lastBody.get(token);
-  if (last?.shape === shape) return last.bytes;
+  // The body is a function of the token, the second, the client id and the request (resource, hint); the
+  // parsed request is one object per target, so its identity stands for both.
+  if (last && last.second === now && last.clientId === clientId && last.request === request) return last.bytes;
   const bytes = Buffer.from(JSON.stringify(tokenBody(token, clientId, request, now)));
-  lastBody.set(token, { shape, bytes });
+  lastBody.set(token, { second: now, clientId, request, bytes });
   return bytes;
 }
 
@@ -340,12 +413,16 @@ function audit(deps: HandlerDeps, o: Outcome, req: IncomingMessage, seconds: num
     deps.logger.debug('malformed IMDS request', { status: o.status, path: req.url?.split('?')[0], sourceIp: req.socket.remoteAddress });
     return;
   }
-  // One record per issued or denied token. Never the token: the body is not logged.
-  deps.audit.record({
+  deps.audit.record({ ...auditRecord(o, req.socket.remoteAddress), durationMs: roundMs(seconds) });
+}
+
+/** One record per issued or denied token. Never the token: the body is not logged. */
+function auditRecord(o: Outcome, sourceIp: string | undefined): AuditRecord {
+  return {
     message: o.result === 'issued' ? 'token issued' : o.result === 'exception' ? 'token request passed through to the node IMDS (exception)' : 'token denied',
     result: o.result,
     status: o.status,
-    sourceIp: req.socket.remoteAddress,
+    sourceIp,
     pod: o.pod?.name,
     namespace: o.pod?.namespace,
     podIdentity: o.identity?.name,
@@ -354,8 +431,12 @@ function audit(deps: HandlerDeps, o: Outcome, req: IncomingMessage, seconds: num
     resource: o.resource,
     cacheHit: o.cacheHit ?? false,
     reason: o.reason,
-    durationMs: Math.round(seconds * 1000 * 100) / 100,
-  });
+    durationMs: 0,
+  };
+}
+
+function roundMs(seconds: number): number {
+  return Math.round(seconds * 1000 * 100) / 100;
 }
 
 async function handleOther(deps: HandlerDeps, req: IncomingMessage, target: CanonicalTarget, where: Exclude<Route, { kind: 'token' }>): Promise<Outcome> {

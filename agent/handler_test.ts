@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
+import { Agent as HttpAgent, createServer, request, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -14,6 +14,7 @@ import { createImdsServer } from './imds-server.js';
 import type { IssuedToken } from './imds/protocol.js';
 import { timed, UpstreamError, type Issuer, type IssueRequest } from './issuance/types.js';
 import { AgentMetrics } from './metrics.js';
+import type { PodInfo } from './attribution/types.js';
 import { FakeIdentities, FakePods, pod, podIdentity } from './testing/fakes.js';
 
 class FakeIssuer implements Issuer {
@@ -137,6 +138,14 @@ beforeEach(() => {
   });
 });
 
+/** Replaces cached pod `i` (and the same pod on the server side) with a changed copy, as a watch event would. */
+function changePod(i: number, change: Partial<PodInfo>): void {
+  const old = pods.cached[i]!;
+  const changed = { ...old, ...change };
+  pods.cached = pods.cached.map((p) => (p === old ? changed : p));
+  pods.server = pods.server.map((p) => (p === old ? changed : p));
+}
+
 async function counter(name: string, labels: Record<string, string>): Promise<number> {
   const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
   const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
@@ -158,6 +167,46 @@ describe('IMDS handler', () => {
     assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'issued' }), 2);
     const hits = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'podidentity_agent_token_request_duration_seconds');
     assert.ok(hits?.values.some((v) => v.labels['cache'] === 'hit' && v.labels['code'] === '200' && v.labels['mode'] === 'Federated'));
+  });
+
+  test('on one keep-alive connection every request is authorised again: what was decided is never reused past a change', async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    const ask = () =>
+      new Promise<{ status: number; body: Record<string, string> }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: TOKEN, agent, localAddress: POD_A, headers: { Metadata: 'true' } }, (res) => {
+          sockets.add(res.socket);
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, string> }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      assert.equal((await ask()).status, 200);
+      assert.equal((await ask()).status, 200, 'answered from the cache');
+      identities.set([]);
+      assert.equal((await ask()).status, 400, 'PodIdentity deleted: refused on the same connection');
+      identities.set([podIdentity('reader', 'app', { clientId: 'reader-client', ready: false })]);
+      assert.equal((await ask()).status, 503, 'PodIdentity no longer Ready: not served from the cache');
+      identities.set([podIdentity('reader', 'app', { clientId: 'other-client' })]);
+      const moved = await ask();
+      assert.equal(moved.status, 200);
+      assert.equal(moved.body['client_id'], 'other-client', 'the identity changed: its own token, not the old one');
+      pods.cached = [pod('a', POD_A, { labels: {} }), pod('b', POD_B, { labels: {} })];
+      assert.equal((await ask()).status, 400, 'pod relabelled out of the selector: refused');
+      pods.cached = [pod('a', POD_A), pod('b', POD_B, { labels: {} })];
+      pods.server = pods.cached;
+      assert.equal((await ask()).status, 200);
+      pods.cached = [pod('a', POD_A, { serviceAccountName: 'other' }), pod('b', POD_B, { labels: {} })];
+      const before = federated.calls.length;
+      assert.equal((await ask()).status, 200);
+      assert.equal(federated.calls.length, before + 1, 'another service account is another principal: a token of its own');
+      assert.equal(sockets.size, 1, 'every request went over one connection');
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('concurrent first requests make one upstream call', async () => {
@@ -223,7 +272,7 @@ describe('IMDS handler', () => {
     assert.equal(unbound.status, 400);
     assert.match(unbound.body['error_description'] ?? '', /^Identity not found: no PodIdentity in namespace app selects pod b/);
     identities.set([podIdentity('reader'), podIdentity('writer')]);
-    pods.cached[0]!.labels = {};
+    changePod(0, { labels: {} });
     identities.set([
       { ...podIdentity('one'), spec: { identity: { managed: {} }, selector: {} } },
       { ...podIdentity('two'), spec: { identity: { managed: {} }, selector: {} } },
@@ -264,9 +313,10 @@ describe('IMDS handler', () => {
 
   test('authorisation runs before the cache: deleting or unbinding the pod stops issuance at once', async () => {
     assert.equal((await get(TOKEN)).status, 200);
-    pods.cached[0]!.labels = {};
+    // A change of the pod is a new object, as the informer delivers it (cached objects are never changed in place).
+    pods.cached = [{ ...pods.cached[0]!, labels: {} }, pods.cached[1]!];
     assert.equal((await get(TOKEN)).status, 400);
-    pods.cached[0]!.labels = { 'podidentity.dev/identity': 'reader' };
+    pods.cached = [{ ...pods.cached[0]!, labels: { 'podidentity.dev/identity': 'reader' } }, pods.cached[1]!];
     assert.equal((await get(TOKEN)).status, 200);
     pods.cached = [];
     pods.server = [];
@@ -565,7 +615,7 @@ describe('IMDS handler', () => {
     const ADDON = { namespace: 'app', podLabels: { component: 'addon' }, migratedFrom: 'AzurePodIdentityException app/addons' };
     beforeEach(() => {
       exceptionEntries = [ADDON];
-      pods.cached[1]!.labels = { component: 'addon' };
+      changePod(1, { labels: { component: 'addon' } });
     });
 
     test('an unselected pod matching an exception is passed through unchanged, never cached', async () => {
@@ -588,16 +638,16 @@ describe('IMDS handler', () => {
     });
 
     test('label mismatch or another namespace: refused like any unselected pod', async () => {
-      pods.cached[1]!.labels = { component: 'addon-2' };
+      changePod(1, { labels: { component: 'addon-2' } });
       assert.equal((await get(TOKEN, { from: POD_B })).status, 400);
-      pods.cached[1]!.labels = { component: 'addon' };
-      pods.cached[1]!.namespace = 'other';
+      changePod(1, { labels: { component: 'addon' } });
+      changePod(1, { namespace: 'other' });
       assert.equal((await get(TOKEN, { from: POD_B })).status, 400);
       assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 0);
     });
 
     test('a pod a PodIdentity selects never uses the exception, even when no identity matches its hint', async () => {
-      pods.cached[0]!.labels = { 'podidentity.dev/identity': 'reader', component: 'addon' };
+      changePod(0, { labels: { 'podidentity.dev/identity': 'reader', component: 'addon' } });
       const res = await get(TOKEN);
       assert.equal(res.status, 200);
       assert.equal(res.body['client_id'], 'reader-client');
@@ -619,7 +669,7 @@ describe('IMDS handler', () => {
     after(() => (withExceptions = true));
     test('a pod matching what would be an exception is refused', async () => {
       exceptionEntries = [{ namespace: 'app', podLabels: { component: 'addon' } }];
-      pods.cached[1]!.labels = { component: 'addon' };
+      changePod(1, { labels: { component: 'addon' } });
       assert.equal((await get(TOKEN, { from: POD_B })).status, 400);
     });
   });

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { registerProcessMetrics } from '../lib/build-info.js';
+import { HotHistogram } from './hot-histogram.js';
 
 /** Outcomes of one token request; the `result` label of podidentity_agent_token_requests_total. */
 export type RequestResult =
@@ -34,8 +35,13 @@ export type RejectionReason =
 /** Everything the agent exports, on its own registry (one per agent, so tests don't share state). */
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly tokenRequestDuration: Histogram<'code' | 'cache' | 'mode'>;
+  readonly tokenRequestDuration: HotHistogram<'code' | 'cache' | 'mode'>;
   readonly tokenRequests: Counter<'result'>;
+  /**
+   * `tokenRequests.inc({ result: 'issued' })` for the cached-token path: a plain addition, added to the
+   * counter whenever it is read (prom-client's collect hook), so every export sees every request.
+   */
+  readonly countIssued: () => void;
   readonly upstreamDuration: Histogram<'upstream' | 'code'>;
   readonly missOverhead: Histogram<'mode'>;
   readonly cacheEntries: Gauge;
@@ -55,7 +61,7 @@ export class AgentMetrics {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (options.defaultMetrics) registerProcessMetrics(this.registry, 'agent');
-    this.tokenRequestDuration = new Histogram({
+    this.tokenRequestDuration = new HotHistogram({
       name: 'podidentity_agent_token_request_duration_seconds',
       help: 'Time to answer an IMDS token request, by HTTP code, cache hit/miss and mode.',
       labelNames: ['code', 'cache', 'mode'],
@@ -63,7 +69,20 @@ export class AgentMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.tokenRequests = new Counter({ name: 'podidentity_agent_token_requests_total', help: 'Token requests by result.', labelNames: ['result'], registers });
+    let issued = 0;
+    this.countIssued = () => void issued++;
+    this.tokenRequests = new Counter({
+      name: 'podidentity_agent_token_requests_total',
+      help: 'Token requests by result.',
+      labelNames: ['result'],
+      registers,
+      collect() {
+        if (issued === 0) return;
+        const n = issued;
+        issued = 0;
+        this.inc({ result: 'issued' }, n);
+      },
+    });
     this.upstreamDuration = new Histogram({
       name: 'podidentity_agent_upstream_request_duration_seconds',
       help: 'Latency of calls to Azure AD (aad) and the node IMDS (imds), by upstream and HTTP code.',

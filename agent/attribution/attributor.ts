@@ -79,6 +79,7 @@ export class Attributor {
   private readonly gone = new Set<string>();
   private readonly openedAt = new WeakMap<Peer, number>();
   private readonly pinned = new WeakMap<Peer, PodInfo>();
+  private readonly selected = new WeakMap<PodInfo, { from: readonly PodIdentity[]; matching: readonly PodIdentity[] }>();
   private readonly budget: ReadBudget;
   private readonly options: AttributorOptions;
 
@@ -150,9 +151,18 @@ export class Attributor {
     return undefined;
   }
 
-  /** The PodIdentities in the pod's own namespace whose selector matches its labels. */
-  identitiesFor(pod: PodInfo): PodIdentity[] {
-    return this.identities.inNamespace(pod.namespace).filter((pid) => !pid.metadata.deletionTimestamp && matchesSelector(effectiveSelector(pid), pod.labels));
+  /**
+   * The PodIdentities in the pod's own namespace whose selector matches its labels. The same array while
+   * neither the pod (a new PodInfo on every change) nor its namespace's PodIdentities change, so a pod's
+   * requests do not each match every selector of its namespace.
+   */
+  identitiesFor(pod: PodInfo): readonly PodIdentity[] {
+    const all = this.identities.inNamespace(pod.namespace);
+    const known = this.selected.get(pod);
+    if (known?.from === all) return known.matching;
+    const matching = all.filter((pid) => !pid.metadata.deletionTimestamp && matchesSelector(effectiveSelector(pid), pod.labels));
+    this.selected.set(pod, { from: all, matching });
+    return matching;
   }
 
   private liveCached(ip: string, pinnedUid?: string): PodInfo[] {

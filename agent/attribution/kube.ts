@@ -1,7 +1,7 @@
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { API_VERSION, PODIDENTITY_PLURAL, type PodIdentity } from '../../lib/api/types.js';
-import { Informer } from '../../lib/k8s/informer.js';
+import { Informer, type ListFn, type WatchFn } from '../../lib/k8s/informer.js';
 import { getJson, RawApiError } from '../../lib/k8s/rest.js';
 import type { Logger } from '../../lib/log.js';
 import type { IdentityDirectory, PodDirectory, PodInfo } from './types.js';
@@ -148,15 +148,20 @@ export function slimPodIdentity(pid: PodIdentityObject): PodIdentityObject {
   return { ...pid, metadata };
 }
 
+const MAX_SNAPSHOTS = 10_000;
+
 /** PodIdentities of every namespace, indexed by namespace; waiters are woken by informer events. */
 export class KubeIdentityDirectory implements IdentityDirectory {
   readonly informer: Informer<PodIdentityObject>;
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Each namespace's PodIdentities as last returned; dropped (never changed in place) when one of them changes. */
+  private readonly snapshots = new Map<string, readonly PodIdentity[]>();
 
-  constructor(api: ApiServer, logger: Logger) {
+  /** `source`: the list and watch to use instead of the API server's (tests). */
+  constructor(api: ApiServer | undefined, logger: Logger, source?: { list: ListFn<PodIdentityObject>; watch: WatchFn }) {
     this.informer = new Informer<PodIdentityObject>({
       path: `/apis/${API_VERSION}/${PODIDENTITY_PLURAL}`,
-      apiServer: api,
+      ...(source ?? { apiServer: api }),
       transform: slimPodIdentity,
       logger,
       name: 'podidentities',
@@ -164,6 +169,7 @@ export class KubeIdentityDirectory implements IdentityDirectory {
     this.informer.addIndex('namespace', (pid) => [pid.metadata.namespace ?? '']);
     const wake = (pid: PodIdentityObject) => {
       const ns = pid.metadata.namespace ?? '';
+      this.snapshots.delete(ns);
       const set = this.waiters.get(ns);
       if (!set) return;
       this.waiters.delete(ns);
@@ -172,8 +178,14 @@ export class KubeIdentityDirectory implements IdentityDirectory {
     this.informer.addHandlers({ onAdd: wake, onUpdate: (_old, obj) => wake(obj), onDelete: wake });
   }
 
-  inNamespace(namespace: string): PodIdentity[] {
-    return this.informer.byIndex('namespace', namespace);
+  inNamespace(namespace: string): readonly PodIdentity[] {
+    let snapshot = this.snapshots.get(namespace);
+    if (!snapshot) {
+      // Bounded by the namespaces this node's pods ask from; entries go when their namespace changes.
+      if (this.snapshots.size >= MAX_SNAPSHOTS) this.snapshots.clear();
+      this.snapshots.set(namespace, (snapshot = this.informer.byIndex('namespace', namespace)));
+    }
+    return snapshot;
   }
 
   nextChange(namespace: string, signal: AbortSignal): Promise<void> {

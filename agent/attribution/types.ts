@@ -20,7 +20,10 @@ export interface PodInfo {
 
 /** Pods scheduled to this node, by IP. Implemented on the shared informer; faked in unit tests. */
 export interface PodDirectory {
-  /** Cached pods that have claimed `ip` (any phase; the caller decides which count). */
+  /**
+   * Cached pods that have claimed `ip` (any phase; the caller decides which count). A PodInfo is never changed
+   * in place: a changed pod is a new object, so callers may memoise what they derive from it on the object.
+   */
   byIp(ip: string): PodInfo[];
   /**
    * One consistent read of one pod by name from the API server (a single etcd key, whatever the size of the
@@ -36,7 +39,11 @@ export interface PodDirectory {
 
 /** PodIdentities by namespace. Implemented on the shared informer; faked in unit tests. */
 export interface IdentityDirectory {
-  inNamespace(namespace: string): PodIdentity[];
+  /**
+   * The same array, never changed in place, until a PodIdentity in `namespace` is added, updated or deleted:
+   * callers may memoise what they derive from it on the array itself.
+   */
+  inNamespace(namespace: string): readonly PodIdentity[];
   /** Resolves at the next add/update/delete of a PodIdentity in `namespace`, or when `signal` aborts. */
   nextChange(namespace: string, signal: AbortSignal): Promise<void>;
   hasSynced(): boolean;

@@ -65,13 +65,13 @@ function matchesHint(pid: PodIdentity, hint: IdentityHint): boolean {
   }
 }
 
-const names = (pids: PodIdentity[]) => pids.map((p) => p.metadata.name ?? '');
+const names = (pids: readonly PodIdentity[]) => pids.map((p) => p.metadata.name ?? '');
 
 /**
  * IMDS's selection rules over the PodIdentities that select the pod: the one the hint names, or the only
  * one; several and no hint is IMDS's "Multiple user assigned identities" error.
  */
-export function selectIdentity(candidates: PodIdentity[], hint: IdentityHint, defaultMode: Mode): Selection {
+export function selectIdentity(candidates: readonly PodIdentity[], hint: IdentityHint, defaultMode: Mode): Selection {
   if (candidates.length === 0) return { kind: 'none', candidates: [] };
   if (hint.kind === 'none') {
     if (candidates.length > 1) return { kind: 'multiple', candidates: names(candidates) };
@@ -86,4 +86,23 @@ export function selectIdentity(candidates: PodIdentity[], hint: IdentityHint, de
   const pending = candidates.filter((pid) => !isReady(pid));
   if (pending.length > 0) return { kind: 'not_ready', names: names(pending) };
   return { kind: 'none', candidates: names(candidates) };
+}
+
+/**
+ * `selectIdentity`, remembered per candidate array and hint. Both are the same objects while nothing they
+ * derive from changes (the attributor's candidates per pod and namespace snapshot, the parsed target's hint),
+ * and selection reads nothing else, so a remembered answer is exactly what selecting again would give.
+ */
+export class IdentitySelector {
+  private readonly memo = new WeakMap<readonly PodIdentity[], WeakMap<IdentityHint, Selection>>();
+
+  constructor(private readonly defaultMode: Mode) {}
+
+  select(candidates: readonly PodIdentity[], hint: IdentityHint): Selection {
+    let byHint = this.memo.get(candidates);
+    if (!byHint) this.memo.set(candidates, (byHint = new WeakMap()));
+    let selection = byHint.get(hint);
+    if (!selection) byHint.set(hint, (selection = selectIdentity(candidates, hint, this.defaultMode)));
+    return selection;
+  }
 }

@@ -58,15 +58,20 @@ export class FakePods implements PodDirectory {
 export class FakeIdentities implements IdentityDirectory {
   private items: PodIdentity[] = [];
   private waiters: (() => void)[] = [];
+  /** As the informer-backed directory: one array per namespace until `set` changes anything. */
+  private snapshots = new Map<string, readonly PodIdentity[]>();
 
   set(items: PodIdentity[]): void {
     this.items = items;
+    this.snapshots = new Map();
     const w = this.waiters;
     this.waiters = [];
     for (const fn of w) fn();
   }
-  inNamespace(namespace: string): PodIdentity[] {
-    return this.items.filter((p) => p.metadata.namespace === namespace);
+  inNamespace(namespace: string): readonly PodIdentity[] {
+    let snapshot = this.snapshots.get(namespace);
+    if (!snapshot) this.snapshots.set(namespace, (snapshot = this.items.filter((p) => p.metadata.namespace === namespace)));
+    return snapshot;
   }
   nextChange(_namespace: string, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
@@ -79,8 +84,9 @@ export class FakeIdentities implements IdentityDirectory {
   }
 }
 
+/** Frozen, as the directory's pods are never changed in place: a test changes a pod by replacing it. */
 export function pod(name: string, ip: string, overrides: Partial<PodInfo> = {}): PodInfo {
-  return {
+  return Object.freeze({
     namespace: 'app',
     name,
     uid: `uid-${name}`,
@@ -91,7 +97,7 @@ export function pod(name: string, ip: string, overrides: Partial<PodInfo> = {}):
     phase: 'Running',
     ips: [ip],
     ...overrides,
-  };
+  });
 }
 
 export function podIdentity(name: string, namespace = 'app', status: { clientId?: string; ready?: boolean; mode?: 'Federated' | 'Node' } = {}): PodIdentity {
