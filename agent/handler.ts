@@ -95,7 +95,7 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
     if (where.kind === 'token') {
       const started = performance.now();
       if (answerFromCache(ctx, req, res, parsed, started)) return;
-      void handleToken(ctx, req, parsed, started).then((outcome) => send(res, outcome.status, outcome.body, outcome.headers));
+      void handleToken(ctx, req, res, parsed, started).then((outcome) => outcome !== ANSWERED && send(res, outcome.status, outcome.body, outcome.headers));
       return;
     }
     void handleOther(ctx, req, target, where).then(
@@ -108,8 +108,8 @@ export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res
 /** The handler's own state beside its dependencies. */
 interface Ctx extends HandlerDeps {
   selector: IdentitySelector;
-  /** Per connection: the last cached-token decision it was answered with (see `answerFromCache`). */
-  decided: WeakMap<Socket, CachedDecision>;
+  /** Per pod (a new PodInfo whenever the pod changes): the last cached-token decision it was answered with. */
+  decided: WeakMap<PodInfo, CachedDecision>;
   /** The token-request duration of a cached answer, per mode. */
   hitDurations: Map<Mode, HotChild>;
 }
@@ -143,14 +143,17 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(bytes);
 }
 
-async function handleToken(deps: Ctx, req: IncomingMessage, parsed: ParsedTarget, started: number): Promise<Outcome> {
-  let outcome: Outcome;
+/** `decide` answered the request itself, from the cache (see `answerKnown`), and recorded it. */
+const ANSWERED = Symbol('answered from the cache');
+
+async function handleToken(deps: Ctx, req: IncomingMessage, res: ServerResponse, parsed: ParsedTarget, started: number): Promise<Outcome | typeof ANSWERED> {
+  let outcome: Outcome | typeof ANSWERED;
   try {
-    outcome = await decide(deps, req, parsed);
+    outcome = await decide(deps, req, res, parsed, started);
   } catch (err) {
     outcome = errorOutcome(err);
   }
-  record(deps, req, outcome, started);
+  if (outcome !== ANSWERED) record(deps, req, outcome, started);
   return outcome;
 }
 
@@ -166,14 +169,15 @@ function record(deps: HandlerDeps, req: IncomingMessage, outcome: Outcome, start
 }
 
 /**
- * What a cached-token answer on one connection derives from its inputs: kept while the inputs are the very
- * same objects (the pod the cache shows, the selected identity, the parsed request), which are replaced,
- * never changed, when anything in them changes. Only the work that follows from the decision is kept; the
- * decision itself (attribution, selection) runs on every request.
+ * What a cached-token answer for one pod derives from its decision: kept on the pod's PodInfo while the other
+ * inputs are the very same objects (the selected identity, the parsed request) and the peer address is the
+ * same. PodInfos and identities are replaced, never changed, when anything in them changes. Only the work that
+ * follows from the decision is kept; the decision itself (attribution, selection) runs on every request.
  */
 interface CachedDecision {
-  pod: PodInfo;
   identity: ReadyIdentity;
+  /** The connection's peer address, which the audit record names. */
+  sourceIp: string | undefined;
   request: TokenRequest;
   cacheKey: string;
   fetch: () => Promise<IssuedToken>;
@@ -203,10 +207,18 @@ function answerFromCache(ctx: Ctx, req: IncomingMessage, res: ServerResponse, pa
   const request = parsed.token.request;
   const selection = ctx.selector.select(ctx.attributor.identitiesFor(who.pod), request.hint);
   if (selection.kind !== 'selected') return false;
-  let d = ctx.decided.get(socket);
-  if (d?.pod !== who.pod || d.identity !== selection.identity || d.request !== request) {
-    d = cachedDecision(ctx, socket, who.pod, selection.identity, request);
-    ctx.decided.set(socket, d);
+  return answerKnown(ctx, socket, res, who.pod, selection.identity, request, started);
+}
+
+/**
+ * Answers from the cache for a decision already made (the pod attributed, its identity selected), and records
+ * it; false, having done nothing, when the token is not cached.
+ */
+function answerKnown(ctx: Ctx, socket: Socket, res: ServerResponse, pod: PodInfo, identity: ReadyIdentity, request: TokenRequest, started: number): boolean {
+  let d = ctx.decided.get(pod);
+  if (d?.identity !== identity || d.request !== request || d.sourceIp !== socket.remoteAddress) {
+    d = cachedDecision(ctx, socket, pod, identity, request);
+    ctx.decided.set(pod, d);
   }
   const token = ctx.cache.hit(d.cacheKey, d.fetch);
   if (!token) return false;
@@ -226,8 +238,8 @@ function cachedDecision(ctx: Ctx, socket: Socket, pod: PodInfo, identity: ReadyI
   const audit = auditRecord(outcome, socket.remoteAddress);
   const { durationMs: _none, ...fixed } = audit;
   return {
-    pod,
     identity,
+    sourceIp: socket.remoteAddress,
     request,
     cacheKey: cacheKeyOf(principalKey, request.resource),
     fetch: fetcher(ctx, request, pod, identity, principalKey, () => undefined),
@@ -265,7 +277,7 @@ function errorOutcome(err: unknown): Outcome {
   return { result: 'upstream_error', status: 500, body: { error: 'internal_error', error_description: (err as Error)?.message ?? 'unknown error' }, reason: String(err) };
 }
 
-async function decide(deps: Ctx, req: IncomingMessage, parsed: ParsedTarget): Promise<Outcome> {
+async function decide(deps: Ctx, req: IncomingMessage, res: ServerResponse, parsed: ParsedTarget, started: number): Promise<Outcome | typeof ANSWERED> {
   checkCommon(req.method, req.headers);
   if (!parsed.token) throw new Error('not a token request');
   if ('error' in parsed.token) throw parsed.token.error;
@@ -288,6 +300,8 @@ async function decide(deps: Ctx, req: IncomingMessage, parsed: ParsedTarget): Pr
     const selection = deps.selector.select(deps.attributor.identitiesFor(pod), request.hint);
     switch (selection.kind) {
       case 'selected':
+        // A new connection's first request, once attributed, is as cheap as the next ones when the token is cached.
+        if (!request.bypassCache && answerKnown(deps, req.socket, res, pod, selection.identity, request, started)) return ANSWERED;
         return issue(deps, request, pod, selection.identity);
       case 'multiple':
         return { ...deny('denied', badRequest(MULTIPLE_IDENTITIES)), pod, resource: request.resource, reason: `PodIdentities ${selection.candidates.join(', ')}` };

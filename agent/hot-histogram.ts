@@ -7,6 +7,8 @@ export interface HotChild {
 
 interface ChildState extends HotChild {
   labels: LabelValues<string>;
+  /** Known to prom-client (zero()): from its first observation on, as prom-client's own label sets. */
+  registered: boolean;
   counts: Float64Array;
   sum: number;
   count: number;
@@ -50,16 +52,21 @@ export class HotHistogram<T extends string> extends Histogram<T> {
     let state = this.children.get(key);
     if (!state) {
       const own = { ...labels } as LabelValues<string>;
+      const bounds = this.bounds;
       // prom-client keeps this very object as the label set's labels and exports it as `sharedLabels`: that
       // reference is how the export below finds the label set.
-      this.zero(own as LabelValues<T>);
-      const bounds = this.bounds;
+      const register = () => this.zero(own as LabelValues<T>);
       const s: ChildState = {
         labels: own,
+        registered: false,
         counts: new Float64Array(bounds.length + 1),
         sum: 0,
         count: 0,
         observe(seconds: number) {
+          if (!s.registered) {
+            s.registered = true;
+            register();
+          }
           let i = 0;
           while (i < bounds.length && seconds > bounds[i]!) i++;
           s.counts[i]!++;
@@ -101,13 +108,13 @@ export class HotHistogram<T extends string> extends Histogram<T> {
 
   override reset(): void {
     super.reset();
-    // prom-client forgot the label sets; children stay resolved (callers hold them), so zero and re-register
-    // them. (prom-client's constructor calls this before the fields exist.)
+    // prom-client forgot the label sets; children stay resolved (callers hold them): zeroed, they register again
+    // at their next observation. (prom-client's constructor calls this before the fields exist.)
     for (const child of this.byLabels?.values() ?? []) {
       child.counts.fill(0);
       child.sum = 0;
       child.count = 0;
-      this.zero(child.labels as LabelValues<T>);
+      child.registered = false;
     }
   }
 }

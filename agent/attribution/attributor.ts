@@ -230,7 +230,11 @@ export class Attributor {
     } catch {
       throw this.refuse('verify_read_failed', `The pod identity agent could not confirm which pod holds ${ip} with the API server; retry shortly`, 1);
     }
-    if (server && server.uid === candidate.uid && this.isLive(server, ip, pinnedUid)) return server;
+    if (server && server.uid === candidate.uid && this.isLive(server, ip, pinnedUid)) {
+      // The cached PodInfo when the read agrees with it on everything a decision reads, so what is derived
+      // from the pod (its identities, the handler's cached decision) is found again on the next connection.
+      return sameForDecisions(server, candidate) ? candidate : server;
+    }
     // Remembered only for what never changes back. A live pod that merely no longer holds this address (its
     // sandbox was recreated with another) must stay attributable at its new one: otherwise whoever connects
     // from its old address before the watch catches up locks it out. A terminating pod stays readable for
@@ -338,4 +342,17 @@ export class Attributor {
     this.options.onRefused?.(reason);
     return unavailable(description, retryAfterSeconds);
   }
+}
+
+/** Every field of a PodInfo, so a field added later cannot be left out of `sameForDecisions` unnoticed. */
+const COMPARED: Record<keyof PodInfo, true> = { namespace: true, name: true, uid: true, serviceAccountName: true, labels: true, nodeName: true, hostNetwork: true, phase: true, ips: true, terminating: true };
+void COMPARED;
+
+/** Two views of one pod that no attribution, selection or issuance decision can tell apart (every field of COMPARED). */
+function sameForDecisions(a: PodInfo, b: PodInfo): boolean {
+  if (a.namespace !== b.namespace || a.name !== b.name || a.uid !== b.uid || a.serviceAccountName !== b.serviceAccountName) return false;
+  if (a.nodeName !== b.nodeName || a.hostNetwork !== b.hostNetwork || a.phase !== b.phase || !!a.terminating !== !!b.terminating) return false;
+  if (a.ips.length !== b.ips.length || a.ips.some((ip, i) => ip !== b.ips[i])) return false;
+  const keys = Object.keys(a.labels);
+  return keys.length === Object.keys(b.labels).length && keys.every((k) => Object.hasOwn(b.labels, k) && a.labels[k] === b.labels[k]);
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { PodInfo } from './types.js';
 import { FakeIdentities, FakePods, pod, podIdentity } from '../testing/fakes.js';
 import { Attributor, normaliseAddress } from './attributor.js';
 
@@ -23,6 +24,26 @@ function setup() {
 }
 
 describe('attribution', () => {
+  test('a read that agrees with the cache answers with the cached pod; a read that shows a change answers with the read', async () => {
+    const { pods, attributor } = setup();
+    const cached = pod('a', '10.0.0.5');
+    pods.cached = [cached];
+    pods.server = [pod('a', '10.0.0.5')];
+    const first = await attributor.attribute(peer('10.0.0.5'));
+    assert.equal(first.kind === 'pod' && first.pod, cached, 'the same pod: what was derived from the cached object is found again');
+    const relabelled = pod('a', '10.0.0.5', { labels: { 'podidentity.dev/identity': 'writer' } });
+    pods.server = [relabelled];
+    const second = await attributor.attribute(peer('10.0.0.5'));
+    assert.equal(second.kind === 'pod' && second.pod, relabelled, 'the API server has newer labels than the cache: they decide');
+    const changes: Partial<PodInfo>[] = [{ serviceAccountName: 'other' }, { labels: {} }, { labels: { 'podidentity.dev/identity': 'reader', extra: 'x' } }, { ips: ['10.0.0.5', 'fd00::5'] }];
+    for (const change of changes) {
+      const changed = pod('a', '10.0.0.5', change);
+      pods.server = [changed];
+      const who = await attributor.attribute(peer('10.0.0.5'));
+      assert.equal(who.kind === 'pod' && who.pod, changed, JSON.stringify(change));
+    }
+  });
+
   test('IPv4-mapped IPv6 peers are normalised', () => {
     assert.equal(normaliseAddress('::ffff:10.0.0.5'), '10.0.0.5');
     assert.equal(normaliseAddress('fd00::5'), 'fd00::5');
