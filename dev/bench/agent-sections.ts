@@ -28,6 +28,8 @@ export interface AgentStage {
   /** Every pod bound on the agent's node, by address. */
   pods: BoundPod[];
   tokenBytes: number;
+  /** The agent's token answer for `loadPod`, which the baselines answer byte for byte. */
+  bodyFile: string;
   /** P1's c=16 results, the first point of P5. */
   p1At16?: { a: LoadResult; b: LoadResult };
   stop(): Promise<void>;
@@ -74,6 +76,7 @@ export async function setupAgentStage(env: BenchEnv, log: Log): Promise<AgentSta
     baseline,
     loadPod,
     pods: [loadPod],
+    bodyFile,
     tokenBytes: Buffer.byteLength(first.text),
     async stop() {
       await agent.stop();

@@ -46,7 +46,7 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
   for (const key of Object.keys(childEnv)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete childEnv[key];
   const metricsOrigin = `http://127.0.0.1:${ports.metrics}`;
   const inCluster = process.getuid?.() === 0;
-  const launch = inCluster ? inClusterLauncher(env, args, logFile, childEnv) : () => startNodeScript(name, 'agent/main.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, childEnv, agentNodeFlags());
+  const launch = inCluster ? inClusterLauncher(env, 'agent', 'agent/main.ts', args, logFile, childEnv) : () => startNodeScript(name, 'agent/main.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, childEnv, agentNodeFlags());
   let proc: ManagedProcess;
   const start = async () => {
     proc = launch();
@@ -74,24 +74,40 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
  * measures the production path, which loads no client-node. The token is the bench API server's admin token.
  * The exec chain keeps one PID (unshare → sh → node), so RSS and CPU are the agent's.
  */
-function inClusterLauncher(env: BenchEnv, args: string[], logFile: string, childEnv: NodeJS.ProcessEnv): () => ManagedProcess {
+function inClusterLauncher(env: BenchEnv, name: string, entry: string, args: string[], logFile: string, childEnv: NodeJS.ProcessEnv): () => ManagedProcess {
   const saDir = join(env.dir, 'agent-serviceaccount');
   mkdirSync(saDir, { recursive: true, mode: 0o700 });
   writeFileSync(join(saDir, 'token'), env.cp.token, { mode: 0o600 });
   writeFileSync(join(saDir, 'ca.crt'), env.cp.caPem);
   const server = new URL(env.cp.server);
   const mount = `mkdir -p ${SERVICE_ACCOUNT_DIR} 2>/dev/null; mount --bind "$1" ${SERVICE_ACCOUNT_DIR} && mount -o remount,bind,ro ${SERVICE_ACCOUNT_DIR} && shift && exec "$@"`;
-  const argv = ['--mount', '--propagation', 'private', 'sh', '-c', mount, 'bench-mount', saDir, process.execPath, ...agentNodeFlags(), compiled('agent/main.ts'), ...args];
+  const argv = ['--mount', '--propagation', 'private', 'sh', '-c', mount, 'bench-mount', saDir, process.execPath, ...agentNodeFlags(), compiled(entry), ...args];
   const podEnv: NodeJS.ProcessEnv = { ...childEnv, KUBERNETES_SERVICE_HOST: server.hostname, KUBERNETES_SERVICE_PORT: server.port, HOME: '' };
   delete podEnv['KUBECONFIG'];
   return () => {
     const fd = openSync(logFile, 'a');
     try {
-      return startProcess('agent', 'unshare', argv, { cwd: REPO, env: podEnv, stdio: ['ignore', fd, fd] });
+      return startProcess(name, 'unshare', argv, { cwd: REPO, env: podEnv, stdio: ['ignore', fd, fd] });
     } finally {
       closeSync(fd); // the child has its own copy
     }
   };
+}
+
+/**
+ * Baseline V of P6 (verify-floor-server.ts): B plus the agent's own attribution, started exactly as the agent
+ * is (in-cluster as in a pod when root, with the image's node flags), so it reads the API server as the agent does.
+ */
+export async function startVerifyFloor(env: BenchEnv, port: number, bodyFile: string): Promise<{ proc: ManagedProcess; origin: string }> {
+  const logFile = join(env.dir, 'verify-floor.log');
+  const args = [String(port), bodyFile, BENCH_NODE];
+  const inCluster = process.getuid?.() === 0;
+  const proc = inCluster
+    ? inClusterLauncher(env, 'verify-floor', 'dev/bench/verify-floor-server.ts', args, logFile, { ...process.env })()
+    : startNodeScript('verify-floor', 'dev/bench/verify-floor-server.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, process.env, agentNodeFlags());
+  const origin = `http://127.0.0.1:${port}`;
+  await waitHttpOk('verify-floor server', `${origin}/healthz`, proc, logFile);
+  return { proc, origin };
 }
 
 /** One value from the agent's /metrics (first series whose name and labels start with `prefix`). */

@@ -14,7 +14,7 @@ export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 /** Per run, so two runs in one tree (a smoke test during `make bench`) never delete each other's build. */
 export const BUILD_DIR = join(REPO, 'node_modules/.cache/podid-bench', `run-${process.pid}`);
 
-const ENTRIES = ['agent/main.ts', 'dev/bench/baseline-server.ts', 'dev/bench/loadgen.ts', 'dev/bench/miss-probe.ts', 'operator/main.ts'];
+const ENTRIES = ['agent/main.ts', 'dev/bench/baseline-server.ts', 'dev/bench/verify-floor-server.ts', 'dev/bench/loadgen.ts', 'dev/bench/miss-probe.ts', 'operator/main.ts'];
 
 /** The compiled path of a repository-relative .ts entry. */
 export function compiled(entry: string): string {
