@@ -135,7 +135,7 @@ export class PodIdentityReconciler {
     else this.lastFullSync.delete(key);
     // The Ready event this write records says as much; an Event is an API-server write, so one, not two.
     const readyNow = allTrue && conditionOf(pid, CONDITION_READY)?.status !== 'True';
-    if (identityChanged && !readyNow) await d.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
+    if (identityChanged && !readyNow) d.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
     // Informational, after the convergence check: propagation is Azure AD's pace, not something to repair.
     this.propagation(key, pid, status, conds, mode);
     await this.status.write(pid, status, conds, mode);
