@@ -158,7 +158,7 @@ async function main(config: OperatorConfig): Promise<void> {
       batchWindowMs: config.batchWindowMs,
     },
   });
-  const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal) => reconciler.reconcile(key, signal), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
+  const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal, releaseWorker) => reconciler.reconcile(key, signal, releaseWorker), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
   controller.watch(exchanges, (e) => [exchangeEventKey(e)].filter((k) => k !== undefined));
   batcher.onSettled((keys) => keys.forEach((k) => controller.enqueue(k)));
 

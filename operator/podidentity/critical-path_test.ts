@@ -119,6 +119,20 @@ describe('the reconcile critical path of a new PodIdentity', () => {
     assert.equal(azure.identitiesById.get(foreign.id.toLowerCase())?.tags[TAG_NAME], 'thing', 'the foreign identity is untouched');
   });
 
+  it('releases its worker after the last Azure call and before the status write', async () => {
+    const { world, azure, reconciler } = harness();
+    world.policyList = [allowReader];
+    const key = newPodIdentity(world);
+    let atRelease: { calls: string[]; patches: number } | undefined;
+    await reconciler.reconcile(key, undefined, () => (atRelease ??= { calls: [...azure.calls], patches: world.statusPatches }));
+    assert.ok(atRelease, 'the worker was released');
+    assert.deepEqual(atRelease.calls, azure.calls, 'no Azure call after the release');
+    assert.ok(writesIn(atRelease.calls).includes('federatedCredentials.createOrUpdate') && writesIn(atRelease.calls).includes('roleAssignments.create'));
+    assert.equal(atRelease.patches, 0, 'the status write comes after the release');
+    assert.equal(world.statusPatches, 1);
+    assert.equal(readyOf(world.pids.get(key))?.status, 'True');
+  });
+
   it('never waits on an Event: a writer whose Event write hangs does not hold the reconcile', async () => {
     const { world, reconciler } = harness();
     world.policyList = [allowReader];

@@ -42,7 +42,11 @@ export class PodIdentityReconciler {
 
   private ms = (): number => this.deps.now().getTime();
 
-  async reconcile(key: string, signal?: AbortSignal): Promise<ReconcileResult> {
+  /**
+   * `releaseWorker` (see runtime/controller.ts) is called once the Azure calls are over, before the status
+   * write: the worker's next key starts its Azure work while this one's status goes to the API server.
+   */
+  async reconcile(key: string, signal?: AbortSignal, releaseWorker?: () => void): Promise<ReconcileResult> {
     const pid = this.deps.view.podIdentity(key);
     if (!pid) return this.forget(key);
     if (this.status.isStale(key, pid)) return;
@@ -52,7 +56,7 @@ export class PodIdentityReconciler {
     this.throttledUntil.delete(key);
     const d: StepDeps = { ...this.deps, azure: abortable(this.deps.azure, signal) };
     try {
-      return pid.metadata.deletionTimestamp ? await this.finalize(d, key, pid) : await this.converge(d, key, pid);
+      return pid.metadata.deletionTimestamp ? await this.finalize(d, key, pid) : await this.converge(d, key, pid, releaseWorker);
     } catch (err) {
       if (!(err instanceof ThrottledError)) throw err;
       // Honour Retry-After for this key only; other keys keep going.
@@ -67,7 +71,7 @@ export class PodIdentityReconciler {
     this.status.forget(key);
   }
 
-  private async converge(d: StepDeps, key: string, cached: PodIdentity): Promise<ReconcileResult> {
+  private async converge(d: StepDeps, key: string, cached: PodIdentity, releaseWorker?: () => void): Promise<ReconcileResult> {
     let pid = cached;
     const mode = modeOf(pid, d.settings);
     const generation = pid.metadata.generation ?? 0;
@@ -126,6 +130,8 @@ export class PodIdentityReconciler {
       const reasons = [rolesDone, modeDone].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
       throw reasons.find((e) => e instanceof ThrottledError) ?? reasons[0];
     }
+    // No Azure call follows: only the status write, which need not hold a worker from the next key's Azure work.
+    releaseWorker?.();
     const roles = rolesDone.value;
     status.roleAssignments = roles.statuses;
     conds.set(CONDITION_ROLES_ASSIGNED, roles.condition);
