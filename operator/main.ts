@@ -113,7 +113,7 @@ async function main(config: OperatorConfig): Promise<void> {
     exchangeReports: (key) => exchanges.byIndex('podIdentity', key).flatMap(exchangeReportOf),
   };
   const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
-  const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger });
+  const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger, onDrop: () => metrics.eventsDropped.inc() });
   const pathOf = (pid: PodIdentity) => `${collectionPath(PODIDENTITIES, pid.metadata.namespace)}/${encodeURIComponent(pid.metadata.name ?? '')}`;
   const writer: PodIdentityWriter = {
     addFinalizer: async (pid, f) => {
@@ -158,7 +158,7 @@ async function main(config: OperatorConfig): Promise<void> {
       batchWindowMs: config.batchWindowMs,
     },
   });
-  const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal) => reconciler.reconcile(key, signal), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
+  const controller = watchPodIdentityInputs(op.addController('podidentity', (key, signal, releaseWorker) => reconciler.reconcile(key, signal, releaseWorker), { workers: config.workers }), view, { identities, policies, namespaces, pods, nodes });
   controller.watch(exchanges, (e) => [exchangeEventKey(e)].filter((k) => k !== undefined));
   batcher.onSettled((keys) => keys.forEach((k) => controller.enqueue(k)));
 
@@ -192,7 +192,8 @@ async function main(config: OperatorConfig): Promise<void> {
   if (admission) servers.push(admission);
   await runUntilShutdown((s) => op.start(s), signal, servers);
   batcher.stop();
-  await events.drain(2000);
+  // Best effort within a bound: a shutdown never waits long on an API server that stopped answering.
+  if (!(await events.drain(2000))) logger.warn('stopping with Events not yet posted', { backlog: events.backlog });
   clearInterval(gaugeTimer);
   logger.info('operator stopped');
 }

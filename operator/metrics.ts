@@ -9,6 +9,7 @@ export interface OperatorMetrics {
   azureThrottled: Counter<'operation'>;
   podIdentities: Gauge<'ready'>;
   scaleSetPatches: Counter<'result'>;
+  eventsDropped: Counter;
 }
 
 function getOr<T>(registry: Registry, name: string, make: () => T): T {
@@ -36,6 +37,9 @@ export function registerOperatorMetrics(registry: Registry): OperatorMetrics {
     ),
     scaleSetPatches: getOr(registry, 'podidentity_operator_scaleset_patches_total', () =>
       new Counter({ name: 'podidentity_operator_scaleset_patches_total', help: 'Scale-set identity PATCHes, by result (success, error).', labelNames: ['result'], registers }),
+    ),
+    eventsDropped: getOr(registry, 'podidentity_operator_events_dropped_total', () =>
+      new Counter({ name: 'podidentity_operator_events_dropped_total', help: 'Kubernetes Events not posted because too many were already waiting (the API server is slow or unreachable).', registers }),
     ),
   };
 }

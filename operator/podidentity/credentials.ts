@@ -83,7 +83,7 @@ export async function convergeCredentials(d: StepDeps, issuers: IssuerSource, pi
     if (desired.length + foreign.length > MAX_FEDERATED_CREDENTIALS) {
       // A clear condition, no retry storm: this only changes when the spec or the pods do.
       const message = `${desired.length} service accounts need federated credentials, but an identity holds at most ${MAX_FEDERATED_CREDENTIALS}${foreign.length ? ` (${foreign.length} are not managed by this PodIdentity)` : ''}`;
-      await d.writer.event(pid, 'Warning', 'LimitExceeded', message);
+      d.writer.event(pid, 'Warning', 'LimitExceeded', message);
       return { statuses: previous, condition: bad('LimitExceeded', message) };
     }
     // A name is a 40-bit hash of the subject: one already holding another subject (a collision, which a
@@ -91,7 +91,7 @@ export async function convergeCredentials(d: StepDeps, issuers: IssuerSource, pi
     const taken = desired.flatMap((want) => existing.filter((f) => f.name === want.name && f.subject !== want.subject).map((f) => ({ want, holder: f.subject })));
     if (taken.length) {
       const message = taken.map((t) => `federated credential name ${t.want.name} for ${t.want.subject} is already used on the identity by ${t.holder}; not overwritten (rename the service account)`).join('; ');
-      if (conditionMessage(pid) !== message) await d.writer.event(pid, 'Warning', 'CredentialNameTaken', message);
+      if (conditionMessage(pid) !== message) d.writer.event(pid, 'Warning', 'CredentialNameTaken', message);
       return { statuses: previous, condition: bad('CredentialNameTaken', message) };
     }
     // Removals first, so a swap never hits the limit.

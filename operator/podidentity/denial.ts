@@ -31,7 +31,7 @@ export async function applyDenial(d: StepDeps, status: StatusWriter, pid: PodIde
   const ready = conditionOf(pid, CONDITION_READY);
   if (ready?.reason !== decision.reason || ready.message !== message) {
     d.logger?.warn(decision.reason === 'InvalidSpec' ? 'PodIdentity has invalid ARM ids' : 'PodIdentity denied by policy', { namespace: pid.metadata.namespace, name: pid.metadata.name, violations: violations(decision), policies: decision.policies });
-    await d.writer.event(pid, 'Warning', decision.reason, message);
+    d.writer.event(pid, 'Warning', decision.reason, message);
   }
   await status.write(pid, { ...(pid.status ?? {}), mode, roleAssignments }, conds, mode, policyCond);
 }

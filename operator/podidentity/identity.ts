@@ -95,7 +95,7 @@ async function refuse(d: StepDeps, pid: PodIdentity, resourceId: string, who: st
   const message = `identity ${resourceId} belongs to ${who}; refusing to take it over (${hint})`;
   if (conditionOf(pid, CONDITION_IDENTITY_READY)?.reason !== 'IdentityOwnedByAnother') {
     d.logger?.warn('refusing to take over an identity', { namespace: pid.metadata.namespace, name: pid.metadata.name, resourceId, owner: who });
-    await d.writer.event(pid, 'Warning', 'IdentityOwnedByAnother', message);
+    d.writer.event(pid, 'Warning', 'IdentityOwnedByAnother', message);
   }
   return { kind: 'refused', failure: bad('IdentityOwnedByAnother', message) };
 }

@@ -49,6 +49,9 @@ export interface PodIdentityWriter {
   removeFinalizer(pid: PodIdentity, finalizer: string): Promise<void>;
   /** Merge-patches /status. Resolves with the object's new resourceVersion when known. */
   patchStatus(pid: PodIdentity, status: Record<string, unknown>): Promise<string | void>;
-  /** Best-effort Event; never throws. */
-  event(pid: PodIdentity, type: EventType, reason: string, message: string): Promise<void>;
+  /**
+   * Queues a best-effort Event and returns at once: never throws and never waits for the API server (Events
+   * are dropped, and counted, when too many are waiting). A reconcile is never held by an Event.
+   */
+  event(pid: PodIdentity, type: EventType, reason: string, message: string): void;
 }

@@ -1,7 +1,7 @@
 /**
  * The PodIdentity reconcile sequence: level-triggered and idempotent. Each step lives in its own module
  * (desired, identity, roles, credentials, scalesets, denial, finalize, status); this file only orders them:
- * policy → fast path → identity plan (reads) → finalizer → identity → roles ∥ credentials or scale sets → status.
+ * policy → fast path → identity plan (reads) ∥ finalizer → identity → roles ∥ credentials or scale sets → status.
  */
 import { CONDITION_CREDENTIAL_PROPAGATED, CONDITION_IDENTITY_READY, CONDITION_READY, CONDITION_ROLES_ASSIGNED, FINALIZER, type Mode, type PodIdentity, type PodIdentityStatus } from '../../lib/api/types.js';
 import { abortable } from '../azure/abortable.js';
@@ -42,7 +42,11 @@ export class PodIdentityReconciler {
 
   private ms = (): number => this.deps.now().getTime();
 
-  async reconcile(key: string, signal?: AbortSignal): Promise<ReconcileResult> {
+  /**
+   * `releaseWorker` (see runtime/controller.ts) is called once the Azure calls are over, before the status
+   * write: the worker's next key starts its Azure work while this one's status goes to the API server.
+   */
+  async reconcile(key: string, signal?: AbortSignal, releaseWorker?: () => void): Promise<ReconcileResult> {
     const pid = this.deps.view.podIdentity(key);
     if (!pid) return this.forget(key);
     if (this.status.isStale(key, pid)) return;
@@ -52,7 +56,7 @@ export class PodIdentityReconciler {
     this.throttledUntil.delete(key);
     const d: StepDeps = { ...this.deps, azure: abortable(this.deps.azure, signal) };
     try {
-      return pid.metadata.deletionTimestamp ? await this.finalize(d, key, pid) : await this.converge(d, key, pid);
+      return pid.metadata.deletionTimestamp ? await this.finalize(d, key, pid) : await this.converge(d, key, pid, releaseWorker);
     } catch (err) {
       if (!(err instanceof ThrottledError)) throw err;
       // Honour Retry-After for this key only; other keys keep going.
@@ -67,7 +71,7 @@ export class PodIdentityReconciler {
     this.status.forget(key);
   }
 
-  private async converge(d: StepDeps, key: string, cached: PodIdentity): Promise<ReconcileResult> {
+  private async converge(d: StepDeps, key: string, cached: PodIdentity, releaseWorker?: () => void): Promise<ReconcileResult> {
     let pid = cached;
     const mode = modeOf(pid, d.settings);
     const generation = pid.metadata.generation ?? 0;
@@ -81,15 +85,18 @@ export class PodIdentityReconciler {
 
     const conds = new Map<string, Cond>();
     const status: PodIdentityStatus = { ...(pid.status ?? {}), mode };
-    const plan = await planIdentity(d, pid);
-    if (plan.kind === 'refused') return this.identityNotReady(pid, status, conds, mode, plan);
-    if (!pid.metadata.finalizers?.includes(FINALIZER)) {
-      // Ownership is established and no Azure write happened yet. The patch carries our resourceVersion.
-      const rv = await d.writer.addFinalizer(pid, FINALIZER);
-      if (!rv || rv === pid.metadata.resourceVersion) return; // new version unknown: the update event brings us back
-      this.status.noteWrite(key, pid);
-      pid = { ...pid, metadata: { ...pid.metadata, finalizers: [...(pid.metadata.finalizers ?? []), FINALIZER], resourceVersion: rv } };
+    // The plan only reads, so the finalizer (an API-server round trip) goes out beside it rather than after
+    // it; both settle before the first Azure write. A refused plan may leave the finalizer on the object:
+    // finalize then finds no identity recorded as this PodIdentity's, leaves Azure alone and removes it.
+    const [planned, finalized] = await Promise.allSettled([planIdentity(d, pid), this.ensureFinalizer(d, key, pid)]);
+    if (planned.status === 'rejected' || finalized.status === 'rejected') {
+      const reasons = [planned, finalized].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      throw reasons.find((e) => e instanceof ThrottledError) ?? reasons[0];
     }
+    const plan = planned.value;
+    if (finalized.value === 'unknown') return; // new version unknown: the update event brings us back
+    pid = finalized.value;
+    if (plan.kind === 'refused') return this.identityNotReady(pid, status, conds, mode, plan);
     const replaced = await releaseReplaced(d, pid, plan.kind === 'use' ? plan.identity.id : plan.resourceId);
     if (replaced) return replaced;
     const ensured = await ensureIdentity(d, pid, plan);
@@ -123,6 +130,8 @@ export class PodIdentityReconciler {
       const reasons = [rolesDone, modeDone].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
       throw reasons.find((e) => e instanceof ThrottledError) ?? reasons[0];
     }
+    // No Azure call follows: only the status write, which need not hold a worker from the next key's Azure work.
+    releaseWorker?.();
     const roles = rolesDone.value;
     status.roleAssignments = roles.statuses;
     conds.set(CONDITION_ROLES_ASSIGNED, roles.condition);
@@ -135,12 +144,25 @@ export class PodIdentityReconciler {
     else this.lastFullSync.delete(key);
     // The Ready event this write records says as much; an Event is an API-server write, so one, not two.
     const readyNow = allTrue && conditionOf(pid, CONDITION_READY)?.status !== 'True';
-    if (identityChanged && !readyNow) await d.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
+    if (identityChanged && !readyNow) d.writer.event(pid, 'Normal', 'IdentityReady', `identity ${identity.id} clientId ${identity.clientId}`);
     // Informational, after the convergence check: propagation is Azure AD's pace, not something to repair.
     this.propagation(key, pid, status, conds, mode);
     await this.status.write(pid, status, conds, mode);
     if (retryError) throw retryError;
     return requeues.length ? { requeueAfterMs: Math.min(...requeues) } : undefined;
+  }
+
+  /**
+   * Puts the finalizer on the object (the patch carries our resourceVersion: a conflict throws and the key is
+   * retried). Resolves with the object as it now is, or 'unknown' when the server did not say which version
+   * that is.
+   */
+  private async ensureFinalizer(d: StepDeps, key: string, pid: PodIdentity): Promise<PodIdentity | 'unknown'> {
+    if (pid.metadata.finalizers?.includes(FINALIZER)) return pid;
+    const rv = await d.writer.addFinalizer(pid, FINALIZER);
+    if (!rv || rv === pid.metadata.resourceVersion) return 'unknown';
+    this.status.noteWrite(key, pid);
+    return { ...pid, metadata: { ...pid.metadata, finalizers: [...(pid.metadata.finalizers ?? []), FINALIZER], resourceVersion: rv } };
   }
 
   /**

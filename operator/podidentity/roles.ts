@@ -89,10 +89,10 @@ export async function releaseRoles(d: StepDeps, pid: PodIdentity, r: Release): P
     const fields = { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: pid.status?.clientId, roleDefinitionId: ra.roleDefinitionId, scope: ra.scope };
     if (r.reason === 'policy') {
       d.logger?.info('role assignment revoked by policy', fields);
-      await d.writer.event(pid, 'Warning', 'RoleAssignmentRevoked', `policy no longer allows ${ra.roleDefinitionId} at ${ra.scope}; removed`);
+      d.writer.event(pid, 'Warning', 'RoleAssignmentRevoked', `policy no longer allows ${ra.roleDefinitionId} at ${ra.scope}; removed`);
     } else {
       d.logger?.info('role assignment removed', fields);
-      if (r.reason === 'spec') await d.writer.event(pid, 'Normal', 'RoleAssignmentRemoved', `removed ${ra.roleDefinitionId} at ${ra.scope}`);
+      if (r.reason === 'spec') d.writer.event(pid, 'Normal', 'RoleAssignmentRemoved', `removed ${ra.roleDefinitionId} at ${ra.scope}`);
     }
   }
 }

@@ -88,8 +88,8 @@ export class StatusWriter {
     const wasReady = before.conditions?.find((c) => c.type === CONDITION_READY);
     if (wasReady?.status !== ready.status || wasReady?.reason !== ready.reason) {
       this.deps.logger?.info('PodIdentity Ready changed', { namespace: pid.metadata.namespace, name: pid.metadata.name, clientId: status.clientId, ready: ready.status, reason: ready.reason });
-      if (ready.status === 'True') await this.deps.writer.event(pid, 'Normal', 'Ready', ready.message);
-      else if (ready.reason !== 'PolicyDenied' && ready.reason !== 'InvalidSpec' && ready.reason !== 'Pending') await this.deps.writer.event(pid, 'Warning', ready.reason, ready.message);
+      if (ready.status === 'True') this.deps.writer.event(pid, 'Normal', 'Ready', ready.message);
+      else if (ready.reason !== 'PolicyDenied' && ready.reason !== 'InvalidSpec' && ready.reason !== 'Pending') this.deps.writer.event(pid, 'Warning', ready.reason, ready.message);
     }
   }
 }

@@ -9,8 +9,11 @@ export type ReconcileResult = { requeueAfterMs?: number } | void;
 /**
  * Level-triggered and idempotent. Reads state from informer caches. Throwing means "retry with backoff".
  * `signal` aborts when a shutdown deadline passes or leadership is lost and the deadline passes.
+ * `releaseWorker()` says the reconcile's bounded work (its calls to the external system) is over and only its
+ * own Kubernetes writes remain: the worker then takes the next key while this one finishes. The key stays in
+ * flight (never reconciled twice at once, its result and errors handled as usual) until the promise settles.
  */
-export type Reconcile = (key: string, signal: AbortSignal) => Promise<ReconcileResult>;
+export type Reconcile = (key: string, signal: AbortSignal, releaseWorker: () => void) => Promise<ReconcileResult>;
 
 export interface ControllerOptions {
   name: string;
@@ -98,7 +101,8 @@ export class Controller {
     this.current = queue;
     for (const w of this.watched) for (const obj of w.informer.list()) this.enqueueFor(w, obj);
     const hardStop = new AbortController();
-    const loops = Array.from({ length: Math.max(1, workers) }, () => this.worker(queue, hardStop.signal));
+    const finishing = new Set<Promise<void>>();
+    const loops = Array.from({ length: Math.max(1, workers) }, () => this.worker(queue, hardStop.signal, finishing));
     this.opts.logger?.info('controller started', { controller: this.name, workers });
     await new Promise<void>((resolve) => {
       if (signal.aborted) return resolve();
@@ -110,7 +114,7 @@ export class Controller {
       this.opts.logger?.warn('in-flight reconciles did not finish before the deadline; aborting them', { controller: this.name, deadlineMs: deadline });
       hardStop.abort(new Error('shutdown deadline passed'));
     }
-    await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, 1000).unref())]);
+    await Promise.race([Promise.all([...loops, ...finishing]), new Promise((r) => setTimeout(r, 1000).unref())]);
     this.current = undefined;
     this.opts.logger?.info('controller stopped', { controller: this.name, clean });
   }
@@ -127,28 +131,46 @@ export class Controller {
     for (const key of keys) this.current.add(key);
   }
 
-  private async worker(queue: WorkQueue, signal: AbortSignal): Promise<void> {
+  /**
+   * Takes keys one at a time. A reconcile that releases the worker finishes beside the next key; each worker
+   * keeps at most one such reconcile finishing (a second release waits for the first to settle), so released
+   * work stays bounded when the API server is slow. `finishing` lets shutdown wait for them all.
+   */
+  private async worker(queue: WorkQueue, signal: AbortSignal, finishing: Set<Promise<void>>): Promise<void> {
+    let finishingHere: Promise<void> | undefined;
     for (;;) {
       const key = await queue.get();
       if (key === undefined) return;
-      const started = performance.now();
-      try {
-        const result = await this.opts.reconcile(key, signal);
-        queue.forget(key);
-        if (result?.requeueAfterMs !== undefined && result.requeueAfterMs >= 0) {
-          queue.addAfter(key, result.requeueAfterMs);
-          this.metrics.total.inc({ controller: this.name, result: 'requeue' });
-        } else {
-          this.metrics.total.inc({ controller: this.name, result: 'success' });
-        }
-      } catch (err) {
-        this.metrics.total.inc({ controller: this.name, result: 'error' });
-        const retryInMs = queue.addRateLimited(key);
-        this.opts.logger?.warn('reconcile failed; will retry', { controller: this.name, key, err, retryInMs, retries: queue.numRequeues(key) });
-      } finally {
-        this.metrics.duration.observe({ controller: this.name }, (performance.now() - started) / 1000);
-        queue.done(key);
+      let release!: () => void;
+      const released = new Promise<'released'>((resolve) => (release = () => resolve('released')));
+      const run = this.reconcileOne(queue, key, signal, release);
+      if ((await Promise.race([run.then(() => 'settled' as const), released])) === 'settled') continue;
+      const tail = run.finally(() => finishing.delete(tail));
+      finishing.add(tail);
+      if (finishingHere) await finishingHere;
+      finishingHere = tail;
+    }
+  }
+
+  /** One reconcile of `key`, its result or error handled; never rejects. */
+  private async reconcileOne(queue: WorkQueue, key: string, signal: AbortSignal, releaseWorker: () => void): Promise<void> {
+    const started = performance.now();
+    try {
+      const result = await this.opts.reconcile(key, signal, releaseWorker);
+      queue.forget(key);
+      if (result?.requeueAfterMs !== undefined && result.requeueAfterMs >= 0) {
+        queue.addAfter(key, result.requeueAfterMs);
+        this.metrics.total.inc({ controller: this.name, result: 'requeue' });
+      } else {
+        this.metrics.total.inc({ controller: this.name, result: 'success' });
       }
+    } catch (err) {
+      this.metrics.total.inc({ controller: this.name, result: 'error' });
+      const retryInMs = queue.addRateLimited(key);
+      this.opts.logger?.warn('reconcile failed; will retry', { controller: this.name, key, err, retryInMs, retries: queue.numRequeues(key) });
+    } finally {
+      this.metrics.duration.observe({ controller: this.name }, (performance.now() - started) / 1000);
+      queue.done(key);
     }
   }
 }

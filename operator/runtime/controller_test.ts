@@ -139,3 +139,79 @@ test('shutdown lets in-flight reconciles finish; mapToKeys fans events out', asy
   assert.deepEqual(finished, ['owner-of-p1']);
   await informer.stop();
 });
+
+test('a reconcile that releases its worker finishes beside the next key; the key stays in flight and its error is retried', async () => {
+  const { informer, emit } = staticInformer(['a', 'b', 'c']);
+  informer.start();
+  const started: string[] = [];
+  const gates = new Map<string, () => void>();
+  let aRuns = 0;
+  let concurrentA = 0;
+  let maxConcurrentA = 0;
+  const c = new Controller({
+    name: 'release',
+    queue: { baseDelayMs: 1, qps: 1000, burst: 1000 },
+    reconcile: async (key, _signal, releaseWorker) => {
+      started.push(key);
+      if (key !== 'ns/a') return;
+      aRuns++;
+      concurrentA++;
+      maxConcurrentA = Math.max(maxConcurrentA, concurrentA);
+      try {
+        releaseWorker();
+        // What is left after the release (a status write, say) waits until the test lets it go.
+        await new Promise<void>((resolve) => gates.set(`a${aRuns}`, resolve));
+        if (aRuns === 1) throw new Error('status write failed');
+      } finally {
+        concurrentA--;
+      }
+    },
+  });
+  c.watch(informer);
+  const ctl = new AbortController();
+  const running = c.run(1, ctl.signal);
+  // One worker: b and c run while a, released, is still finishing.
+  await until('b and c reconciled while a finishes', () => started.includes('ns/b') && started.includes('ns/c'));
+  assert.equal(aRuns, 1);
+  // a changes meanwhile: it must not run again until its first reconcile settles.
+  emit('MODIFIED', { metadata: { name: 'a', namespace: 'ns', resourceVersion: '200' } });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(aRuns, 1, 'a key is never reconciled twice at once');
+  gates.get('a1')!(); // the first reconcile of a fails after its release: retried with backoff
+  await until('a retried', () => aRuns === 2);
+  gates.get('a2')!();
+  assert.equal(maxConcurrentA, 1);
+  ctl.abort();
+  await running;
+  await informer.stop();
+});
+
+test('each worker keeps at most one released reconcile finishing while it works on the next key', async () => {
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  const { informer } = staticInformer(names);
+  informer.start();
+  const started: string[] = [];
+  const gates = new Map<string, () => void>();
+  const c = new Controller({
+    name: 'bounded',
+    queue: { qps: 1000, burst: 1000 },
+    reconcile: async (key, _signal, releaseWorker) => {
+      started.push(key);
+      releaseWorker();
+      await new Promise<void>((resolve) => gates.set(key, resolve));
+    },
+  });
+  c.watch(informer);
+  const ctl = new AbortController();
+  const running = c.run(2, ctl.signal);
+  // Two workers: each releases one key, takes a second, releases it too and then waits for its first.
+  await until('four released reconciles', () => started.length === 4);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(started.length, 4, 'no fifth key while every worker has a released reconcile and a second one finishing');
+  gates.get(started[0]!)!();
+  await until('a fifth key once one finished', () => started.length === 5);
+  for (const open of gates.values()) open();
+  ctl.abort();
+  await running;
+  await informer.stop();
+});

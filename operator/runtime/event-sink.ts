@@ -6,6 +6,8 @@ export interface EventSinkOptions {
   /** Events waiting beyond this are dropped (with one warning per burst), as client-go's broadcaster does. */
   maxPending?: number;
   logger?: Logger;
+  /** Called once per Event dropped because the queue was full (a metric counts them). */
+  onDrop?: () => void;
 }
 
 /**
@@ -17,6 +19,7 @@ export class BackgroundEventSink<A extends unknown[]> {
   private readonly pending: A[] = [];
   private active = 0;
   private dropping = false;
+  private droppedTotal = 0;
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -24,17 +27,23 @@ export class BackgroundEventSink<A extends unknown[]> {
     private readonly opts: EventSinkOptions = {},
   ) {}
 
-  /** Queues one Event; resolves at once. */
-  emit(...args: A): Promise<void> {
+  /** Events dropped so far because the queue was full. */
+  get dropped(): number {
+    return this.droppedTotal;
+  }
+
+  /** Queues one Event and returns at once; never throws. */
+  emit(...args: A): void {
     if (this.pending.length >= (this.opts.maxPending ?? 1000)) {
       if (!this.dropping) this.opts.logger?.warn('too many Events waiting to be posted; dropping new ones', { pending: this.pending.length });
       this.dropping = true;
-      return Promise.resolve();
+      this.droppedTotal++;
+      this.opts.onDrop?.();
+      return;
     }
     this.dropping = false;
     this.pending.push(args);
     this.pump();
-    return Promise.resolve();
   }
 
   /** Waits until everything queued is posted, or `deadlineMs` passes. Resolves true when drained. */
@@ -50,11 +59,25 @@ export class BackgroundEventSink<A extends unknown[]> {
     });
   }
 
+  /** Events queued or being posted. */
+  get backlog(): number {
+    return this.pending.length + this.active;
+  }
+
+  /** A post that throws before returning its promise counts as one that rejects. */
+  private start(args: A): Promise<void> {
+    try {
+      return this.post(...args);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
   private pump(): void {
     while (this.active < (this.opts.concurrency ?? 2) && this.pending.length) {
       const args = this.pending.shift()!;
       this.active++;
-      void this.post(...args)
+      void this.start(args)
         .catch((err: unknown) => this.opts.logger?.warn('could not record event', { err }))
         .finally(() => {
           this.active--;

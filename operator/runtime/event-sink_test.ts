@@ -48,6 +48,39 @@ describe('BackgroundEventSink', () => {
     assert.deepEqual(g.started, ['a', 'b', 'c']);
   });
 
+  it('counts every dropped Event (the metric) and takes new ones again once there is room', async () => {
+    const g = gatedPost();
+    let counted = 0;
+    const sink = new BackgroundEventSink(g.post, { concurrency: 1, maxPending: 1, onDrop: () => counted++ });
+    for (const r of ['a', 'b', 'c', 'd']) sink.emit(r); // a in flight, b waits, c and d dropped
+    assert.equal(counted, 2);
+    assert.equal(sink.dropped, 2);
+    g.release.shift()!(); // a done: b goes out, the queue has room again
+    await new Promise((r) => setImmediate(r));
+    sink.emit('e');
+    assert.equal(counted, 2);
+    const drained = sink.drain(5000);
+    for (let i = 0; i < 20 && (g.release.length || g.started.length < 3); i++) {
+      while (g.release.length) g.release.shift()!();
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await drained, true);
+    assert.deepEqual(g.started, ['a', 'b', 'e']);
+  });
+
+  it('a post that throws instead of rejecting is logged like a failure and does not stop the sink', async () => {
+    const posted: string[] = [];
+    const sink = new BackgroundEventSink((reason: string) => {
+      posted.push(reason);
+      if (reason === 'bad') throw new Error('thrown before any promise');
+      return Promise.resolve();
+    });
+    assert.doesNotThrow(() => sink.emit('bad'));
+    sink.emit('good');
+    assert.equal(await sink.drain(5000), true);
+    assert.deepEqual(posted, ['bad', 'good']);
+  });
+
   it('a failing post never rejects emit and does not stop the sink', async () => {
     let posted = 0;
     const sink = new BackgroundEventSink(async (fail: boolean) => {

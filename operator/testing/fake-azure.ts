@@ -52,6 +52,7 @@ export class FakeAzure implements AzureClients {
   /** Role assignment PUTs for principals created within this many calls fail with PrincipalNotFound. */
   principalNotFoundTimes = 0;
   private readonly failures: { operation: string; error: Error }[] = [];
+  private readonly holds: { operation: string; gate: Promise<void> }[] = [];
   private readonly ficWritesInFlight = new Map<string, number>();
   maxConcurrentFicWrites = 0;
 
@@ -66,8 +67,18 @@ export class FakeAzure implements AzureClients {
     return this.calls.filter((c) => c === operation).length;
   }
 
+  /** The next call of `operation` is logged at once, then waits until `release()`: to observe what runs beside it. */
+  hold(operation: string): { release(): void } {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    this.holds.push({ operation, gate });
+    return { release };
+  }
+
   private async enter(operation: string): Promise<void> {
     this.calls.push(operation);
+    const h = this.holds.findIndex((x) => x.operation === operation);
+    if (h >= 0) await this.holds.splice(h, 1)[0]!.gate;
     const i = this.failures.findIndex((f) => f.operation === operation);
     if (i >= 0) {
       const [f] = this.failures.splice(i, 1);

@@ -102,7 +102,7 @@ export class World implements ClusterView, PodIdentityWriter {
     this.statusPatches++;
     return live.metadata.resourceVersion;
   }
-  async event(pid: PodIdentity, type: EventType, reason: string, message: string) {
+  event(pid: PodIdentity, type: EventType, reason: string, message: string): void {
     this.events.push({ key: `${pid.metadata.namespace}/${pid.metadata.name}`, type, reason, message });
   }
 }
