@@ -52,6 +52,11 @@ function checkSecurity(objects: K8sObject[], expect: { operatorReplicas: number 
   const agent = find(objects, 'DaemonSet', AGENT);
   const ps = podSpec(agent);
   assert.equal(ps.hostNetwork, true, 'agent runs in the host network namespace');
+  // Configuration is read from POD_IDENTITY_* variables: a Service named pod-identity-metrics in the namespace
+  // would otherwise inject POD_IDENTITY_METRICS_PORT=tcp://… and stop every agent and operator from starting.
+  for (const w of workloads(objects).filter((o) => o.kind === 'DaemonSet' || o.kind === 'Deployment')) {
+    assert.equal(podSpec(w).enableServiceLinks, false, `${w.kind} ${w.metadata.name}: no Service environment variables`);
+  }
   assert.equal(ps.dnsPolicy, 'ClusterFirstWithHostNet', 'hostNetwork pods need ClusterFirstWithHostNet to resolve cluster DNS');
   assert.ok((ps.tolerations as Json[]).some((t) => t.operator === 'Exists' && t.key === undefined && t.effect === undefined), 'agent tolerates every taint');
   assert.ok(ps.priorityClassName, 'agent has a priority class');
