@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { API_VERSION, EVENT_FIRST_TOKEN_EXCHANGE, PODIDENTITY_KIND } from '../../lib/api/types.js';
 import type { Logger } from '../../lib/log.js';
-import { apiRequest } from '../../lib/k8s/rest.js';
+import { RawApiError, requestJson } from '../../lib/k8s/rest.js';
 import type { ReadyIdentity } from './select.js';
 
 /** The annotation that carries which service account's credential the exchange proved. */
@@ -15,7 +15,7 @@ export const SUBJECT_ANNOTATION = 'podidentity.dev/subject';
 /** Reports remembered per agent; beyond this the oldest are forgotten (at worst one more Event, deduplicated by name). */
 const MAX_REMEMBERED = 4096;
 
-/** Creates a core/v1 Event; resolves with the HTTP status (409: one of that name exists). */
+/** Creates a core/v1 Event; resolves with the HTTP status (201 when created; 409: one of that name exists). */
 export type CreateEvent = (namespace: string, event: Record<string, unknown>) => Promise<number>;
 
 export class FirstExchangeReporter {
@@ -72,20 +72,20 @@ export class FirstExchangeReporter {
   }
 }
 
-/** Event creation over the kubeconfig's pool, as the agent's other API calls go. */
+/** Event creation over the agent's API-server pool, through the same raw request as its other calls. */
 export function eventCreator(api: ApiServer, timeoutMs: number): CreateEvent {
   return async (namespace, event) => {
-    const body = JSON.stringify(event);
-    const { url, transport, options } = await apiRequest(api, 'POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {}, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
-    return new Promise<number>((resolve, reject) => {
-      const req = transport.request(url, { ...options, timeout: timeoutMs }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      });
-      req.on('timeout', () => req.destroy(new Error(`Event not created within ${timeoutMs} ms`)));
-      req.on('error', reject);
-      req.end(body);
-    });
+    // Not AbortSignal.timeout: its timer would outlive the request and abort the pooled connection afterwards.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`Event not created within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      await requestJson(api, 'POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, { body: { contentType: 'application/json', value: event }, signal: controller.signal });
+      return 201;
+    } catch (err) {
+      if (err instanceof RawApiError) return err.code;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   };
 }
