@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
+import { CONDITION_CREDENTIAL_PROPAGATED, GROUP, PODIDENTITY_PLURAL, VERSION, type PodIdentity } from '../../lib/api/types.js';
 import { checkMetricsReferenced } from '../deploy/metrics-contract.js';
 import { netnsAvailable } from '../../dev/local-cluster/netns/netns.js';
 import { waitFor } from '../../dev/support/wait.js';
@@ -59,6 +59,24 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
       assert.equal(claims['oid'], status?.principalId, `${p.namespace}/${p.name} token is its identity's`);
       assert.equal(claims['appid'], status?.clientId);
       assert.equal(res.body['client_id'], status?.clientId);
+    }
+  });
+
+  test("each Federated PodIdentity records its first token exchange: the agent's Event (events: create) read by the operator (events: list, watch) under their own RBAC", async () => {
+    for (const p of stack.pods) {
+      const status = await waitFor(
+        `${p.namespace}/${p.identity} status.firstSuccessfulExchange`,
+        async () => {
+          const s = (await podIdentity(p.namespace, p.identity)).status;
+          if (s?.mode !== 'Federated') return s;
+          const propagated = s.conditions?.find((c) => c.type === CONDITION_CREDENTIAL_PROPAGATED);
+          return s.firstSuccessfulExchange && propagated?.status === 'True' ? s : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 500 },
+      );
+      if (status?.mode !== 'Federated') continue;
+      assert.ok(!Number.isNaN(Date.parse(status.firstSuccessfulExchange!.time)), JSON.stringify(status.firstSuccessfulExchange));
+      assert.ok(stack.nodes.some((n) => n.name === status.firstSuccessfulExchange!.node), `the node that exchanged: ${JSON.stringify(status.firstSuccessfulExchange)}`);
     }
   });
 
