@@ -63,6 +63,7 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
   });
 
   test("each Federated PodIdentity records its first token exchange: the agent's Event (events: create) read by the operator (events: list, watch) under their own RBAC", async () => {
+    let federated = 0;
     for (const p of stack.pods) {
       const status = await waitFor(
         `${p.namespace}/${p.identity} status.firstSuccessfulExchange`,
@@ -75,9 +76,11 @@ describe('the whole product, as make run starts it', { skip, timeout: 600_000 },
         { timeoutMs: 60_000, intervalMs: 500 },
       );
       if (status?.mode !== 'Federated') continue;
+      federated++;
       assert.ok(!Number.isNaN(Date.parse(status.firstSuccessfulExchange!.time)), JSON.stringify(status.firstSuccessfulExchange));
       assert.ok(stack.nodes.some((n) => n.name === status.firstSuccessfulExchange!.node), `the node that exchanged: ${JSON.stringify(status.firstSuccessfulExchange)}`);
     }
+    assert.ok(federated > 0, 'the demo has Federated PodIdentities');
   });
 
   /** The agent-token webhook's allowed decisions, summed over the operator replicas (each serves it). */
