@@ -664,6 +664,63 @@ describe('IMDS handler', () => {
     });
   });
 
+  describe('attack: a decision remembered on a pod, asked for again on new connections', () => {
+    /** One request on a connection of its own (no keep-alive agent): every answer goes through `decide`. */
+    const fresh = (path = TOKEN, from = POD_A) =>
+      new Promise<{ status: number; body: Record<string, string> }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path, agent: false, localAddress: from, headers: { Metadata: 'true' } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, string> }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+
+    test('PodIdentity made not Ready, re-keyed, deleted, or the pod relabelled: the next new connection is decided again', async () => {
+      const first = await fresh();
+      assert.equal(first.status, 200);
+      const again = await fresh();
+      assert.equal(again.body['access_token'], first.body['access_token'], 'a new connection is answered from the cache');
+      assert.equal(federated.calls.length, 1);
+      identities.set([podIdentity('reader', 'app', { clientId: 'reader-client', ready: false })]);
+      assert.equal((await fresh()).status, 503, 'not Ready: never the remembered decision');
+      identities.set([podIdentity('reader', 'app', { clientId: 'other-client' })]);
+      const moved = await fresh();
+      assert.equal(moved.body['client_id'], 'other-client');
+      assert.notEqual(moved.body['access_token'], first.body['access_token'], 'another client id: its own token');
+      identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' })]);
+      assert.equal((await fresh()).body['access_token'], first.body['access_token'], 'back as it was: the cached token again');
+      identities.set([]);
+      assert.equal((await fresh()).status, 400, 'deleted');
+      identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' })]);
+      changePod(0, { labels: {} });
+      assert.equal((await fresh()).status, 400, 'relabelled out of the selector');
+    });
+
+    test('relabelled out of the selector while the watch cache is behind: the verification read decides, not what was kept on the cached pod', async () => {
+      assert.equal((await fresh()).status, 200);
+      assert.equal((await fresh()).status, 200, 'the decision is now kept on the cached pod');
+      const reads = pods.reads;
+      pods.server = [pod('a', POD_A, { labels: {} }), pods.server[1]!];
+      assert.equal((await fresh()).status, 400, 'the API server says unbound: refused though the cache still binds it');
+      assert.ok(pods.reads > reads, 'the new connection was verified by a read');
+    });
+
+    test('an address the pod gave up and another pod took: the new owner gets its own decision, never the previous owner\'s', async () => {
+      const SECOND = '127.0.0.14';
+      pods.cached = [pod('a', POD_A, { ips: [POD_A, SECOND] }), pods.cached[1]!];
+      pods.server = pods.cached;
+      const v1 = await fresh(TOKEN, SECOND);
+      assert.equal(v1.status, 200, 'the pod at its second address');
+      assert.equal((await fresh(TOKEN, POD_A)).body['access_token'], v1.body['access_token'], 'the same pod at its first: the same principal');
+      pods.cached = [pod('a', POD_A), pods.cached[1]!, pod('c', SECOND, { labels: {} })];
+      pods.server = pods.cached;
+      assert.equal((await fresh(TOKEN, SECOND)).status, 400, 'pod c, which no PodIdentity selects, holds the address now');
+      assert.equal((await fresh(TOKEN, POD_A)).status, 200);
+    });
+  });
+
   describe('IMDS exceptions off (no --exceptions-configmap)', () => {
     before(() => (withExceptions = false));
     after(() => (withExceptions = true));
