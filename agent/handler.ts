@@ -200,7 +200,7 @@ function answerFromCache(ctx: Ctx, req: IncomingMessage, res: ServerResponse, pa
   } catch {
     return false;
   }
-  if (!ctx.identities.hasSynced()) return false;
+  if (!ctx.identities.hasSynced() || !ctx.identities.isFresh()) return false;
   const socket = req.socket;
   const who = ctx.attributor.attributeKnown(socket);
   if (who?.kind !== 'pod') return false;
@@ -285,6 +285,10 @@ async function decide(deps: Ctx, req: IncomingMessage, res: ServerResponse, pars
   const deadline = Date.now() + deps.notReadyWaitMs;
   if (!deps.identities.hasSynced()) {
     return { result: 'not_ready', status: 503, ...errBody(unavailable('The pod identity agent is starting; its caches are not synced yet', 1)) };
+  }
+  // A PodIdentity deleted or unbound while the watch was broken may still show: the cache cannot say yes.
+  if (!deps.identities.isFresh()) {
+    return { result: 'not_ready', status: 503, ...errBody(unavailable('The pod identity agent is reconnecting to the API server and cannot authorise this request yet; retry shortly', 5)) };
   }
   // Authorisation runs on every request, before the cache: a deleted or unbound pod gets nothing, cached or not.
   for (;;) {

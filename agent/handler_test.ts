@@ -209,6 +209,32 @@ describe('IMDS handler', () => {
     }
   });
 
+  test('a broken PodIdentity watch: no token, not even a cached one on a verified connection, until the cache is fresh again', async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const ask = () =>
+      new Promise<{ status: number; retryAfter: unknown }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: TOKEN, agent, localAddress: POD_A, headers: { Metadata: 'true' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      assert.equal((await ask()).status, 200);
+      identities.fresh = false;
+      const refused = await ask();
+      assert.equal(refused.status, 503, 'a PodIdentity deleted while the watch was down may still show: fail closed');
+      assert.ok(Number(refused.retryAfter) >= 1);
+      const fresh = await get(TOKEN);
+      assert.equal(fresh.status, 503, 'on a new connection too');
+      identities.fresh = true;
+      assert.equal((await ask()).status, 200);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   test('concurrent first requests make one upstream call', async () => {
     let open!: () => void;
     federated.gate = new Promise((r) => (open = r));

@@ -209,4 +209,8 @@ export class KubeIdentityDirectory implements IdentityDirectory {
   hasSynced(): boolean {
     return this.informer.hasSynced();
   }
+
+  isFresh(): boolean {
+    return this.informer.isFresh();
+  }
 }

@@ -47,4 +47,6 @@ export interface IdentityDirectory {
   /** Resolves at the next add/update/delete of a PodIdentity in `namespace`, or when `signal` aborts. */
   nextChange(namespace: string, signal: AbortSignal): Promise<void>;
   hasSynced(): boolean;
+  /** False while the PodIdentity watch is broken or relisting: a PodIdentity deleted or changed meanwhile may still show. */
+  isFresh(): boolean;
 }

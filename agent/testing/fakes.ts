@@ -82,6 +82,11 @@ export class FakeIdentities implements IdentityDirectory {
   hasSynced(): boolean {
     return true;
   }
+  /** False: the PodIdentity watch is broken (what the agent then answers is under test). */
+  fresh = true;
+  isFresh(): boolean {
+    return this.fresh;
+  }
 }
 
 /** Frozen, as the directory's pods are never changed in place: a test changes a pod by replacing it. */

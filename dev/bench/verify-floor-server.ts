@@ -23,7 +23,7 @@ const headers = { 'Content-Type': 'application/json; charset=utf-8', 'Content-Le
 const logger = createLogger('verify-floor', 'warn');
 
 /** Attribution never reads PodIdentities; only the handler's selection does. */
-const noIdentities: IdentityDirectory = { inNamespace: () => [], nextChange: () => new Promise(() => undefined), hasSynced: () => true };
+const noIdentities: IdentityDirectory = { inNamespace: () => [], nextChange: () => new Promise(() => undefined), hasSynced: () => true, isFresh: () => true };
 
 const { api } = await connectApiServer(kubeconfigFlag?.replace(/^--kubeconfig=/, ''));
 const pods = new KubePodDirectory(api, nodeName ?? '', 1000, logger);
