@@ -87,4 +87,7 @@ test('the bench runs the agent and operator with the node flags and env their im
     for (const [key, value] of Object.entries(image.env)) assert.ok(text.includes(`ENV ${key}=${value}`), `${dockerfile} sets ${key}=${value}`);
     assert.ok(!('PODIDENTITY_COMMIT' in image.env), 'a value the build fills in is not a runtime setting');
   }
+  // The agent's memory settings (agent/README.md "## Memory"), so the bench's P4 measures them.
+  assert.equal(AGENT_IMAGE.env['MALLOC_ARENA_MAX'], '2');
+  assert.ok(AGENT_IMAGE.nodeFlags.includes('--max-semi-space-size=2'));
 });
