@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { freePort } from '../support/ports.js';
+import { freePort, freePorts } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { rawRequest, claimsOf } from '../azure-emulator/test-fixture.js';
 import { agentEnv, agentNodeFlags, startAgentProcess, type AgentProcess } from './agent.js';
@@ -33,6 +33,12 @@ export interface AgentStage {
   stop(): Promise<void>;
 }
 
+
+/** The agent's listen and metrics ports: distinct (the agent refuses equal ones). */
+async function agentPorts(): Promise<{ listen: number; metrics: number }> {
+  const [listen, metrics] = await freePorts(2);
+  return { listen: listen!, metrics: metrics! };
+}
 type Log = (msg: string) => void;
 
 async function getToken(agent: AgentProcess, ip: string, path = TOKEN_PATH) {
@@ -53,7 +59,7 @@ export async function setupAgentStage(env: BenchEnv, log: Log): Promise<AgentSta
   await objects.serviceAccount(ns, 'app');
   const loadPod = await objects.boundPod(ns, 'load-0', podAddress(0), 'app');
   log('starting the agent (loopback, no iptables)');
-  const agent = await startAgentProcess(env, { listen: await freePort(), metrics: await freePort() });
+  const agent = await startAgentProcess(env, await agentPorts());
   // The first request is a miss (TokenRequest + federated exchange); from then on the cache is warm.
   let last = '';
   const first = await waitFor('first token from the agent', async () => {
@@ -173,7 +179,7 @@ export async function runP2(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   // Its own agent, with the per-identity caps out of the way: 200 misses for one identity are far past the
   // production caps (20 resources, 60 exchanges per 10 min), which would answer most of them 429.
   log('P2: starting an agent with the per-identity issuance caps raised');
-  const agent = await startAgentProcess(env, { listen: await freePort(), metrics: await freePort() }, 'info', {
+  const agent = await startAgentProcess(env, await agentPorts(), 'info', {
     name: 'agent-p2',
     extraArgs: ['--max-resources-per-identity=1000000', '--max-exchanges-per-identity=1000000'],
   });
