@@ -6,16 +6,16 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { freePort } from '../support/ports.js';
+import { freePort, freePorts } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { rawRequest, claimsOf } from '../azure-emulator/test-fixture.js';
-import { startAgentProcess, type AgentProcess } from './agent.js';
+import { agentEnv, agentNodeFlags, startAgentProcess, type AgentProcess } from './agent.js';
 import { compiled } from './build.js';
 import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
 import type { LoadResult } from './loadgen.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
-import { cpuSeconds, importRss, PRODUCT_NODE_FLAGS, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
+import { cpuSeconds, importRss, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
 import { round, section, type GoalBook, type Section } from './report.js';
 
 export interface AgentStage {
@@ -35,6 +35,12 @@ export interface AgentStage {
   stop(): Promise<void>;
 }
 
+
+/** The agent's listen and metrics ports: distinct (the agent refuses equal ones). */
+async function agentPorts(): Promise<{ listen: number; metrics: number }> {
+  const [listen, metrics] = await freePorts(2);
+  return { listen: listen!, metrics: metrics! };
+}
 type Log = (msg: string) => void;
 
 async function getToken(agent: AgentProcess, ip: string, path = TOKEN_PATH) {
@@ -55,7 +61,7 @@ export async function setupAgentStage(env: BenchEnv, log: Log): Promise<AgentSta
   await objects.serviceAccount(ns, 'app');
   const loadPod = await objects.boundPod(ns, 'load-0', podAddress(0), 'app');
   log('starting the agent (loopback, no iptables)');
-  const agent = await startAgentProcess(env, { listen: await freePort(), metrics: await freePort() });
+  const agent = await startAgentProcess(env, await agentPorts());
   // The first request is a miss (TokenRequest + federated exchange); from then on the cache is warm.
   let last = '';
   const first = await waitFor('first token from the agent', async () => {
@@ -176,7 +182,7 @@ export async function runP2(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   // Its own agent, with the per-identity caps out of the way: 200 misses for one identity are far past the
   // production caps (20 resources, 60 exchanges per 10 min), which would answer most of them 429.
   log('P2: starting an agent with the per-identity issuance caps raised');
-  const agent = await startAgentProcess(env, { listen: await freePort(), metrics: await freePort() }, 'info', {
+  const agent = await startAgentProcess(env, await agentPorts(), 'info', {
     name: 'agent-p2',
     extraArgs: ['--max-resources-per-identity=1000000', '--max-exchanges-per-identity=1000000'],
   });
@@ -290,7 +296,7 @@ async function agentHeap(agent: AgentProcess): Promise<{ rss: number; heapTotal:
   };
 }
 
-export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log, measureP5: boolean): Promise<{ p4: Section; p5Rows: (string | number)[][]; p5Points: { identities: number; p50: number; p99: number; rps: number }[] }> {
+export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log, measureP5: boolean, importTable = true): Promise<{ p4: Section; p5Rows: (string | number)[][]; p5Points: { identities: number; p50: number; p99: number; rps: number }[] }> {
   const s = section('P4', 'Memory (agent half)');
   const rssBefore = stage.agent.rss();
   const world = await growAgentWorld(stage, opts, log);
@@ -313,7 +319,7 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   });
   s.notes.push(
     `PodIdentities spread over ${world.namespaces} namespace(s), about ${world.callerNamespaceIdentities} per namespace; each pod on the node has its own Ready PodIdentity and federated credential and fetched one token (failures: ${world.warmFailures}). RSS is the max of 5 VmRSS reads from /proc over 1 s, after the warm-up.`,
-    `Both processes run as plain \`node\` on JavaScript compiled at the start of the run (no tsx loader), as in production; the agent with its image's node flags (${PRODUCT_NODE_FLAGS.join(' ')}).`,
+    `Both processes run as plain \`node\` on JavaScript compiled at the start of the run (no tsx loader), as in production; the agent as its image runs it: node flags ${agentNodeFlags().join(' ')}, env ${Object.entries(agentEnv()).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}.`,
     stage.agent.apiConfig === 'in-cluster'
       ? 'The agent uses in-cluster config, as in a pod (KUBERNETES_SERVICE_HOST/PORT, token and CA bind-mounted at the service-account path in a private mount namespace): it loads no client-node.'
       : 'Not run as root: the agent uses --kubeconfig, which loads client-node (about 84 MB more than in a pod; see the import table). Run the bench as root to measure the production path.',
@@ -329,17 +335,19 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   const agentModules = pathToFileURL(compiled('agent/agent.ts')).href;
   // Each round is a fresh process per row; the smoke run only checks the table is produced.
   const importRounds = opts.smoke ? 1 : 3;
-  const imports = await importRss([
+  const imports = !importTable ? [] : await importRss({ nodeFlags: agentNodeFlags(), env: agentEnv() }, [
     ...['@kubernetes/client-node', '@azure/msal-node', 'prom-client', 'winston'].map((m) => ({ label: m, specifiers: [m] })),
     { label: 'the agent\'s modules (agent/agent.ts and all it imports: its start-up floor in a pod)', specifiers: [agentModules] },
     { label: 'the agent\'s modules + client-node (what --kubeconfig adds)', specifiers: [agentModules, '@kubernetes/client-node'] },
   ], importRounds);
-  const bare = imports[0]!.rssBytes;
-  s.tables.push({
-    title: `What the agent's libraries cost: RSS of a fresh node process (image node flags) after importing only that, median of ${importRounds}`,
-    columns: ['Module', 'RSS (MB)', 'Added to a bare node (MB)'],
-    rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
-  });
+  if (importTable) {
+    const bare = imports[0]!.rssBytes;
+    s.tables.push({
+      title: `What the agent's libraries cost: RSS of a fresh node process (the image's node flags and env) after importing only that, median of ${importRounds}`,
+      columns: ['Module', 'RSS (MB)', 'Added to a bare node (MB)'],
+      rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
+    });
+  }
   s.data = { apiConfig: stage.agent.apiConfig, heap, agentRssBytes: agentRss, agentRssBeforeBytes: rssBefore, baselineRssBytes: baselineRss, world, pods: stage.pods.length, identities: opts.agentIdentities, importRss: imports };
   goals.check('P4', `agent RSS with ${stage.pods.length} pods and ${opts.agentIdentities} PodIdentities`, '≤ 100 MB', `${mb(agentRss)} MB (${round(agentRss / baselineRss, 2)} × bare Node)`, agentRss <= 100 * 2 ** 20 && world.warmFailures === 0);
 

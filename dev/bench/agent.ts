@@ -10,7 +10,7 @@ import { startProcess, type ManagedProcess } from '../support/processes.js';
 import type { BenchEnv } from './fixture.js';
 import { BENCH_NODE } from './fixture.js';
 import { compiled, REPO } from './build.js';
-import { rssBytes, PRODUCT_NODE_FLAGS, startNodeScript, waitHttpOk } from './processes.js';
+import { AGENT_IMAGE, rssBytes, startNodeScript, waitHttpOk } from './processes.js';
 
 export interface AgentProcess {
   origin: string;
@@ -42,7 +42,7 @@ export async function startAgentProcess(env: BenchEnv, ports: { listen: number; 
     `--log-level=${logLevel}`,
     ...extraArgs,
   ];
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: env.fx.emu.caCertPath };
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...agentEnv(), NODE_EXTRA_CA_CERTS: env.fx.emu.caCertPath };
   for (const key of Object.keys(childEnv)) if (/^(AZURE_|IDENTITY_|MSI_)/.test(key)) delete childEnv[key];
   const metricsOrigin = `http://127.0.0.1:${ports.metrics}`;
   const inCluster = process.getuid?.() === 0;
@@ -117,7 +117,24 @@ export async function agentMetric(agent: AgentProcess, prefix: string): Promise<
   return line ? Number(line.split(' ').pop()) : undefined;
 }
 
-/** The image's node flags, plus BENCH_AGENT_NODE_FLAGS for an investigation (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
-function agentNodeFlags(): string[] {
-  return [...PRODUCT_NODE_FLAGS, ...(process.env['BENCH_AGENT_NODE_FLAGS'] ?? '').split(' ').filter(Boolean)];
+/**
+ * The image's node flags, plus BENCH_AGENT_NODE_FLAGS for an investigation (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`,
+ * or `--max-semi-space-size=2`: V8 takes the last value of a flag given twice).
+ */
+export function agentNodeFlags(): string[] {
+  return [...AGENT_IMAGE.nodeFlags, ...(process.env['BENCH_AGENT_NODE_FLAGS'] ?? '').split(' ').filter(Boolean)];
+}
+
+/**
+ * The image's ENV, plus BENCH_AGENT_ENV (`NAME=value NAME=value`) for an investigation, e.g.
+ * `MALLOC_ARENA_MAX=4` or `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`; `NAME=` unsets NAME.
+ */
+export function agentEnv(): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...AGENT_IMAGE.env };
+  for (const pair of (process.env['BENCH_AGENT_ENV'] ?? '').split(' ').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new Error(`BENCH_AGENT_ENV: ${pair} is not NAME=value`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1) || undefined;
+  }
+  return env;
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startProcess } from '../support/processes.js';
-import { PRODUCT_NODE_FLAGS } from './processes.js';
+import { AGENT_IMAGE, OPERATOR_IMAGE } from './processes.js';
 import { BEGIN, END } from './readme.js';
 import type { Report } from './report.js';
 
@@ -77,9 +77,17 @@ test('make bench --smoke writes report.md and report.json with every section', {
   assert.ok(updated.includes(`Node ${process.version}`));
 });
 
-test('the bench runs the agent and operator with the node flags their images use', () => {
-  for (const dockerfile of ['Dockerfile.agent', 'Dockerfile.operator']) {
+test('the bench runs the agent and operator with the node flags and env their images use', () => {
+  for (const [dockerfile, image] of [['Dockerfile.agent', AGENT_IMAGE], ['Dockerfile.operator', OPERATOR_IMAGE]] as const) {
     const text = readFileSync(join(REPO, dockerfile), 'utf8');
-    for (const flag of PRODUCT_NODE_FLAGS) assert.ok(text.includes(`"${flag}"`), `${dockerfile} runs node with ${flag}`);
+    // A bounded young generation: V8 would otherwise size it from the machine's memory, not the container's.
+    assert.ok(image.nodeFlags.some((f) => /^--max-semi-space-size=\d+$/.test(f)), `${dockerfile}: ${image.nodeFlags.join(' ')}`);
+    for (const flag of image.nodeFlags) assert.ok(text.includes(`"${flag}"`), `${dockerfile} runs node with ${flag}`);
+    assert.equal(image.env['NODE_ENV'], 'production', `${dockerfile}: the bench reads the image's ENV`);
+    for (const [key, value] of Object.entries(image.env)) assert.ok(text.includes(`ENV ${key}=${value}`), `${dockerfile} sets ${key}=${value}`);
+    assert.ok(!('PODIDENTITY_COMMIT' in image.env), 'a value the build fills in is not a runtime setting');
   }
+  // The agent's memory settings (agent/README.md "## Memory"), so the bench's P4 measures them.
+  assert.equal(AGENT_IMAGE.env['MALLOC_ARENA_MAX'], '2');
+  assert.ok(AGENT_IMAGE.nodeFlags.includes('--max-semi-space-size=4'));
 });

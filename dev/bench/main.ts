@@ -58,18 +58,18 @@ async function run(opts: BenchOptions): Promise<Report> {
 
     let p5Agent: Awaited<ReturnType<typeof runAgentScale>> | undefined;
     if (stage && (want('P4') || want('P5'))) {
-      p5Agent = await guarded('P4', () => runAgentScale(stage!, opts, goals, log, want('P5')));
+      p5Agent = await guarded('P4', () => runAgentScale(stage!, opts, goals, log, want('P5'), opts.p4 === 'both'));
       if (want('P4') && p5Agent) sections.set('P4', p5Agent.p4);
     }
 
     const failedOp = notMeasured('P3', TITLES.P3, 'failed: see the P3 section');
-    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { p3: want('P3'), p4: want('P4'), p5: want('P5') }, stage?.agent.origin))) ?? {
+    const op = (await guarded('P3', () => runOperatorSections(env!, opts, goals, log, { p3: want('P3'), p4: want('P4') && opts.p4 === 'both', p5: want('P5') }, stage?.agent.origin))) ?? {
       p3: sections.get('P3') ?? failedOp,
       p4: { ...failedOp, id: 'P4' },
       p5: { ...failedOp, id: 'P5' },
     };
     if (want('P3')) sections.set('P3', op.p3);
-    if (want('P4')) {
+    if (want('P4') && opts.p4 === 'both') {
       const p4 = sections.get('P4') ?? section('P4', TITLES.P4);
       p4.tables.push(...op.p4.tables);
       p4.notes.push(...op.p4.notes);

@@ -4,7 +4,7 @@ import { API_VERSION, GROUP, POLICY_PLURAL, VERSION } from '../../lib/api/types.
 import type { ManagedProcess } from '../support/processes.js';
 import { freePort } from '../support/ports.js';
 import type { BenchEnv } from './fixture.js';
-import { rssBytes, PRODUCT_NODE_FLAGS, startNodeScript, waitHttpOk } from './processes.js';
+import { OPERATOR_IMAGE, rssBytes, startNodeScript, waitHttpOk } from './processes.js';
 
 export const OPERATOR_RG = 'bench-operator-rg';
 export const OPERATOR_NAMESPACE = 'podidentity-system';
@@ -69,13 +69,13 @@ export async function startOperatorProcess(env: BenchEnv, name: string, extraArg
     `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
     ...extraArgs,
   ];
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: emu.caCertPath, AZURE_CLIENT_SECRET: operator.clientSecret };
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...OPERATOR_IMAGE.env, NODE_EXTRA_CA_CERTS: emu.caCertPath, AZURE_CLIENT_SECRET: operator.clientSecret };
   const metricsOrigin = `http://127.0.0.1:${metricsPort}`;
   let proc: ManagedProcess;
   const start = async () => {
     // BENCH_OPERATOR_NODE_FLAGS adds node flags for an investigation, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
     const extraFlags = (process.env['BENCH_OPERATOR_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
-    proc = startNodeScript(name, 'operator/main.ts', args, logFile, childEnv, [...PRODUCT_NODE_FLAGS, ...extraFlags]);
+    proc = startNodeScript(name, 'operator/main.ts', args, logFile, childEnv, [...OPERATOR_IMAGE.nodeFlags, ...extraFlags]);
     await waitHttpOk('operator /readyz', `${metricsOrigin}/readyz`, proc, logFile, 90_000);
   };
   await start();

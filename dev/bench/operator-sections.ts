@@ -21,7 +21,7 @@ import { BENCH_NODE, BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchE
 import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
-import { cpuSeconds, PRODUCT_NODE_FLAGS, REPO } from './processes.js';
+import { cpuSeconds, OPERATOR_IMAGE, REPO } from './processes.js';
 
 export interface OperatorSections {
   p3: Section;
@@ -444,7 +444,7 @@ async function importRssOf(modules: string[]): Promise<{ module: string; rssByte
   const out: { module: string; rssBytes: number }[] = [];
   for (const list of [[], ...modules.map((m) => [m]), modules]) {
     const code = `${list.map((m) => `await import(${JSON.stringify(m)});`).join(' ')} await new Promise((r) => setTimeout(r, 100)); process.stdout.write(String(process.memoryUsage().rss));`;
-    const { stdout } = await promisify(execFile)(process.execPath, [...PRODUCT_NODE_FLAGS, '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
+    const { stdout } = await promisify(execFile)(process.execPath, [...OPERATOR_IMAGE.nodeFlags, '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000, env: { ...process.env, ...OPERATOR_IMAGE.env } });
     out.push({ module: list.length === 0 ? '(nothing)' : list.length === 1 ? list[0]! : 'all of the above', rssBytes: Number(stdout) });
   }
   return out;
@@ -519,7 +519,7 @@ async function operatorMemory(env: BenchEnv, opts: BenchOptions, log: Log, reuse
       columns: ['Module', 'RSS (MB)', 'Added to a bare node (MB)'],
       rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
     });
-    s.notes.push(`Operator run with --watch-namespace on the namespace that holds its ${pids} PodIdentities and the ${opts.operatorPods} pods (no kubelet: the pods stay Pending), pods spread over 50 node names, each selected by one PodIdentity and using the service account the PodIdentities already federate. The operator runs with its image's node flags (${PRODUCT_NODE_FLAGS.join(' ')}): without them V8 sizes the young generation from this machine's memory rather than a container's.`);
+    s.notes.push(`Operator run with --watch-namespace on the namespace that holds its ${pids} PodIdentities and the ${opts.operatorPods} pods (no kubelet: the pods stay Pending), pods spread over 50 node names, each selected by one PodIdentity and using the service account the PodIdentities already federate. The operator runs with its image's node flags (${OPERATOR_IMAGE.nodeFlags.join(' ')}): without them V8 sizes the young generation from this machine's memory rather than a container's.`);
     s.notes.push('The goal is checked against the peak: the kernel\'s high-water mark of the operator\'s RSS (VmHWM in /proc/<pid>/status), which covers converging the PodIdentities and taking in the pods, not only the moments sampled.');
     const peak = Math.max(rss, rssBefore, hwm);
     const together = imports[imports.length - 1]!.rssBytes;

@@ -29,13 +29,15 @@ export interface BenchOptions {
   agentIdentities: number;
   operatorIdentities: number;
   operatorPods: number;
+  /** P4: both halves, or only the agent's (no operator, no import table: a quick agent memory check). */
+  p4: 'both' | 'agent';
   /** P6: Pending pods on other nodes for the new-connection measurement at cluster scale. */
   crowdPods: number;
   /** Soak length; 0 skips it. */
   soakMs: number;
 }
 
-const FULL: Omit<BenchOptions, 'smoke' | 'out' | 'only'> = {
+const FULL: Omit<BenchOptions, 'smoke' | 'out' | 'only' | 'p4'> = {
   concurrency: [1, 16, 64],
   durationMs: 10_000,
   warmupMs: 2_000,
@@ -104,6 +106,7 @@ export function usage(): string {
     `  --only LIST             sections to run, from ${SECTIONS.join(',')} (others are reported as skipped)`,
     '  --concurrency 1,16,64   P1 concurrency levels',
     '  --p3-n 100,500,1000     P3 PodIdentity counts',
+    '  --p4 both|agent         P4: both halves (default), or the agent\'s RSS alone (no operator, no import table)',
     ...Object.keys(NUMERIC).map((k) => `  --${k.padEnd(22)}${String(FULL[NUMERIC[k]!])} full / ${String(SMOKE[NUMERIC[k]!])} smoke`),
   ].join('\n');
 }
@@ -128,14 +131,17 @@ export function parseOptions(argv: string[]): BenchOptions {
     process.exit(0);
   }
   const smoke = flags.get('smoke') === 'true';
-  const opts: BenchOptions = { smoke, out: flags.get('out') ?? 'bench-results', only: [...SECTIONS], ...(smoke ? SMOKE : FULL) };
+  const opts: BenchOptions = { smoke, out: flags.get('out') ?? 'bench-results', only: [...SECTIONS], p4: 'both', ...(smoke ? SMOKE : FULL) };
   for (const [name, value] of flags) {
     if (name === 'smoke' || name === 'out') continue;
     if (name === 'update-readme') {
       opts.updateReadme = value;
       continue;
     }
-    if (name === 'only') {
+    if (name === 'p4') {
+      if (value !== 'both' && value !== 'agent') throw new Error(`--p4: both or agent, got ${value}`);
+      opts.p4 = value;
+    } else if (name === 'only') {
       const ids = value.split(',').map((s) => s.trim().toUpperCase());
       for (const id of ids) if (!(SECTIONS as readonly string[]).includes(id)) throw new Error(`--only: unknown section ${id} (${SECTIONS.join(', ')})`);
       opts.only = ids as SectionId[];

@@ -7,14 +7,33 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startProcess, type ManagedProcess } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
+import { readImageConfig } from '../local-cluster/kubelet/image.js';
 import { compiled, REPO } from './build.js';
 import type { LoadResult, LoadSpec } from './loadgen.js';
 
 export { REPO };
 
+/**
+ * How an image runs node, read from its Dockerfile so the bench cannot drift from it: the ENTRYPOINT's node
+ * flags (between `node` and the script) and the runtime settings its ENV sets. PATH and values the build
+ * fills in (`${COMMIT}`) are not runtime settings and stay the bench's own.
+ */
+export interface ImageRuntime {
+  nodeFlags: string[];
+  /** An undefined value unsets the variable. */
+  env: Record<string, string | undefined>;
+}
+
+export function imageRuntime(dockerfile: 'Dockerfile.agent' | 'Dockerfile.operator'): ImageRuntime {
+  const config = readImageConfig(REPO, dockerfile);
+  const env = Object.fromEntries(Object.entries(config.env).filter(([key, value]) => key !== 'PATH' && !value.includes('${')));
+  return { nodeFlags: config.entrypoint.slice(1, -1), env };
+}
+
+export const AGENT_IMAGE = imageRuntime('Dockerfile.agent');
+export const OPERATOR_IMAGE = imageRuntime('Dockerfile.operator');
+
 /** Starts the compiled `entry` (repository-relative .ts, see build.ts) with stdout+stderr appended to `logFile`. */
-/** The node flags Dockerfile.operator and Dockerfile.agent run the product with (bench_smoke_e2e checks they match). */
-export const PRODUCT_NODE_FLAGS = ['--max-semi-space-size=16'];
 
 export function startNodeScript(name: string, entry: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env, nodeFlags: string[] = []): ManagedProcess {
   const fd = openSync(logFile, 'a');
@@ -42,11 +61,11 @@ export function rssBytes(pid: number): number {
 }
 
 /**
- * RSS of a fresh `node` with the product's node flags after importing each module alone (and of one
- * importing nothing): what a library costs a process before it does any work. A row imports package names
- * or file URLs (the compiled agent's own modules). Each is the median of `rounds` fresh processes.
+ * RSS of a fresh `node` run as `image` runs it (node flags and env) after importing each module alone (and
+ * of one importing nothing): what a library costs a process before it does any work. A row imports package
+ * names or file URLs (the compiled agent's own modules). Each is the median of `rounds` fresh processes.
  */
-export async function importRss(modules: { label: string; specifiers: string[] }[], rounds = 3): Promise<{ module: string; rssBytes: number }[]> {
+export async function importRss(image: ImageRuntime, modules: { label: string; specifiers: string[] }[], rounds = 3): Promise<{ module: string; rssBytes: number }[]> {
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
   const out: { module: string; rssBytes: number }[] = [];
@@ -54,7 +73,7 @@ export async function importRss(modules: { label: string; specifiers: string[] }
     const code = `${specifiers.map((m) => `await import(${JSON.stringify(m)});`).join(' ')} await new Promise((r) => setTimeout(r, 100)); process.stdout.write(String(process.memoryUsage().rss));`;
     const samples: number[] = [];
     for (let i = 0; i < rounds; i++) {
-      const { stdout } = await promisify(execFile)(process.execPath, [...PRODUCT_NODE_FLAGS, '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, [...image.nodeFlags, '--input-type=module', '-e', code], { cwd: REPO, timeout: 60_000, env: { ...process.env, ...image.env } });
       samples.push(Number(stdout));
     }
     out.push({ module: label, rssBytes: samples.sort((x, y) => x - y)[Math.floor(rounds / 2)]! });
