@@ -102,9 +102,11 @@ export async function startVerifyFloor(env: BenchEnv, port: number, bodyFile: st
   const logFile = join(env.dir, 'verify-floor.log');
   const args = [String(port), bodyFile, BENCH_NODE];
   const inCluster = process.getuid?.() === 0;
+  // The agent's image env (malloc arenas) too: the same process settings, only the agent's work taken away.
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...agentEnv() };
   const proc = inCluster
-    ? inClusterLauncher(env, 'verify-floor', 'dev/bench/verify-floor-server.ts', args, logFile, { ...process.env })()
-    : startNodeScript('verify-floor', 'dev/bench/verify-floor-server.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, process.env, agentNodeFlags());
+    ? inClusterLauncher(env, 'verify-floor', 'dev/bench/verify-floor-server.ts', args, logFile, childEnv)()
+    : startNodeScript('verify-floor', 'dev/bench/verify-floor-server.ts', [...args, `--kubeconfig=${env.cp.kubeconfigPath}`], logFile, childEnv, agentNodeFlags());
   const origin = `http://127.0.0.1:${port}`;
   await waitHttpOk('verify-floor server', `${origin}/healthz`, proc, logFile);
   return { proc, origin };
