@@ -4,21 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FINALIZER, type PodIdentity, type PodIdentityPolicy } from '../../lib/api/types.js';
+import { FINALIZER, type PodIdentity } from '../../lib/api/types.js';
 import { waitFor } from '../../dev/support/wait.js';
 import { identityResourceId } from '../azure/ids.js';
 import { BackgroundEventSink } from '../runtime/event-sink.js';
-import { harness, SUB } from '../testing/podidentity-harness.js';
+import { harness, namespacePolicy, SUB } from '../testing/podidentity-harness.js';
 import type { World } from '../testing/podidentity-harness.js';
 import { defaultIdentityName, MANAGED_BY, TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE } from './names.js';
 
 const RG = (n: string) => `/subscriptions/${SUB}/resourceGroups/${n}`;
-const allowReader: PodIdentityPolicy = {
-  apiVersion: 'podidentity.dev/v1alpha1',
-  kind: 'PodIdentityPolicy',
-  metadata: { name: 'all' },
-  spec: { allowedRoles: ['Reader'], allowedScopes: [RG('data')], allowedExistingIdentities: [`${RG('shared')}/**`] },
-};
+const allowReader = namespacePolicy('all', undefined, { allowedRoles: ['Reader'], allowedScopes: [RG('data')], allowedExistingIdentities: [`${RG('shared')}/**`] });
 const READS = new Set(['identities.get', 'federatedCredentials.list', 'roleAssignments.list', 'roleDefinitions.resolve', 'scaleSets.get', 'managedClusters.get']);
 const writesIn = (calls: readonly string[]) => calls.filter((c) => !READS.has(c));
 const readyOf = (pid: PodIdentity | undefined) => pid?.status?.conditions?.find((c) => c.type === 'Ready');

@@ -39,12 +39,7 @@ describe('BackgroundEventSink', () => {
     const g = gatedPost();
     const sink = new BackgroundEventSink(g.post, { concurrency: 1, maxPending: 2 });
     for (const r of ['a', 'b', 'c', 'd', 'e']) await sink.emit(r); // a in flight, b and c wait, d and e dropped
-    const drained = sink.drain(5000);
-    for (let i = 0; i < 20 && (g.release.length || g.started.length < 3); i++) {
-      while (g.release.length) g.release.shift()!();
-      await new Promise((r) => setImmediate(r));
-    }
-    assert.equal(await drained, true);
+    assert.equal(await drainReleasing(sink, g, 3), true);
     assert.deepEqual(g.started, ['a', 'b', 'c']);
   });
 
@@ -59,12 +54,7 @@ describe('BackgroundEventSink', () => {
     await new Promise((r) => setImmediate(r));
     sink.emit('e');
     assert.equal(counted, 2);
-    const drained = sink.drain(5000);
-    for (let i = 0; i < 20 && (g.release.length || g.started.length < 3); i++) {
-      while (g.release.length) g.release.shift()!();
-      await new Promise((r) => setImmediate(r));
-    }
-    assert.equal(await drained, true);
+    assert.equal(await drainReleasing(sink, g, 3), true);
     assert.deepEqual(g.started, ['a', 'b', 'e']);
   });
 
@@ -101,3 +91,13 @@ describe('BackgroundEventSink', () => {
     g.release.shift()!();
   });
 });
+
+/** Drains `sink`, releasing every gated post as it starts, until `expected` posts have started. */
+async function drainReleasing(sink: BackgroundEventSink<[string]>, g: ReturnType<typeof gatedPost>, expected: number): Promise<boolean> {
+  const drained = sink.drain(5000);
+  for (let i = 0; i < 20 && (g.release.length || g.started.length < expected); i++) {
+    while (g.release.length) g.release.shift()!();
+    await new Promise((r) => setImmediate(r));
+  }
+  return drained;
+}
