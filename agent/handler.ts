@@ -80,7 +80,7 @@ interface Outcome {
  */
 export function createImdsHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const targets = new TargetParser();
-  const ctx: Ctx = { ...deps, selector: new IdentitySelector(deps.defaultMode), decided: new WeakMap(), hitDurations: new Map() };
+  const ctx: Ctx = { ...deps, selector: new IdentitySelector(deps.defaultMode), decided: new WeakMap() };
   return (req, res) => {
     let parsed: ParsedTarget;
     try {
@@ -110,8 +110,6 @@ interface Ctx extends HandlerDeps {
   selector: IdentitySelector;
   /** Per pod (a new PodInfo whenever the pod changes): the last cached-token decision it was answered with. */
   decided: WeakMap<PodInfo, CachedDecision>;
-  /** The token-request duration of a cached answer, per mode. */
-  hitDurations: Map<Mode, HotChild>;
 }
 
 /**
@@ -245,14 +243,9 @@ function cachedDecision(ctx: Ctx, socket: Socket, pod: PodInfo, identity: ReadyI
     fetch: fetcher(ctx, request, pod, identity, principalKey, () => undefined),
     auditKey: auditKey(audit),
     audit: fixed,
-    duration: hitDuration(ctx, identity.mode),
+    // HotHistogram resolves one child per label set; a decision is built only when the pod, identity or request changes.
+    duration: ctx.metrics.tokenRequestDuration.child({ code: '200', cache: 'hit', mode: identity.mode }),
   };
-}
-
-function hitDuration(ctx: Ctx, mode: Mode): HotChild {
-  let child = ctx.hitDurations.get(mode);
-  if (!child) ctx.hitDurations.set(mode, (child = ctx.metrics.tokenRequestDuration.child({ code: '200', cache: 'hit', mode })));
-  return child;
 }
 
 /** Response headers of a 200 token answer, by body length (the length barely varies): one object each. */
