@@ -60,6 +60,11 @@ test('make bench --smoke writes report.md and report.json with every section', {
     assert.ok(p.readsPerConnection > 0 && p.readsPerConnection <= 1, `P6 reads per new connection: ${p.readsPerConnection}`);
     assert.ok((p.throughput.a.statuses['200'] ?? 0) > 0 && p.throughput.b.requests > 0);
   }
+  // The 0-pod series again after the crowd is gone: the ratio's baseline is the mean of both.
+  const again = byId.get('P6')!.data['emptyAfter'] as { pods: number; readsPerConnection: number; latency: { requests: number; statuses: Record<string, number> } };
+  assert.equal(again.pods, 0);
+  assert.ok(again.latency.requests > 0 && again.latency.statuses['200'] === again.latency.requests, 'P6 new connections answered 200 after the crowd is gone');
+  assert.ok(again.readsPerConnection > 0 && again.readsPerConnection <= 1, `P6 reads per new connection after the crowd: ${again.readsPerConnection}`);
   assert.ok(report.goals.some((g) => g.section === 'P6' && /API-server requests per new connection/.test(g.name)));
   assert.equal(byId.get('P3')!.status, 'measured');
   assert.equal(byId.get('SOAK')!.status, 'skipped');
