@@ -241,10 +241,11 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
       const during = await legitRequest();
       assert.equal(during.status, 400, during.body);
       assert.match(during.body, /selects pod legit/, 'this node\'s pod is served during the flood');
-      await waitFor('strangers held to their pool', () => slow.closed >= 1100, { timeoutMs: 2000 });
-      assert.ok(slow.open_ <= 100, `${slow.open_} connections from strangers still open`);
-      const strangers = await metric('podidentity_agent_rejections_total', '{reason="connections_strangers"}');
-      assert.ok(strangers >= 1000, `connections_strangers rejections: ${strangers}`);
+      // The rejection count is the proof: only the strangers' cap counts there, while the 5 s header deadline,
+      // which a slow machine may reach first, closes connections without counting them. 1,200 opened into a
+      // pool of 100: 1,100 refused at accept (fewer only if a deadline freed slots while they were opening).
+      await waitFor('strangers held to their pool', async () => (await metric('podidentity_agent_rejections_total', '{reason="connections_strangers"}')) >= 1000, { timeoutMs: 15_000, intervalMs: 50 });
+      await waitFor('the refused strangers see their connections closed', () => slow.open_ <= 100, { timeoutMs: 15_000, intervalMs: 50 });
     } finally {
       slow.stop();
     }
