@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
-import { freePort } from '../../dev/support/ports.js';
+import { freePorts } from '../../dev/support/ports.js';
 import { startProcess, type ManagedProcess } from '../../dev/support/processes.js';
 import { waitFor } from '../../dev/support/wait.js';
 
@@ -95,8 +95,9 @@ describe('agent under connection exhaustion (real sockets)', { timeout: 300_000 
       { namespace: ns, name: 'legit', body: { status: { phase: 'Running', podIP: LEGIT_POD_IP, podIPs: [{ ip: LEGIT_POD_IP }] } } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    port = await freePort();
-    metricsPort = await freePort();
+    const [agentPort, agentMetricsPort] = await freePorts(2);
+    port = agentPort!;
+    metricsPort = agentMetricsPort!;
     // Default limits (what the DaemonSet runs), so the test shows the defaults hold.
     agent = startProcess('agent', process.execPath, [
       '--import',

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type V1Pod, type V1ValidatingWebhookConfiguration } from '@kubernetes/client-node';
 import { get } from '../../dev/local-cluster/controlplane/controlplane.js';
 import { repoRoot, parseObjects } from '../../dev/local-cluster/kubelet/render.js';
-import { freePort } from '../../dev/support/ports.js';
+import { freePort, freePorts } from '../../dev/support/ports.js';
 import { testCluster, type TestCluster } from '../testing/cluster.js';
 import { waitFor } from '../../dev/support/wait.js';
 import type { ManagedProcess } from '../../dev/support/processes.js';
@@ -340,7 +340,7 @@ describe('the operator process (--webhook-port) serves the webhook', () => {
     env = await operatorEnv();
     const ns = await cluster.namespace('proc', { [label]: run });
     await createServiceAccount(ns, 'web');
-    const [port, metricsPort] = await Promise.all([freePort(), freePort()]);
+    const [port, metricsPort] = await freePorts(2);
     const vwc = shipped('config/webhook/validating_webhook_configuration.yaml')[0]! as unknown as V1ValidatingWebhookConfiguration;
     vwc.metadata = { name };
     for (const w of vwc.webhooks ?? []) {

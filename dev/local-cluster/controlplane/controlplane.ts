@@ -4,7 +4,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startProcess, type ManagedProcess } from '../../support/processes.js';
-import { freePort } from '../../support/ports.js';
+import { freePorts } from '../../support/ports.js';
 import { waitFor } from '../../support/wait.js';
 import { resolveBinaries, type ControlPlaneBinaries } from './binaries.js';
 
@@ -41,7 +41,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const [etcdClient, etcdPeer, securePort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const [etcdClient, etcdPeer, securePort] = await freePorts(3);
     const server = `https://127.0.0.1:${securePort}`;
     const token = randomBytes(24).toString('hex');
     writeFileSync(join(dir, 'tokens.csv'), `${token},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
