@@ -13,6 +13,7 @@ import { agentEnv, agentNodeFlags, startAgentProcess, type AgentProcess } from '
 import { compiled } from './build.js';
 import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
 import type { LoadResult } from './loadgen.js';
+import { dumpProcessMemory, holdWhileFileExists } from './memory-dump.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
 import { cpuSeconds, importRss, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
@@ -326,6 +327,9 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   );
   // Where that RSS is, from the agent's own process metrics (prom-client's defaults), read right after.
   const heap = await agentHeap(stage.agent);
+  const dumpDir = process.env['BENCH_P4_DUMP'];
+  if (dumpDir) await dumpProcessMemory(stage.agent.pid(), dumpDir, 'agent-p4', stage.agent.metricsOrigin);
+  if (dumpDir && process.env['BENCH_P4_HOLD']) await holdWhileFileExists(dumpDir, log);
   s.tables.push({
     title: 'Where the agent\'s RSS is, from its /metrics right after the readings above (MB)',
     columns: ['RSS', 'V8 heap committed', 'of which young generation (new space)', 'old space used', 'code space', 'external (buffers, TLS)'],
