@@ -1,10 +1,11 @@
 /**
  * Dev-only: groups a V8 heap snapshot (as `--heapsnapshot-signal` writes it) for a memory investigation.
  *
- *   node --import tsx dev/bench/heap-summary.ts FILE.heapsnapshot [top]
+ *   node --import tsx dev/bench/heap-summary.ts FILE.heapsnapshot [top] [constructor…]
  *
  * Prints self size by node type and constructor, then the objects that retain the most (retained size from
- * the dominator tree, weak edges ignored), each with the edge that names it from its dominator.
+ * the dominator tree, weak edges ignored), each with the edge that names it from its dominator, and the
+ * retained size of every instance of each constructor named after `top`.
  */
 import { readFileSync } from 'node:fs';
 
@@ -15,8 +16,8 @@ interface Snapshot {
   strings: string[];
 }
 
-const [file, topArg] = process.argv.slice(2);
-if (!file) throw new Error('usage: heap-summary.ts FILE.heapsnapshot [top]');
+const [file, topArg, ...named] = process.argv.slice(2);
+if (!file) throw new Error('usage: heap-summary.ts FILE.heapsnapshot [top] [constructor…]');
 const top = Number(topArg ?? 40);
 const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
 const { meta } = snap.snapshot;
@@ -141,4 +142,9 @@ for (const v of candidates.slice(0, top * 2)) {
   const path: string[] = [];
   for (let u = v, depth = 0; u !== 0 && depth < 6; u = idom[u]!, depth++) path.push(`${label(u)}(.${nameFromDominator(u)})`);
   console.log(`${mb(retained[v]!).padStart(8)} MB  ${path.join(' <- ')}`);
+}
+for (const name of named) {
+  const found = post.filter((v) => (typeOf(v) === 'object' || typeOf(v) === 'closure') && nameOf(v) === name);
+  console.log(`\n== ${name}: ${found.length} instance(s), retained ${mb(found.reduce((a, v) => a + retained[v]!, 0))} MB ==`);
+  for (const v of found.sort((a, b) => retained[b]! - retained[a]!).slice(0, 10)) console.log(`${mb(retained[v]!).padStart(8)} MB  .${nameFromDominator(v)} <- ${label(idom[v]!)}`);
 }
