@@ -139,7 +139,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const imds = createImdsServer(
     reducer
       ? (req, res) => {
-          reducer.requestArrived();
+          reducer.activity();
           handler(req, res);
         }
       : handler,
@@ -152,7 +152,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
     },
     {
-      onConnection: (socket) => attributor.connectionOpened(socket),
+      onConnection: (socket) => {
+        reducer?.activity();
+        attributor.connectionOpened(socket);
+      },
       onRejected: (reason) => metrics.rejections.inc({ reason }),
       onOpenConnections: (n) => metrics.openConnections.set(n),
       isNodePodAddress: (ip) => pods.byIp(ip).length > 0,

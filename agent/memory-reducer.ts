@@ -8,15 +8,15 @@
  * and the V8 heap's own figures (which leave the pool out) never showed it (agent/README.md "## Memory").
  *
  * The collection pauses the JavaScript thread (about 45 ms with ~20 MB live on this project's bench
- * machine), so it runs only when no request arrived for a whole check interval, only when RSS grew by
- * `minGrowthBytes` since the last one, and at most once per `minIntervalMs`.
+ * machine), so it runs only when no connection or request arrived for a whole check interval, only when
+ * RSS grew by `minGrowthBytes` since the last one, and at most once per `minIntervalMs`.
  */
 export interface MemoryReducerOptions {
   /** A memory-reducing collection (`gc({ type: 'major', flavor: 'last-resort' })`). */
   collect: () => void;
   rss: () => number;
   now: () => number;
-  /** How often to look; a look with no request since the last one counts as quiet. */
+  /** How often to look; a look with no activity since the last one counts as quiet. */
   checkIntervalMs: number;
   minGrowthBytes: number;
   minIntervalMs: number;
@@ -24,8 +24,8 @@ export interface MemoryReducerOptions {
 }
 
 export class MemoryReducer {
-  private requests = 0;
-  private requestsAtLastCheck = 0;
+  private activity_ = 0;
+  private activityAtLastCheck = 0;
   /** RSS right after the last collection: the level growth is measured from (none yet: any growth counts). */
   private floor = 0;
   private lastCollection = -Infinity;
@@ -33,9 +33,9 @@ export class MemoryReducer {
 
   constructor(private readonly opts: MemoryReducerOptions) {}
 
-  /** One per request: the only per-request cost is this increment. */
-  requestArrived(): void {
-    this.requests++;
+  /** One per new connection and per request: the only cost on those paths is this increment. */
+  activity(): void {
+    this.activity_++;
   }
 
   start(): void {
@@ -50,8 +50,8 @@ export class MemoryReducer {
 
   /** One look (the timer's); returns whether it collected. */
   check(): boolean {
-    const quiet = this.requests === this.requestsAtLastCheck;
-    this.requestsAtLastCheck = this.requests;
+    const quiet = this.activity_ === this.activityAtLastCheck;
+    this.activityAtLastCheck = this.activity_;
     if (!quiet) return false;
     const now = this.opts.now();
     if (now - this.lastCollection < this.opts.minIntervalMs) return false;

@@ -30,16 +30,16 @@ describe('MemoryReducer', () => {
     assert.deepEqual(reported.map((r) => [r.rssBefore, r.rssAfter]), [[120 * MB, 90 * MB]]);
   });
 
-  it('never collects while requests keep arriving between looks', () => {
+  it('never collects while connections or requests keep arriving between looks', () => {
     const { reducer, state } = reducerWith();
     for (let i = 0; i < 20; i++) {
-      reducer.requestArrived();
+      reducer.activity();
       state.now += 5_000;
       assert.equal(reducer.check(), false);
     }
     assert.equal(state.collections, 0);
     state.now += 5_000;
-    assert.equal(reducer.check(), true, 'the first look with no request since the last one is quiet');
+    assert.equal(reducer.check(), true, 'the first look with no activity since the last one is quiet');
   });
 
   it('does not collect again until RSS grew by the threshold over the level it left', () => {
