@@ -2,10 +2,10 @@
  * Gives memory back once the agent goes quiet after a burst.
  *
  * V8 keeps the pages a garbage collection frees in a pool for reuse, resident, and releases them only in a
- * memory-reducing collection. Its own memory reducer starts one only after a major collection that found the
- * old generation much larger than before, which an agent of ~20 MB of live heap never sees; so after P1's
- * load and P4's 110 first tokens the pool held 20–30 MB of freed pages, resident until the process ended,
- * and the V8 heap's own figures (which leave the pool out) never showed it (agent/README.md "## Memory").
+ * memory-reducing collection. V8's own memory reducer did not start one for an agent with ~20 MB of live
+ * heap: after the bench's load and 110 first tokens the pool held 20–30 MB of freed pages, still resident
+ * after minutes of idling, and the V8 heap's own figures (which leave the pool out) never showed it
+ * (agent/README.md "## Memory").
  *
  * The collection pauses the JavaScript thread (about 45 ms with ~20 MB live on this project's bench
  * machine), so it runs only when no connection or request arrived for a whole check interval, only when
