@@ -132,7 +132,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
         now: () => performance.now(),
         checkIntervalMs: 5_000,
         minGrowthBytes: 8 * 2 ** 20,
-        minIntervalMs: 30_000,
+        minIntervalMs: 15_000,
         onReduced: ({ rssBefore, rssAfter, pauseMs }) => logger.debug('memory given back', { rssBeforeMB: Math.round(rssBefore / 2 ** 20), rssAfterMB: Math.round(rssAfter / 2 ** 20), pauseMs: Math.round(pauseMs) }),
       })
     : undefined;
