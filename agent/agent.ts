@@ -17,6 +17,7 @@ import { FederatedIssuer } from './issuance/federated.js';
 import { eventCreator, FirstExchangeReporter } from './issuance/first-exchange.js';
 import { NodeIssuer } from './issuance/node.js';
 import { AgentMetrics } from './metrics.js';
+import { MemoryReducer, memoryReducingCollection } from './memory-reducer.js';
 
 export interface RunningAgent {
   metrics: AgentMetrics;
@@ -122,8 +123,26 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     issuanceLimits,
   });
 
+  // With the image's --expose-gc: give V8's pooled pages back once a burst is over (memory-reducer.ts).
+  const collect = memoryReducingCollection();
+  const reducer = collect
+    ? new MemoryReducer({
+        collect,
+        rss: () => process.memoryUsage.rss(),
+        now: () => performance.now(),
+        checkIntervalMs: 5_000,
+        minGrowthBytes: 8 * 2 ** 20,
+        minIntervalMs: 15_000,
+        onReduced: ({ rssBefore, rssAfter, pauseMs }) => logger.debug('memory given back', { rssBeforeMB: Math.round(rssBefore / 2 ** 20), rssAfterMB: Math.round(rssAfter / 2 ** 20), pauseMs: Math.round(pauseMs) }),
+      })
+    : undefined;
   const imds = createImdsServer(
-    handler,
+    reducer
+      ? (req, res) => {
+          reducer.activity();
+          handler(req, res);
+        }
+      : handler,
     {
       maxConnections: config.maxConnections,
       maxConnectionsPerSource: config.maxConnectionsPerSource,
@@ -133,7 +152,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
     },
     {
-      onConnection: (socket) => attributor.connectionOpened(socket),
+      onConnection: (socket) => {
+        reducer?.activity();
+        attributor.connectionOpened(socket);
+      },
       onRejected: (reason) => metrics.rejections.inc({ reason }),
       onOpenConnections: (n) => metrics.openConnections.set(n),
       isNodePodAddress: (ip) => pods.byIp(ip).length > 0,
@@ -154,12 +176,14 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   // in place) make SDKs retry instead.
   await Promise.all([pods.informer.waitForSync(watching.signal), identities.informer.waitForSync(watching.signal), exceptions?.informer.waitForSync(watching.signal)]);
   await listen(imds, config.listenPort, config.listenAddress);
+  reducer?.start();
   logger.info('agent serving', { node: config.nodeName, listen: `${config.listenAddress}:${config.listenPort}`, metrics: `${config.metricsAddress}:${config.metricsPort}`, defaultMode: config.defaultMode, exceptionsConfigMap: config.exceptionsConfigMap ? `${config.exceptionsConfigMap.namespace}/${config.exceptionsConfigMap.name}` : undefined });
 
   return {
     metrics,
     async stop() {
       interceptor?.stop();
+      reducer?.stop();
       watching.abort();
       audit.stop();
       await Promise.all([close(imds), health.close(), pods.informer.stop(), identities.informer.stop(), exceptions?.informer.stop()]);

@@ -95,4 +95,6 @@ test('the bench runs the agent and operator with the node flags and env their im
   // The agent's memory settings (agent/README.md "## Memory"), so the bench's P4 measures them.
   assert.equal(AGENT_IMAGE.env['MALLOC_ARENA_MAX'], '2');
   assert.ok(AGENT_IMAGE.nodeFlags.includes('--max-semi-space-size=4'));
+  // The memory reducer (agent/memory-reducer.ts) is active only with gc exposed.
+  assert.ok(AGENT_IMAGE.nodeFlags.includes('--expose-gc'));
 });
