@@ -77,3 +77,25 @@ test('only the kubeconfig loader imports client-node, lazily, and the agent reac
     'an import() of a computed specifier could load anything',
   );
 });
+
+/** Globals backed by undici, whose WebAssembly HTTP parser costs the agent about 16 MB of RSS once used. */
+const UNDICI_GLOBALS = new Set(['fetch', 'Request', 'Response', 'Headers', 'FormData', 'WebSocket', 'EventSource']);
+
+function undiciCalls(file: string): string[] {
+  const source = ts.createSourceFile(file, readFileSync(join(REPO, file), 'utf8'), ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && ts.isIdentifier(node.expression) && UNDICI_GLOBALS.has(node.expression.text)) {
+      found.push(`${file}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1} ${node.expression.text}`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+test('the agent never calls fetch or builds its Request/Response/Headers: its HTTP goes through node:http (agent/issuance/http-client.ts)', () => {
+  const own = [...staticGraph('agent/main.ts').keys()].filter((file) => file.endsWith('.ts'));
+  assert.ok(own.includes('agent/issuance/http-client.ts') && own.includes('agent/issuance/aad-exchange.ts') && own.includes('agent/issuance/upstream.ts'));
+  assert.deepEqual(own.flatMap(undiciCalls), []);
+});

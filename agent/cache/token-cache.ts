@@ -77,33 +77,33 @@ export class TokenCache {
     return this.entries.has(key);
   }
 
-  async get(key: string, fetch: () => Promise<IssuedToken>, { bypass = false } = {}): Promise<CacheResult> {
+  async get(key: string, issue: () => Promise<IssuedToken>, { bypass = false } = {}): Promise<CacheResult> {
     if (bypass) {
       const honoured = this.allowBypass(key);
       this.options.onBypass?.(honoured);
-      if (honoured) return { token: await this.fetchOnce(key, fetch), hit: false };
+      if (honoured) return { token: await this.fetchOnce(key, issue), hit: false };
     }
-    const hit = this.hit(key, fetch);
+    const hit = this.hit(key, issue);
     if (hit) return { token: hit, hit: true };
     if (this.entries.has(key)) {
       this.remove(key);
       this.options.onSize?.(this.entries.size);
     }
-    return { token: await this.fetchOnce(key, fetch), hit: false };
+    return { token: await this.fetchOnce(key, issue), hit: false };
   }
 
   /**
    * The cached token for `key` if it may still be served (refreshing it ahead in the background like `get`),
    * without a promise; undefined when `get` would go upstream. Never for `bypass_cache` requests.
    */
-  hit(key: string, fetch: () => Promise<IssuedToken>): IssuedToken | undefined {
+  hit(key: string, issue: () => Promise<IssuedToken>): IssuedToken | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     const now = this.now();
     const stopServingAt = entry.token.expiresOn * 1000 - this.options.safetyMarginSeconds * 1000;
     if (now >= stopServingAt) return undefined;
     this.touch(key, entry);
-    if (now >= stopServingAt - this.options.refreshAheadSeconds * 1000) this.refreshInBackground(key, fetch);
+    if (now >= stopServingAt - this.options.refreshAheadSeconds * 1000) this.refreshInBackground(key, issue);
     return entry.token;
   }
 
@@ -129,9 +129,9 @@ export class TokenCache {
     return true;
   }
 
-  private refreshInBackground(key: string, fetch: () => Promise<IssuedToken>): void {
+  private refreshInBackground(key: string, issue: () => Promise<IssuedToken>): void {
     if (this.inflight.has(key)) return;
-    this.fetchOnce(key, fetch).then(
+    this.fetchOnce(key, issue).then(
       () => this.options.onRefresh?.('ok'),
       (err: unknown) => {
         this.options.onRefresh?.('error');
@@ -140,10 +140,10 @@ export class TokenCache {
     );
   }
 
-  private fetchOnce(key: string, fetch: () => Promise<IssuedToken>): Promise<IssuedToken> {
+  private fetchOnce(key: string, issue: () => Promise<IssuedToken>): Promise<IssuedToken> {
     let p = this.inflight.get(key);
     if (!p) {
-      p = fetch()
+      p = issue()
         .then((token) => {
           this.store(key, token);
           return token;

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { ConfidentialClientApplication, ServerError, type INetworkModule, type NetworkRequestOptions, type NetworkResponse } from '@azure/msal-node';
 import { AadExchangeError } from './aad-failure.js';
+import { headerValue, requestText } from './http-client.js';
 import { withTimeout } from './timing.js';
 
 export interface ExchangeRequest {
@@ -116,25 +117,24 @@ export class MsalExchange implements AadExchange {
 }
 
 /**
- * msal-node's requests over fetch, as its own client makes them, reporting each answer's `Retry-After`
- * (which msal-node's errors do not carry) so throttling can be passed on with Azure AD's own interval.
+ * msal-node's requests over the agent's own HTTP client (http-client.ts: not fetch, whose parser costs the agent
+ * ~16 MB), as msal-node's client makes them, reporting each answer's `Retry-After` (which msal-node's errors do
+ * not carry) so throttling can be passed on with Azure AD's own interval.
  */
 function recordingNetworkClient(onRetryAfter: (value: string | undefined) => void): INetworkModule {
   const send = async <T>(method: 'GET' | 'POST', url: string, options: NetworkRequestOptions = {}, timeoutMs?: number): Promise<NetworkResponse<T>> => {
-    const res = await fetch(url, {
+    const res = await requestText(url, {
       method,
       ...(options.headers ? { headers: options.headers } : {}),
       ...(method === 'POST' && options.body !== undefined ? { body: options.body } : {}),
-      ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
-      redirect: 'error',
+      ...(timeoutMs ? { timeoutMs } : {}),
     });
     const headers: Record<string, string> = {};
-    res.headers.forEach((value, name) => (headers[name] = value));
-    onRetryAfter(res.headers.get('retry-after') ?? undefined);
-    const text = await res.text();
+    for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    onRetryAfter(headerValue(res.headers, 'retry-after'));
     let body: T;
     try {
-      body = JSON.parse(text) as T;
+      body = JSON.parse(res.text) as T;
     } catch {
       throw new Error(`Azure AD answered ${res.status} with a body that is not JSON`);
     }

@@ -1,3 +1,5 @@
+import { headerValue, requestText } from './http-client.js';
+
 /** One answer of the node's IMDS, as received. */
 export interface ImdsAnswer {
   status: number;
@@ -12,7 +14,6 @@ export interface ImdsAnswer {
  * IMDS that stalls mid-answer is as unreachable as a silent one. Throws on transport failure only.
  */
 export async function callNodeImds(upstreamImds: string, pathAndQuery: string, timeoutMs: number): Promise<ImdsAnswer> {
-  const res = await fetch(new URL(upstreamImds + pathAndQuery), { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
-  const text = await res.text();
-  return { status: res.status, text, contentType: res.headers.get('content-type') ?? undefined, retryAfter: res.headers.get('retry-after') ?? undefined };
+  const res = await requestText(new URL(upstreamImds + pathAndQuery), { headers: { Metadata: 'true' }, timeoutMs });
+  return { status: res.status, text: res.text, contentType: headerValue(res.headers, 'content-type'), retryAfter: headerValue(res.headers, 'retry-after') };
 }
