@@ -35,14 +35,25 @@ function parse(raw: string): ParsedTarget {
  */
 export class TargetParser {
   private readonly memo = new Map<string, ParsedTarget>();
+  /**
+   * The last target looked up, checked first. Each request's target is a new string, so a Map lookup hashes
+   * all of it (about a hundred characters) every time; comparing with the last one is a length check and a
+   * memcmp, and a pod polling its token sends the same target back to back.
+   */
+  private last: { raw: string; parsed: ParsedTarget } | undefined;
 
   parse(raw: string): ParsedTarget {
+    if (this.last?.raw === raw) return this.last.parsed;
     const known = this.memo.get(raw);
-    if (known) return known;
+    if (known) {
+      this.last = { raw, parsed: known };
+      return known;
+    }
     const parsed = parse(raw);
     if (raw.length <= MAX_REMEMBERED_LENGTH) {
       if (this.memo.size >= MAX_REMEMBERED) this.memo.clear();
       this.memo.set(raw, parsed);
+      this.last = { raw, parsed };
     }
     return parsed;
   }

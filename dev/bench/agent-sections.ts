@@ -13,6 +13,7 @@ import { agentEnv, agentNodeFlags, startAgentProcess, type AgentProcess } from '
 import { compiled } from './build.js';
 import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
 import type { LoadResult } from './loadgen.js';
+import { mergeRuns } from './load-runs.js';
 import { dumpProcessMemory, holdWhileFileExists } from './memory-dump.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
@@ -107,29 +108,46 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   const rows: (string | number)[][] = [];
   const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number } }[] = [];
   // Server CPU per answered request: the same ratio with the scheduler's noise (who ran when) taken out.
-  const cpuPerRequest = async (pid: number, run: () => Promise<LoadResult>) => {
+  // Only within one run, though: a burst of other work on the shared 2 cores also raises a server's CPU per
+  // request (fewer requests per wakeup, colder caches), and with B then A once each, a burst during one of
+  // them alone moved the ratio by 0.3–0.5 between runs of the same code. So each point is B A A B, each run
+  // half the duration: a burst, or a drift over the point, falls on both servers alike.
+  const runs = async (pid: number, results: LoadResult[], cpu: { seconds: number }, c: number, origin: string) => {
     const before = cpuSeconds(pid);
-    const result = await run();
-    return { result, micros: result.answered > 0 ? round(((cpuSeconds(pid) - before) * 1e6) / result.answered, 1) : 0 };
+    const r = await runLoadgen({ ...loadSpec(opts, origin, c, stage.loadPod.ip), durationMs: Math.ceil(opts.durationMs / 2) });
+    const seconds = cpuSeconds(pid) - before;
+    results.push(r);
+    cpu.seconds += seconds;
+    log(`P1: concurrency ${c}: ${Math.round(r.rps)} req/s, ${round((seconds * 1e6) / Math.max(1, r.answered), 1)} CPU µs/req`);
   };
+  const micros = (cpu: { seconds: number }, r: LoadResult) => (r.answered > 0 ? round((cpu.seconds * 1e6) / r.answered, 1) : 0);
   for (const c of opts.concurrency) {
-    log(`P1: concurrency ${c}: baseline B`);
-    const { result: b, micros: bCpu } = await cpuPerRequest(stage.baseline.proc.pid, () => runLoadgen(loadSpec(opts, stage.baseline.origin, c, stage.loadPod.ip)));
-    log(`P1: concurrency ${c}: agent A`);
-    const { result: a, micros: aCpu } = await cpuPerRequest(stage.agent.pid(), () => runLoadgen(loadSpec(opts, stage.agent.origin, c, stage.loadPod.ip)));
+    const bRuns: LoadResult[] = [];
+    const aRuns: LoadResult[] = [];
+    const bCpuTotal = { seconds: 0 };
+    const aCpuTotal = { seconds: 0 };
+    for (const who of ['B', 'A', 'A', 'B'] as const) {
+      log(`P1: concurrency ${c}: ${who === 'B' ? 'baseline B' : 'agent A'}`);
+      if (who === 'B') await runs(stage.baseline.proc.pid, bRuns, bCpuTotal, c, stage.baseline.origin);
+      else await runs(stage.agent.pid(), aRuns, aCpuTotal, c, stage.agent.origin);
+    }
+    const b = mergeRuns(bRuns);
+    const a = mergeRuns(aRuns);
+    const bCpu = micros(bCpuTotal, b);
+    const aCpu = micros(aCpuTotal, a);
     const ratio = b.rps > 0 ? a.rps / b.rps : 0;
     points.push({ concurrency: c, a, b, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu } });
     rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), aCpu, bCpu, bCpu > 0 ? round(aCpu / bCpu, 2) : '—', `${non200(a)} / ${non200(b)}`]);
     if (c === 16) stage.p1At16 = { a, b };
   }
   s.tables.push({
-    title: `${opts.durationMs / 1000} s per point after ${opts.warmupMs / 1000} s warm-up; latency in ms; keep-alive; one connection per concurrent client`,
+    title: `${opts.durationMs / 1000} s per point and server, in two runs of ${opts.durationMs / 2000} s (B A A B), each after ${opts.warmupMs / 1000} s warm-up; latency in ms; keep-alive; one connection per concurrent client`,
     columns: ['Concurrency', 'A req/s', 'A p50', 'A p99', 'A p999', 'B req/s', 'B p50', 'B p99', 'B p999', 'A/B req/s', 'A/B p99', 'A CPU µs/req', 'B CPU µs/req', 'A/B CPU per req', 'non-200 or failed (A / B)'],
     rows,
   });
   s.notes.push(
     `A: the agent (agent/main.ts, --manage-iptables=false, default log level info, so every decision reaches the audit log as in production: the first of each kind at once, repeats within 10 s as one counted line) on 127.0.0.1; every request comes from the bound pod's address ${stage.loadPod.ip}, so attribution, identity selection and authorisation run on each request before the warm cache answers. Each load connection is verified against the API server once, on its first request.`,
-    'CPU µs/req: the server process\'s user + system CPU time (/proc/<pid>/stat) over the whole load run, warm-up included, divided by the requests it answered. Throughput on 2 shared cores also depends on when the scheduler runs the server; CPU per request does not, so it shows how much of a throughput gap is the server\'s own work.',
+    'CPU µs/req: the server process\'s user + system CPU time (/proc/<pid>/stat) over its two load runs, warm-ups included, divided by the requests it answered in them. Throughput on 2 shared cores also depends on when the scheduler runs the server; CPU per request much less, so it shows how much of a throughput gap is the server\'s own work. The runs alternate B A A B, so other work on the machine weighs on both servers alike.',
     `B: a bare Node http server answering the agent's own token response (${stage.tokenBytes} bytes) byte for byte. Both run as plain \`node\` child processes from JavaScript compiled at the start of the run (as production runs dist/agent/main.js); the load comes from a separate undici process (dev/bench/loadgen.ts) on the same 2-core machine, so at high concurrency the load generator competes with the server for CPU.`,
   );
   s.data = { tokenResponseBytes: stage.tokenBytes, points };

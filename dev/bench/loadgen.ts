@@ -12,6 +12,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as hdr from 'hdr-histogram-js';
 import { Client } from 'undici';
+import { summarise } from './load-runs.js';
 
 export interface ExpectedIdentity {
   oid: string;
@@ -68,6 +69,8 @@ export interface LoadResult {
   wrongSamples: string[];
   /** Per second of the measuring window: [200s, other statuses, no answer]. */
   timeline: [number, number, number][];
+  /** The latency histogram (µs), HDR compressed base64, so runs of one point can be merged exactly. */
+  histogram: string;
 }
 
 function decodeClaims(token: string): Record<string, unknown> {
@@ -155,7 +158,6 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   };
 
   await Promise.all(Array.from({ length: spec.concurrency }, (_, i) => worker(i)));
-  const ms = (us: number) => Math.round(us) / 1000;
   const measuredMs = Math.max(1, Math.min(spec.durationMs, measureTo - measureFrom));
   return {
     concurrency: spec.concurrency,
@@ -163,14 +165,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     answered: result.answered,
     measuredMs: Math.round(measuredMs),
     rps: result.requests / (measuredMs / 1000),
-    latency: {
-      p50: ms(histogram.getValueAtPercentile(50)),
-      p90: ms(histogram.getValueAtPercentile(90)),
-      p99: ms(histogram.getValueAtPercentile(99)),
-      p999: ms(histogram.getValueAtPercentile(99.9)),
-      max: ms(histogram.maxValue),
-      mean: ms(histogram.mean),
-    },
+    latency: summarise(histogram),
     statuses,
     errors: result.errors,
     errorSamples,
@@ -178,6 +173,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     wrongIdentity: result.wrongIdentity,
     wrongSamples,
     timeline: timeline.slice(0, Math.ceil(measuredMs / 1000)),
+    histogram: hdr.encodeIntoCompressedBase64(histogram),
   };
 }
 
