@@ -53,12 +53,13 @@ test('make bench --smoke writes report.md and report.json with every section', {
   assert.ok(byId.get('P4')!.tables.length >= 1);
   assert.ok(byId.get('P5')!.tables.length >= 1);
   // P6: new connections with 0 and with a (tiny) crowd of pods elsewhere, each verified by about one read.
-  const p6 = byId.get('P6')!.data['points'] as { pods: number; readsPerConnection: number; latency: { requests: number; statuses: Record<string, number> }; throughput: { a: { statuses: Record<string, number> }; b: { requests: number } } }[];
+  const p6 = byId.get('P6')!.data['points'] as { pods: number; readsPerConnection: number; latency: { requests: number; statuses: Record<string, number> }; floorLatency: { requests: number; statuses: Record<string, number> }; throughput: { a: { statuses: Record<string, number> }; b: { requests: number } } }[];
   assert.deepEqual(p6.map((p) => p.pods), [0, 20]);
   for (const p of p6) {
     assert.ok(p.latency.requests > 0 && p.latency.statuses['200'] === p.latency.requests, `P6 new connections answered 200 with ${p.pods} other pods`);
     assert.ok(p.readsPerConnection > 0 && p.readsPerConnection <= 1, `P6 reads per new connection: ${p.readsPerConnection}`);
     assert.ok((p.throughput.a.statuses['200'] ?? 0) > 0 && p.throughput.b.requests > 0);
+    assert.ok(p.floorLatency.requests > 0 && p.floorLatency.statuses['200'] === p.floorLatency.requests, `P6 floor V answered its paced connections with ${p.pods} other pods`);
   }
   // The 0-pod series again after the crowd is gone: the ratio's baseline is the mean of both.
   const again = byId.get('P6')!.data['emptyAfter'] as { pods: number; readsPerConnection: number; latency: { requests: number; statuses: Record<string, number> } };
