@@ -383,10 +383,15 @@ export class Kubelet {
       await res?.body?.cancel();
       return res !== undefined && res.status >= 200 && res.status < 400;
     };
+    // A stop can land while a probe's check is in flight; the tick must not arm another timer after it, or the
+    // probes outlive the pod and keep the process that ran it alive.
+    let stopped = false;
+    pod.stops.push(() => (stopped = true));
     if (readinessProbe) {
       let failures = 0;
       const tick = async () => {
         const ok = await check(readinessProbe);
+        if (stopped) return;
         failures = ok ? 0 : failures + 1;
         const ready = ok || (runner.ready && failures < (readinessProbe.failureThreshold ?? 3));
         if (ready !== runner.ready) {
@@ -412,6 +417,7 @@ export class Kubelet {
         }
         if (current && current.child.exitCode === null) {
           failures = (await check(livenessProbe)) ? 0 : failures + 1;
+          if (stopped) return;
           if (failures >= (livenessProbe.failureThreshold ?? 3)) {
             this.options.log?.(`${pod.name}/${runner.container.name}: liveness probe failed ${failures} times, restarting`);
             failures = 0;
