@@ -4,97 +4,80 @@ import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MAX_ANSWER_BYTES, headerValue, requestText } from './http-client.js';
 
-async function serve(handler: RequestListener): Promise<{ url: string; server: Server; close: () => void }> {
-  const server = createServer(handler);
+/** Runs `body` against a local server answering with `handler`, and closes the server whatever happens. */
+async function withServer(handler: RequestListener, body: (url: string) => Promise<void>): Promise<void> {
+  const server: Server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    server,
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
+  try {
+    await body(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 }
 
 test('a POST carries its body, its headers and a Content-Length; the answer comes back as text with its headers', async () => {
   let got: { method?: string; type?: string; length?: string; body: string } | undefined;
-  const { url, close } = await serve((req, res) => {
+  await withServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
       got = { method: req.method, type: req.headers['content-type'], length: req.headers['content-length'], body };
       res.writeHead(429, { 'Retry-After': '7', 'Content-Type': 'application/json' }).end('{"error":"throttled"}');
     });
-  });
-  try {
+  }, async (url) => {
     const answer = await requestText(`${url}/token`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=é' });
     assert.deepEqual(got, { method: 'POST', type: 'application/x-www-form-urlencoded', length: String(Buffer.byteLength('grant_type=client_credentials&scope=é')), body: 'grant_type=client_credentials&scope=é' });
     assert.equal(answer.status, 429);
     assert.equal(answer.text, '{"error":"throttled"}');
     assert.equal(headerValue(answer.headers, 'Retry-After'), '7');
-  } finally {
-    close();
-  }
+  });
 });
 
 test('a redirect is refused, not followed (the agent talks only to the endpoints it was given)', async () => {
   let followed = false;
-  const { url, close } = await serve((req, res) => {
+  await withServer((req, res) => {
     if (req.url === '/elsewhere') followed = true;
     res.writeHead(302, { Location: '/elsewhere' }).end();
-  });
-  try {
+  }, async (url) => {
     await assert.rejects(requestText(`${url}/metadata/identity/oauth2/token`), /redirect \(302\).*does not follow/);
     assert.equal(followed, false);
-  } finally {
-    close();
-  }
+  });
 });
 
 test('the timeout covers the body: a server that stalls mid-answer fails the request with the timeout named', async () => {
-  const { url, close } = await serve((_req, res) => {
+  await withServer((_req, res) => {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.write('{"access_token":');
-  });
-  try {
+  }, async (url) => {
     const started = performance.now();
     await assert.rejects(requestText(url, { timeoutMs: 150 }), /no complete answer within 150 ms/);
     assert.ok(performance.now() - started >= 140);
-  } finally {
-    close();
-  }
+  });
 });
 
 test('an answer larger than any IMDS or Azure AD document is refused, naming the limit', async () => {
   const chunk = Buffer.alloc(256 * 1024, 'a');
-  const { url, close } = await serve((_req, res) => {
+  await withServer((_req, res) => {
     res.writeHead(200);
     const more = () => {
       while (res.write(chunk));
       res.once('drain', more);
     };
     more();
-  });
-  try {
+  }, async (url) => {
     await assert.rejects(requestText(url, { timeoutMs: 10_000 }), new RegExp(`more than ${MAX_ANSWER_BYTES} bytes`));
-  } finally {
-    close();
-  }
+  });
 });
 
 test('a connection closed before the answer is complete is an error, not a short answer', async () => {
-  const { url, close } = await serve((_req, res) => {
+  await withServer((_req, res) => {
     res.writeHead(200, { 'Content-Length': '100' });
     res.write('{"partial":');
     setImmediate(() => res.socket?.destroy());
-  });
-  try {
+  }, async (url) => {
     await assert.rejects(requestText(url), /closed the connection before the answer was complete|socket hang up|aborted/);
-  } finally {
-    close();
-  }
+  });
 });
 
 test('only http and https', async () => {
