@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../lib/node-http.js';
 import type { Socket } from 'node:net';
 import { normaliseAddress } from './attribution/attributor.js';
 import { refuseTunnels } from './handler.js';
@@ -41,7 +42,7 @@ const MAX_HEADER_BYTES = 8 * 1024;
  * (slowloris), checked every second rather than Node's default 30 s, a short keep-alive, small headers.
  */
 export function createImdsServer(handler: (req: IncomingMessage, res: ServerResponse) => void, limits: ConnectionLimits, hooks: ImdsServerHooks = {}): Server {
-  const server = createServer(
+  const server = http.createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,

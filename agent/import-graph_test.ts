@@ -5,6 +5,7 @@
  * erased, every other import (even `import { type X }`, kept under verbatimModuleSyntax) loads its module.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
@@ -62,7 +63,7 @@ test('the agent in a pod loads no client-node: no static import of @kubernetes/c
   const chain = graph.get(CLIENT_NODE);
   assert.equal(chain, undefined, `client-node is loaded at start-up through ${chain?.join(' → ')}`);
   // The check is only as good as the graph: it must see the agent's own code and its other libraries.
-  for (const expected of ['agent/agent.ts', 'lib/k8s/informer.ts', 'lib/k8s/in-cluster.ts', '@azure/msal-node', 'prom-client', 'winston']) {
+  for (const expected of ['agent/agent.ts', 'lib/k8s/informer.ts', 'lib/k8s/in-cluster.ts', 'lib/node-http.ts', 'prom-client', 'winston']) {
     assert.ok(graph.has(expected), `${expected} missing from the agent's import graph`);
   }
 });
@@ -98,4 +99,36 @@ test('the agent never calls fetch or builds its Request/Response/Headers: its HT
   const own = [...staticGraph('agent/main.ts').keys()].filter((file) => file.endsWith('.ts'));
   assert.ok(own.includes('agent/issuance/http-client.ts') && own.includes('agent/issuance/aad-exchange.ts') && own.includes('agent/issuance/upstream.ts'));
   assert.deepEqual(own.flatMap(undiciCalls), []);
+});
+
+/**
+ * Loaded from an ES module, these cost the agent memory for nothing: `node:http`'s import facade loads undici
+ * (lib/node-http.ts), and msal-node's ES build is msal-common's ~50 modules where its CommonJS build is one file.
+ * The agent `require`s them.
+ */
+const REQUIRED_NOT_IMPORTED = ['node:http', 'http', '@azure/msal-node'];
+
+test('the agent imports neither node:http nor msal-node from ES modules: it requires them (their ES forms cost ~10 MB RSS)', () => {
+  const graph = staticGraph('agent/main.ts');
+  for (const specifier of REQUIRED_NOT_IMPORTED) assert.equal(graph.get(specifier), undefined, `${specifier} is imported through ${graph.get(specifier)?.join(' → ')}`);
+  const own = [...graph.keys()].filter((file) => file.endsWith('.ts'));
+  assert.deepEqual(own.filter((file) => importsOf(file).dynamic.some((d) => REQUIRED_NOT_IMPORTED.includes(d))), []);
+});
+
+test('loading the agent loads no undici, and msal-node as its one CommonJS file (checked in a fresh process)', () => {
+  const probe = `
+    const before = process.moduleLoadList.some((m) => m.includes('undici'));
+    await import('./agent/agent.ts');
+    const { createRequire } = await import('node:module');
+    const required = Object.keys(createRequire(import.meta.url).cache);
+    process.stdout.write(JSON.stringify({
+      before,
+      undici: process.moduleLoadList.filter((m) => m.includes('undici')),
+      msalCommonJs: required.some((f) => f.endsWith('/@azure/msal-node/lib/msal-node.cjs')),
+    }));`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
+  const loaded = JSON.parse(out) as { before: boolean; undici: string[]; msalCommonJs: boolean };
+  assert.equal(loaded.before, false, 'the probe itself loaded undici');
+  assert.deepEqual(loaded.undici, []);
+  assert.equal(loaded.msalCommonJs, true);
 });

@@ -5,8 +5,9 @@
  * RSS from its first request on (agent/README.md "## Memory"), while `node:http` is loaded anyway for the IMDS
  * server and the API-server client. Node's global agents keep connections alive, as fetch's pool did.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { http } from '../../lib/node-http.js';
 
 /** Larger than any IMDS document or Azure AD answer; a server that sends more is not one of them. */
 export const MAX_ANSWER_BYTES = 4 * 2 ** 20;
@@ -32,7 +33,7 @@ export interface TextAnswer {
 export function requestText(target: string | URL, { method = 'GET', headers = {}, body, timeoutMs }: TextRequest = {}): Promise<TextAnswer> {
   const url = typeof target === 'string' ? new URL(target) : target;
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.reject(new Error(`unsupported URL scheme ${url.protocol}`));
-  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const send = url.protocol === 'https:' ? httpsRequest : http.request;
   const sent: Record<string, string | number> = { ...headers };
   if (body !== undefined) sent['Content-Length'] = Buffer.byteLength(body);
   return new Promise<TextAnswer>((resolve, reject) => {

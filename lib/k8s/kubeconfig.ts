@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import http from 'node:http';
+import { http } from '../node-http.js';
 import https from 'node:https';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';

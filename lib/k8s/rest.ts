@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { http } from '../node-http.js';
 import https from 'node:https';
 import type { ApiServer } from './api-server.js';
 

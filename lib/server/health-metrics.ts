@@ -1,4 +1,4 @@
-import http from 'node:http';
+import { http } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
