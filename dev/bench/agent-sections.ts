@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { freePort, freePorts } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -384,7 +385,11 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   // Each round is a fresh process per row; the smoke run only checks the table is produced.
   const importRounds = opts.smoke ? 1 : 3;
   const imports = !importTable ? [] : await importRss({ nodeFlags: agentNodeFlags(), env: agentEnv() }, [
-    ...['@kubernetes/client-node', '@azure/msal-node', 'prom-client', 'winston'].map((m) => ({ label: m, specifiers: [m] })),
+    ...['@kubernetes/client-node', 'prom-client', 'winston'].map((m) => ({ label: m, specifiers: [m] })),
+    // As the agent loads it: its CommonJS build (agent/issuance/aad-exchange.ts), not the ES one `import` picks.
+    { label: '@azure/msal-node (its CommonJS build, as the agent loads it)', specifiers: [pathToFileURL(createRequire(import.meta.url).resolve('@azure/msal-node')).href] },
+    // What lib/node-http.ts avoids: importing node:http from an ES module runs its lazy getters, which load undici.
+    { label: 'node:http, imported from an ES module (the agent requires it instead)', specifiers: ['node:http'] },
     { label: 'the agent\'s modules (agent/agent.ts and all it imports: its start-up floor in a pod)', specifiers: [agentModules] },
     { label: 'the agent\'s modules + client-node (what --kubeconfig adds)', specifiers: [agentModules, '@kubernetes/client-node'] },
   ], importRounds);
