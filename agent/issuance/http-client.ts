@@ -15,8 +15,11 @@ export interface TextRequest {
   method?: 'GET' | 'POST';
   headers?: Record<string, string>;
   body?: string;
-  /** Covers the whole answer, body included: a server that stalls mid-answer is as unreachable as a silent one. */
-  timeoutMs?: number;
+  /**
+   * Covers the whole answer, body included: a server that stalls mid-answer is as unreachable as a silent one.
+   * Required: node:http has no timeout of its own, so a request without one to a stalled server never ends.
+   */
+  timeoutMs: number;
 }
 
 export interface TextAnswer {
@@ -29,14 +32,13 @@ export interface TextAnswer {
  * One request, answered as text. Rejects on transport failure, on the timeout, on an answer over
  * MAX_ANSWER_BYTES and on a redirect (never followed: the agent talks only to the endpoints it was given).
  */
-export function requestText(target: string | URL, { method = 'GET', headers = {}, body, timeoutMs }: TextRequest = {}): Promise<TextAnswer> {
+export function requestText(target: string | URL, { method = 'GET', headers = {}, body, timeoutMs }: TextRequest): Promise<TextAnswer> {
   const url = typeof target === 'string' ? new URL(target) : target;
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.reject(new Error(`unsupported URL scheme ${url.protocol}`));
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   const sent: Record<string, string | number> = { ...headers };
   if (body !== undefined) sent['Content-Length'] = Buffer.byteLength(body);
   return new Promise<TextAnswer>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
     /** Why the agent gave up on the request, which wins over how the socket then reported it. */
     let failure: Error | undefined;
     const settle = (err: Error | undefined, answer?: TextAnswer) => {
@@ -66,7 +68,7 @@ export function requestText(target: string | URL, { method = 'GET', headers = {}
     };
     req.on('error', (err) => settle(err));
     // Its own timer, cleared once answered, not a signal: the socket goes back to the pool afterwards.
-    if (timeoutMs !== undefined) timer = setTimeout(() => giveUp(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => giveUp(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
     req.end(body);
   });
 }

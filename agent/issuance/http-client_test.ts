@@ -26,7 +26,7 @@ test('a POST carries its body, its headers and a Content-Length; the answer come
       res.writeHead(429, { 'Retry-After': '7', 'Content-Type': 'application/json' }).end('{"error":"throttled"}');
     });
   }, async (url) => {
-    const answer = await requestText(`${url}/token`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=é' });
+    const answer = await requestText(`${url}/token`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&scope=é', timeoutMs: 5_000 });
     assert.deepEqual(got, { method: 'POST', type: 'application/x-www-form-urlencoded', length: String(Buffer.byteLength('grant_type=client_credentials&scope=é')), body: 'grant_type=client_credentials&scope=é' });
     assert.equal(answer.status, 429);
     assert.equal(answer.text, '{"error":"throttled"}');
@@ -40,7 +40,7 @@ test('a redirect is refused, not followed (the agent talks only to the endpoints
     if (req.url === '/elsewhere') followed = true;
     res.writeHead(302, { Location: '/elsewhere' }).end();
   }, async (url) => {
-    await assert.rejects(requestText(`${url}/metadata/identity/oauth2/token`), /redirect \(302\).*does not follow/);
+    await assert.rejects(requestText(`${url}/metadata/identity/oauth2/token`, { timeoutMs: 5_000 }), /redirect \(302\).*does not follow/);
     assert.equal(followed, false);
   });
 });
@@ -76,10 +76,10 @@ test('a connection closed before the answer is complete is an error, not a short
     res.write('{"partial":');
     setImmediate(() => res.socket?.destroy());
   }, async (url) => {
-    await assert.rejects(requestText(url), /closed the connection before the answer was complete|socket hang up|aborted/);
+    await assert.rejects(requestText(url, { timeoutMs: 5_000 }), /closed the connection before the answer was complete|socket hang up|aborted/);
   });
 });
 
 test('only http and https', async () => {
-  await assert.rejects(requestText('file:///etc/passwd'), /unsupported URL scheme file:/);
+  await assert.rejects(requestText('file:///etc/passwd', { timeoutMs: 5_000 }), /unsupported URL scheme file:/);
 });
