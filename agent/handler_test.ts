@@ -48,7 +48,9 @@ let federated: FakeIssuer;
 let nodeIssuer: FakeIssuer;
 let metrics: AgentMetrics;
 let exceptionEntries: ImdsException[];
-const exceptions: ExceptionDirectory = { match: (p) => matchException(exceptionEntries, p), hasSynced: () => true };
+/** False while the exceptions ConfigMap's watch is broken (its cache may miss a revocation). */
+let exceptionsFresh = true;
+const exceptions: ExceptionDirectory = { match: (p) => matchException(exceptionEntries, p), hasSynced: () => true, isFresh: () => exceptionsFresh };
 let withExceptions = true;
 let cache: TokenCache;
 const metadataProxy = true;
@@ -114,6 +116,7 @@ beforeEach(() => {
   nodeIssuer = new FakeIssuer();
   metrics = new AgentMetrics();
   exceptionEntries = [];
+  exceptionsFresh = true;
   upstreamSeen = [];
   pods.cached = [pod('a', POD_A), pod('b', POD_B, { labels: {} })];
   pods.server = pods.cached;
@@ -682,6 +685,18 @@ describe('IMDS handler', () => {
       identities.set([podIdentity('reader', 'app', { ready: false })]);
       assert.equal((await get(TOKEN)).status, 503, 'a not-Ready PodIdentity still owns the pod');
       assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 0);
+    });
+
+    test('attack: an exception revoked while the exceptions watch was broken is not honoured from the stale cache (503 + Retry-After until the relist)', async () => {
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 200, 'honoured while the watch follows the server');
+      exceptionsFresh = false;
+      const res = await get(TOKEN, { from: POD_B });
+      assert.equal(res.status, 503);
+      assert.ok(Number(res.headers['retry-after']) > 0);
+      assert.equal(upstreamSeen.length, 1, 'the node IMDS was asked only before the watch broke');
+      assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 1);
+      exceptionsFresh = true;
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 200, 'relisted: the exception (still there) applies again');
     });
 
     test('unknown source addresses never reach the exception path', async () => {
