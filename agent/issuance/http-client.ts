@@ -30,7 +30,8 @@ export interface TextAnswer {
 
 /**
  * One request, answered as text. Rejects on transport failure, on the timeout, on an answer over
- * MAX_ANSWER_BYTES and on a redirect (never followed: the agent talks only to the endpoints it was given).
+ * MAX_ANSWER_BYTES, on a redirect (never followed: the agent talks only to the endpoints it was given) and on
+ * an HTTPS server whose certificate does not verify, whatever NODE_TLS_REJECT_UNAUTHORIZED says.
  */
 export function requestText(target: string | URL, { method = 'GET', headers = {}, body, timeoutMs }: TextRequest): Promise<TextAnswer> {
   const url = typeof target === 'string' ? new URL(target) : target;
@@ -46,7 +47,9 @@ export function requestText(target: string | URL, { method = 'GET', headers = {}
       if (err) reject(failure ?? err);
       else resolve(answer!);
     };
-    const req = send(url, { method, headers: sent }, (res) => {
+    // Azure AD is verified whatever the environment says: NODE_TLS_REJECT_UNAUTHORIZED=0 would otherwise turn
+    // verification off (trusted CAs still come from the system store and NODE_EXTRA_CA_CERTS).
+    const req = send(url, { method, headers: sent, ...(url.protocol === 'https:' ? { rejectUnauthorized: true } : {}) }, (res) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400) return giveUp(new Error(`${url.origin} answered with a redirect (${status}), which the agent does not follow`));
       const chunks: Buffer[] = [];

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { ensureCa, issueServerCertificate, makeTempDir, removeDir } from '../../dev/azure-emulator/tls.js';
 import { MAX_ANSWER_BYTES, headerValue, requestText } from './http-client.js';
 
 /** Runs `body` against a local server answering with `handler`, and closes the server whatever happens. */
@@ -82,4 +84,23 @@ test('a connection closed before the answer is complete is an error, not a short
 
 test('only http and https', async () => {
   await assert.rejects(requestText('file:///etc/passwd', { timeoutMs: 5_000 }), /unsupported URL scheme file:/);
+});
+
+test('an HTTPS server whose certificate no trusted CA signed is refused, even with NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment', async () => {
+  const dir = await makeTempDir('http-client-test-');
+  const previous = process.env['NODE_TLS_REJECT_UNAUTHORIZED'];
+  const server = createHttpsServer(await issueServerCertificate(await ensureCa(dir), ['127.0.0.1'], dir).then(({ keyPem, certPem }) => ({ key: keyPem, cert: certPem })), (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"access_token":"from an impostor"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
+    await assert.rejects(requestText(`https://127.0.0.1:${(server.address() as AddressInfo).port}/token`, { timeoutMs: 5_000 }), /certificate/);
+  } finally {
+    if (previous === undefined) delete process.env['NODE_TLS_REJECT_UNAUTHORIZED'];
+    else process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = previous;
+    server.closeAllConnections();
+    server.close();
+    await removeDir(dir);
+  }
 });
