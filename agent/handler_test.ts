@@ -640,6 +640,20 @@ describe('IMDS handler', () => {
     });
   });
 
+  test('the very same request target from two pods back to back (the parsed-target memo\'s last entry): each pod gets only its own identity', async () => {
+    identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' }), podIdentity('writer', 'app', { clientId: 'writer-client' })]);
+    const a = await get(TOKEN, { from: POD_A });
+    assert.equal(a.body['client_id'], 'reader-client');
+    assert.equal((await get(TOKEN, { from: POD_B })).status, 400, 'pod b, which nothing selects, right after pod a asked with the same target');
+    changePod(1, { labels: { 'podidentity.dev/identity': 'writer' } });
+    const b = await get(TOKEN, { from: POD_B });
+    assert.equal(b.body['client_id'], 'writer-client');
+    assert.notEqual(b.body['access_token'], a.body['access_token']);
+    const again = await get(TOKEN, { from: POD_A });
+    assert.equal(again.body['client_id'], 'reader-client');
+    assert.equal(again.body['access_token'], a.body['access_token']);
+  });
+
   describe('IMDS exceptions', () => {
     const ADDON = { namespace: 'app', podLabels: { component: 'addon' }, migratedFrom: 'AzurePodIdentityException app/addons' };
     beforeEach(() => {
