@@ -104,3 +104,19 @@ test('an HTTPS server whose certificate no trusted CA signed is refused, even wi
     await removeDir(dir);
   }
 });
+
+test('a late answer to a request given up on never becomes the answer to the next request (another identity\'s) on a kept-alive connection', async () => {
+  const connections = new Set<unknown>();
+  await withServer((req, res) => {
+    connections.add(req.socket);
+    const who = new URL(req.url ?? '/', 'http://x').searchParams.get('client_id');
+    const answer = () => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ access_token: `token-of-${who}` }));
+    if (who === 'slow') setTimeout(answer, 300);
+    else answer();
+  }, async (url) => {
+    assert.equal((await requestText(`${url}/token?client_id=warm`, { timeoutMs: 5_000 })).text, '{"access_token":"token-of-warm"}');
+    await assert.rejects(requestText(`${url}/token?client_id=slow`, { timeoutMs: 100 }), /no complete answer within 100 ms/);
+    assert.equal((await requestText(`${url}/token?client_id=next`, { timeoutMs: 5_000 })).text, '{"access_token":"token-of-next"}');
+    assert.equal(connections.size, 2, 'the connection of the request given up on was closed, not pooled');
+  });
+});
