@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ensureCa, issueServerCertificate, makeTempDir, removeDir } from '../../dev/azure-emulator/tls.js';
@@ -119,4 +119,27 @@ test('a late answer to a request given up on never becomes the answer to the nex
     assert.equal((await requestText(`${url}/token?client_id=next`, { timeoutMs: 5_000 })).text, '{"access_token":"token-of-next"}');
     assert.equal(connections.size, 2, 'the connection of the request given up on was closed, not pooled');
   });
+});
+
+test('what a request was sent with (credentials in the URL, its path and query) never shows in the errors it fails with', async () => {
+  const big = Buffer.alloc(MAX_ANSWER_BYTES + 1, 'a');
+  const failures: Record<string, (res: ServerResponse) => void> = {
+    redirect: (res) => res.writeHead(307, { Location: '/elsewhere' }).end(),
+    oversized: (res) => res.writeHead(200).end(big),
+    'closed early': (res) => {
+      res.writeHead(200, { 'Content-Length': '100' }).write('{');
+      setImmediate(() => res.socket?.destroy());
+    },
+    silent: () => undefined,
+  };
+  for (const [name, fail] of Object.entries(failures)) {
+    await withServer((_req, res) => fail(res), async (url) => {
+      const target = url.replace('http://', 'http://user:password-SECRET@') + '/token/SECRET-PATH?client_assertion=SECRET-ASSERTION';
+      const err = await requestText(target, { method: 'POST', body: 'client_assertion=SECRET-BODY', timeoutMs: 200 }).then(
+        () => assert.fail(`${name}: answered`),
+        (e: unknown) => e as Error,
+      );
+      assert.doesNotMatch(`${err.message} ${JSON.stringify(err)}`, /SECRET/, name);
+    });
+  }
 });
