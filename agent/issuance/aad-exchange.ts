@@ -3,6 +3,7 @@ import { ConfidentialClientApplication, ServerError, type INetworkModule, type N
 import { AadExchangeError } from './aad-failure.js';
 import { headerValue, requestText } from './http-client.js';
 import { withTimeout } from './timing.js';
+import { MAX_UPSTREAM_CODE_CHARS, MAX_UPSTREAM_MESSAGE_CHARS, truncated } from './types.js';
 
 export interface ExchangeRequest {
   tenantId: string;
@@ -74,12 +75,13 @@ export class MsalExchange implements AadExchange {
       if (err instanceof AadExchangeError) throw err;
       // Azure AD's own description (e.g. AADSTS70021: no matching federated credential) helps whoever debugs it.
       const e = err as { errorMessage?: string; message?: string };
-      const description = (e.errorMessage ?? e.message ?? 'unknown error').split('\n')[0] ?? '';
+      // Bounded where Azure AD's text enters: the pod's answer and the audit line carry it.
+      const description = truncated((e.errorMessage ?? e.message ?? 'unknown error').split('\n')[0] ?? '', MAX_UPSTREAM_MESSAGE_CHARS);
       if (err instanceof ServerError && err.status !== undefined) {
         throw new AadExchangeError({
           kind: 'refused',
           status: err.status,
-          error: err.errorCode,
+          error: truncated(err.errorCode, MAX_UPSTREAM_CODE_CHARS),
           ...(err.errorNo !== undefined && Number.isFinite(Number(err.errorNo)) ? { aadsts: Number(err.errorNo) } : {}),
           description,
           ...(scope.retryAfter !== undefined ? { retryAfter: scope.retryAfter } : {}),

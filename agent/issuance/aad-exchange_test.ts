@@ -10,8 +10,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import * as tls from 'node:tls';
 import { waitFor } from '../../dev/support/wait.js';
 import { ensureCa, issueServerCertificate, makeTempDir, removeDir } from '../../dev/azure-emulator/tls.js';
-import { AadExchangeError } from './aad-failure.js';
+import { AadExchangeError, classifyAadFailure } from './aad-failure.js';
 import { MsalExchange } from './aad-exchange.js';
+import { MAX_UPSTREAM_CODE_CHARS, MAX_UPSTREAM_MESSAGE_CHARS } from './types.js';
 
 const TENANT = '00000000-0000-0000-0000-00000000aaaa';
 const CLIENT = '00000000-0000-0000-0000-00000000bbbb';
@@ -130,5 +131,24 @@ test('an Azure AD whose discovery document never comes holds no connection past 
   await withAad(() => ({ discovery: () => undefined }), async (authority, open) => {
     await assert.rejects(new MsalExchange(authority).exchange(request, 300), (err) => err instanceof AadExchangeError && err.failure.kind === 'unreachable');
     await waitFor('the agent to close its connection to the stalled discovery endpoint', () => open() === 0, { timeoutMs: 3_000 });
+  });
+});
+
+test('log and answer flooding: an Azure AD error with a megabyte-long code and description reaches the pod and the logs bounded', async () => {
+  await withAad((authority) => ({
+    discovery: answersDiscovery(authority),
+    token: (_req, res) => {
+      res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: 'e'.repeat(100_000), error_description: `AADSTS50000: ${'d'.repeat(1_000_000)}`, error_codes: [50000] }));
+    },
+  }), async (authority) => {
+    const err = await new MsalExchange(authority).exchange(request, 5_000).then(
+      () => assert.fail('answered'),
+      (e: unknown) => e as AadExchangeError,
+    );
+    assert.ok(err instanceof AadExchangeError && err.failure.kind === 'refused', String(err));
+    const answered = classifyAadFailure(err.failure, { clientId: CLIENT, subject: 'system:serviceaccount:app:reader', credentialWrittenAt: null, now: Date.now(), propagationWindowMs: 60_000 });
+    assert.ok(answered.message.length <= MAX_UPSTREAM_MESSAGE_CHARS, `message of ${answered.message.length} characters`);
+    assert.ok(answered.code.length <= MAX_UPSTREAM_CODE_CHARS, `code of ${answered.code.length} characters`);
+    assert.match(answered.message, /AADSTS50000: d+…$/, 'the start of what Azure AD said is kept, the cut is marked');
   });
 });
