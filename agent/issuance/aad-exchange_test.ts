@@ -152,3 +152,28 @@ test('log and answer flooding: an Azure AD error with a megabyte-long code and d
     assert.match(answered.message, /AADSTS50000: d+…$/, 'the start of what Azure AD said is kept, the cut is marked');
   });
 });
+
+test('two pods of one identity exchanging at once over the shared keep-alive connections: each exchange sends its own pod\'s assertion and gets its own token', async () => {
+  let waiting: (() => void)[] = [];
+  await withAad((authority) => ({
+    discovery: answersDiscovery(authority),
+    token: (_req, res, body) => {
+      const assertion = new URLSearchParams(body).get('client_assertion');
+      const answer = () => res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: `token-for-${assertion}` }));
+      if (assertion === 'warm-up') return answer();
+      // Both pods' requests are held until both arrived, then answered in the opposite order.
+      waiting.unshift(answer);
+      if (waiting.length === 2) {
+        for (const answer of waiting) answer();
+        waiting = [];
+      }
+    },
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    // Discovery done and a connection in the pool, as for an identity already in use.
+    assert.equal((await exchange.exchange({ ...request, assertion: 'warm-up' }, 5_000)).accessToken, 'token-for-warm-up');
+    const [a, b] = await Promise.all([exchange.exchange({ ...request, assertion: 'pod-a' }, 5_000), exchange.exchange({ ...request, assertion: 'pod-b' }, 5_000)]);
+    assert.equal(a.accessToken, 'token-for-pod-a');
+    assert.equal(b.accessToken, 'token-for-pod-b');
+  });
+});
