@@ -5,7 +5,7 @@
  * RSS from its first request on (agent/README.md "## Memory"), while `node:http` is loaded anyway for the IMDS
  * server and the API-server client. Node's global agents keep connections alive, as fetch's pool did.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 /** Larger than any IMDS document or Azure AD answer; a server that sends more is not one of them. */
@@ -20,6 +20,8 @@ export interface TextRequest {
    * Required: node:http has no timeout of its own, so a request without one to a stalled server never ends.
    */
   timeoutMs: number;
+  /** The connection pool to use instead of Node's global one (which follows NODE_USE_ENV_PROXY's proxy). */
+  agent?: Agent;
 }
 
 export interface TextAnswer {
@@ -33,7 +35,7 @@ export interface TextAnswer {
  * MAX_ANSWER_BYTES, on a redirect (never followed: the agent talks only to the endpoints it was given) and on
  * an HTTPS server whose certificate does not verify, whatever NODE_TLS_REJECT_UNAUTHORIZED says.
  */
-export function requestText(target: string | URL, { method = 'GET', headers = {}, body, timeoutMs }: TextRequest): Promise<TextAnswer> {
+export function requestText(target: string | URL, { method = 'GET', headers = {}, body, timeoutMs, agent }: TextRequest): Promise<TextAnswer> {
   const url = typeof target === 'string' ? new URL(target) : target;
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.reject(new Error(`unsupported URL scheme ${url.protocol}`));
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -49,7 +51,7 @@ export function requestText(target: string | URL, { method = 'GET', headers = {}
     };
     // Azure AD is verified whatever the environment says: NODE_TLS_REJECT_UNAUTHORIZED=0 would otherwise turn
     // verification off (trusted CAs still come from the system store and NODE_EXTRA_CA_CERTS).
-    const req = send(url, { method, headers: sent, ...(url.protocol === 'https:' ? { rejectUnauthorized: true } : {}) }, (res) => {
+    const req = send(url, { method, headers: sent, ...(url.protocol === 'https:' ? { rejectUnauthorized: true } : {}), ...(agent ? { agent } : {}) }, (res) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400) return giveUp(new Error(`${url.origin} answered with a redirect (${status}), which the agent does not follow`));
       const chunks: Buffer[] = [];
