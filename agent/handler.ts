@@ -305,6 +305,10 @@ async function decide(deps: Ctx, req: IncomingMessage, res: ServerResponse, pars
       case 'none': {
         // Only a pod that no PodIdentity selects at all may use an exception; a selected pod never does.
         const exception = selection.candidates.length === 0 ? deps.exceptions?.match(pod) : undefined;
+        // An exception revoked while the ConfigMap's watch was broken may still show: the cache cannot say yes.
+        if (exception && !deps.exceptions?.isFresh()) {
+          return { ...deny('not_ready', unavailable('The pod identity agent is reconnecting to the API server and cannot tell whether an IMDS exception still applies to this pod; retry shortly', RETRY_AFTER_SECONDS)), pod, resource: request.resource };
+        }
         if (exception) return passThrough(deps, pod, request, exception);
         const what = selection.candidates.length
           ? `none of the PodIdentities that select pod ${pod.namespace}/${pod.name} (${selection.candidates.join(', ')}) has the requested ${hintName(request)}`

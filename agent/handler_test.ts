@@ -48,7 +48,9 @@ let federated: FakeIssuer;
 let nodeIssuer: FakeIssuer;
 let metrics: AgentMetrics;
 let exceptionEntries: ImdsException[];
-const exceptions: ExceptionDirectory = { match: (p) => matchException(exceptionEntries, p), hasSynced: () => true };
+/** False while the exceptions ConfigMap's watch is broken (its cache may miss a revocation). */
+let exceptionsFresh = true;
+const exceptions: ExceptionDirectory = { match: (p) => matchException(exceptionEntries, p), hasSynced: () => true, isFresh: () => exceptionsFresh };
 let withExceptions = true;
 let cache: TokenCache;
 const metadataProxy = true;
@@ -114,6 +116,7 @@ beforeEach(() => {
   nodeIssuer = new FakeIssuer();
   metrics = new AgentMetrics();
   exceptionEntries = [];
+  exceptionsFresh = true;
   upstreamSeen = [];
   pods.cached = [pod('a', POD_A), pod('b', POD_B, { labels: {} })];
   pods.server = pods.cached;
@@ -637,6 +640,20 @@ describe('IMDS handler', () => {
     });
   });
 
+  test('the very same request target from two pods back to back (the parsed-target memo\'s last entry): each pod gets only its own identity', async () => {
+    identities.set([podIdentity('reader', 'app', { clientId: 'reader-client' }), podIdentity('writer', 'app', { clientId: 'writer-client' })]);
+    const a = await get(TOKEN, { from: POD_A });
+    assert.equal(a.body['client_id'], 'reader-client');
+    assert.equal((await get(TOKEN, { from: POD_B })).status, 400, 'pod b, which nothing selects, right after pod a asked with the same target');
+    changePod(1, { labels: { 'podidentity.dev/identity': 'writer' } });
+    const b = await get(TOKEN, { from: POD_B });
+    assert.equal(b.body['client_id'], 'writer-client');
+    assert.notEqual(b.body['access_token'], a.body['access_token']);
+    const again = await get(TOKEN, { from: POD_A });
+    assert.equal(again.body['client_id'], 'reader-client');
+    assert.equal(again.body['access_token'], a.body['access_token']);
+  });
+
   describe('IMDS exceptions', () => {
     const ADDON = { namespace: 'app', podLabels: { component: 'addon' }, migratedFrom: 'AzurePodIdentityException app/addons' };
     beforeEach(() => {
@@ -682,6 +699,18 @@ describe('IMDS handler', () => {
       identities.set([podIdentity('reader', 'app', { ready: false })]);
       assert.equal((await get(TOKEN)).status, 503, 'a not-Ready PodIdentity still owns the pod');
       assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 0);
+    });
+
+    test('attack: an exception revoked while the exceptions watch was broken is not honoured from the stale cache (503 + Retry-After until the relist)', async () => {
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 200, 'honoured while the watch follows the server');
+      exceptionsFresh = false;
+      const res = await get(TOKEN, { from: POD_B });
+      assert.equal(res.status, 503);
+      assert.ok(Number(res.headers['retry-after']) > 0);
+      assert.equal(upstreamSeen.length, 1, 'the node IMDS was asked only before the watch broke');
+      assert.equal(await counter('podidentity_agent_token_requests_total', { result: 'exception' }), 1);
+      exceptionsFresh = true;
+      assert.equal((await get(TOKEN, { from: POD_B })).status, 200, 'relisted: the exception (still there) applies again');
     });
 
     test('unknown source addresses never reach the exception path', async () => {

@@ -1,6 +1,6 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { ApiServer } from '../../lib/k8s/api-server.js';
-import { Informer } from '../../lib/k8s/informer.js';
+import { Informer, type ListFn, type WatchFn } from '../../lib/k8s/informer.js';
 import type { Logger } from '../../lib/log.js';
 import type { AgentMetrics } from '../metrics.js';
 import { exceptionsFromConfigMap, matchException, type ExceptionDirectory, type ImdsException } from './exceptions.js';
@@ -14,15 +14,17 @@ export class KubeExceptionDirectory implements ExceptionDirectory {
   readonly informer: Informer<V1ConfigMap>;
   private entries: readonly ImdsException[] = [];
 
+  /** `source`: the list and watch to use instead of the API server's (tests). */
   constructor(
-    api: ApiServer,
+    api: ApiServer | undefined,
     private readonly ref: { namespace: string; name: string },
     private readonly metrics: AgentMetrics,
     private readonly logger: Logger,
+    source?: { list: ListFn<V1ConfigMap>; watch: WatchFn },
   ) {
     this.informer = new Informer<V1ConfigMap>({
       path: `/api/v1/namespaces/${ref.namespace}/configmaps`,
-      apiServer: api,
+      ...(source ?? { apiServer: api }),
       fieldSelector: `metadata.name=${ref.name}`,
       logger,
       name: 'imds-exceptions',
@@ -59,5 +61,9 @@ export class KubeExceptionDirectory implements ExceptionDirectory {
 
   hasSynced(): boolean {
     return this.informer.hasSynced();
+  }
+
+  isFresh(): boolean {
+    return this.informer.isFresh();
   }
 }

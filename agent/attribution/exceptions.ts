@@ -85,9 +85,14 @@ export function matchException(entries: readonly ImdsException[], pod: { namespa
 
 /** Which pods may bypass pod identity and reach the node's IMDS. Implemented on an informer; faked in tests. */
 export interface ExceptionDirectory {
-  /** The matching entry, or undefined (also while not synced or when the document is malformed). */
+  /**
+   * The matching entry, or undefined (also while not synced or when the document is malformed). From the
+   * cache as it is: while `isFresh()` is false it may be an entry revoked since, never to be acted on.
+   */
   match(pod: { namespace: string; labels: Record<string, string> }): ImdsException | undefined;
   hasSynced(): boolean;
+  /** False while the ConfigMap's watch is broken or relisting: a revocation meanwhile may be missing. */
+  isFresh(): boolean;
 }
 
 /** Splits and checks `<namespace>/<name>`; returns undefined when it is not one. */

@@ -74,3 +74,33 @@ test('memo poisoning by prototype keys: targets named like Object.prototype memb
   assert.ok(token.token && 'request' in token.token);
   assert.equal(token.token.request.resource, 'https://vault.azure.net');
 });
+
+test('the last-target shortcut: back-to-back targets that differ only in a parameter\'s case, encoding, order, duplication or past the memo\'s length bound each get their own meaning', () => {
+  const base = '/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net';
+  const long = (tail: string) => `${base}&client_id=${'a'.repeat(2100)}${tail}`;
+  const sequences = [
+    [base, `${base}&client_id=x`, `${base}&client_id=x`, `${base}&Client_Id=x`, base],
+    [base, `${base}&resource=https://management.azure.com`, base],
+    [`${base}&client_id=x`, `${base}%26client_id%3Dx`, `${base}&client_id=x`],
+    [`${base}&client_id=x`, `/metadata/identity/oauth2/token?client_id=x&resource=https://vault.azure.net&api-version=2018-02-01`, `${base}&client_id=x`],
+    [`${base}&client_id=x`, `${base}&client_id=x&client_id=y`, `${base}&client_id=x`],
+    [long('1'), long('2'), long('2'), base, long('1'), base],
+  ];
+  for (const sequence of sequences) {
+    const parser = new TargetParser();
+    for (const raw of sequence) {
+      const parsed = parser.parse(raw);
+      const expected = canonicalTarget(raw);
+      let request: unknown;
+      try {
+        request = parseTokenRequest(expected.query);
+      } catch (err) {
+        assert.ok(err instanceof ImdsError);
+        request = err.description;
+      }
+      const got = parsed.token && 'error' in parsed.token ? parsed.token.error.description : parsed.token?.request;
+      assert.deepEqual(got, request, raw.slice(-60));
+      assert.deepEqual([...parsed.target.query], [...expected.query], raw.slice(-60));
+    }
+  }
+});

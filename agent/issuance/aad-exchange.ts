@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { AadExchangeError } from './aad-failure.js';
 import { headerValue, requestText } from './http-client.js';
 import { withTimeout } from './timing.js';
+import { MAX_UPSTREAM_CODE_CHARS, MAX_UPSTREAM_MESSAGE_CHARS, truncated } from './types.js';
 
 /**
  * msal-node's CommonJS build, not its ES one: the ES build loads msal-common as about 50 modules, the CommonJS
@@ -36,11 +37,18 @@ export interface AadExchange {
 /** Applications kept (one per tenant and client id); the least recently used beyond this are dropped. */
 const MAX_APPLICATIONS = 256;
 
-/** The exchange in progress: the calling pod's assertion, and the `Retry-After` of Azure AD's last answer. */
+/** The exchange in progress: the calling pod's assertion, its deadline, and the `Retry-After` of Azure AD's last answer. */
 interface ExchangeScope {
   assertion: string;
+  /** `performance.now()` past which the exchange has been given up: none of its requests may outlive it. */
+  deadline: number;
   retryAfter?: string;
 }
+
+/** The bound on a request msal-node makes outside any exchange (it makes none today): every request has one. */
+const UNSCOPED_REQUEST_TIMEOUT_MS = 10_000;
+/** A request outlives its exchange's deadline by this, so the exchange's own timeout (which names it) wins the race. */
+const REQUEST_GRACE_MS = 100;
 
 /**
  * The exchange through msal-node: one ConfidentialClientApplication per identity keeps that identity's
@@ -57,15 +65,12 @@ export class MsalExchange implements AadExchange {
   private readonly network: INetworkModule;
 
   constructor(private readonly authorityHost: string) {
-    this.network = recordingNetworkClient((retryAfter) => {
-      const current = this.scope.getStore();
-      if (current) current.retryAfter = retryAfter;
-    });
+    this.network = recordingNetworkClient(() => this.scope.getStore());
   }
 
   async exchange(req: ExchangeRequest, timeoutMs: number): Promise<ExchangedToken> {
     const app = this.app(req.clientId, req.tenantId);
-    const scope: ExchangeScope = { assertion: req.assertion };
+    const scope: ExchangeScope = { assertion: req.assertion, deadline: performance.now() + timeoutMs };
     try {
       const result = await withTimeout(
         this.scope.run(scope, () => app.acquireTokenByClientCredential({ scopes: [req.scope], skipCache: true })),
@@ -78,12 +83,13 @@ export class MsalExchange implements AadExchange {
       if (err instanceof AadExchangeError) throw err;
       // Azure AD's own description (e.g. AADSTS70021: no matching federated credential) helps whoever debugs it.
       const e = err as { errorMessage?: string; message?: string };
-      const description = (e.errorMessage ?? e.message ?? 'unknown error').split('\n')[0] ?? '';
+      // Bounded where Azure AD's text enters: the pod's answer and the audit line carry it.
+      const description = truncated((e.errorMessage ?? e.message ?? 'unknown error').split('\n')[0] ?? '', MAX_UPSTREAM_MESSAGE_CHARS);
       if (err instanceof msal.ServerError && err.status !== undefined) {
         throw new AadExchangeError({
           kind: 'refused',
           status: err.status,
-          error: err.errorCode,
+          error: truncated(err.errorCode, MAX_UPSTREAM_CODE_CHARS),
           ...(err.errorNo !== undefined && Number.isFinite(Number(err.errorNo)) ? { aadsts: Number(err.errorNo) } : {}),
           description,
           ...(scope.retryAfter !== undefined ? { retryAfter: scope.retryAfter } : {}),
@@ -128,18 +134,24 @@ export class MsalExchange implements AadExchange {
  * msal-node's requests over the agent's own HTTP client (http-client.ts: not fetch, whose parser costs the agent
  * ~16 MB), as msal-node's client makes them, reporting each answer's `Retry-After` (which msal-node's errors do
  * not carry) so throttling can be passed on with Azure AD's own interval.
+ *
+ * Each request ends by its exchange's deadline: msal-node gives its POSTs no timeout, and the exchange's own
+ * timeout only stops waiting for msal-node, so without it an Azure AD that stalls would keep every connection
+ * (and the exchange's promises) the agent ever opened to it.
  */
-function recordingNetworkClient(onRetryAfter: (value: string | undefined) => void): INetworkModule {
-  const send = async <T>(method: 'GET' | 'POST', url: string, options: NetworkRequestOptions = {}, timeoutMs?: number): Promise<NetworkResponse<T>> => {
+function recordingNetworkClient(exchange: () => ExchangeScope | undefined): INetworkModule {
+  const send = async <T>(method: 'GET' | 'POST', url: string, options: NetworkRequestOptions = {}, msalTimeoutMs?: number): Promise<NetworkResponse<T>> => {
+    const current = exchange();
+    const left = current ? Math.max(1, Math.ceil(current.deadline - performance.now())) + REQUEST_GRACE_MS : UNSCOPED_REQUEST_TIMEOUT_MS;
     const res = await requestText(url, {
       method,
       ...(options.headers ? { headers: options.headers } : {}),
       ...(method === 'POST' && options.body !== undefined ? { body: options.body } : {}),
-      ...(timeoutMs ? { timeoutMs } : {}),
+      timeoutMs: msalTimeoutMs ? Math.min(msalTimeoutMs, left) : left,
     });
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-    onRetryAfter(headerValue(res.headers, 'retry-after'));
+    if (current) current.retryAfter = headerValue(res.headers, 'retry-after');
     let body: T;
     try {
       body = JSON.parse(res.text) as T;

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentMetrics } from '../metrics.js';
 import { NodeIssuer } from './node.js';
-import { UpstreamError } from './types.js';
+import { MAX_UPSTREAM_CODE_CHARS, MAX_UPSTREAM_MESSAGE_CHARS, UpstreamError } from './types.js';
 import type { ReadyIdentity } from './select.js';
 
 const identity = { clientId: '11111111-1111-4111-8111-111111111111', mode: 'Node' } as ReadyIdentity;
@@ -77,5 +77,24 @@ test('Retry-After smuggling: a node IMDS Retry-After that is negative, huge, fra
       server.closeAllConnections();
       server.close();
     }
+  }
+});
+
+test('log and answer flooding: a node IMDS refusal with a megabyte-long error code and description reaches the pod and the logs bounded', async () => {
+  const { url, server } = await upstream((_req, res) => {
+    res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ error: 'e'.repeat(100_000), error_description: 'd'.repeat(1_000_000) }));
+  });
+  try {
+    const issuer = new NodeIssuer({ upstreamImds: url, metrics: new AgentMetrics(), timeoutMs: 2_000 });
+    const err = await issuer.issue({ identity, resource: 'https://management.azure.com/' } as Parameters<NodeIssuer['issue']>[0]).then(
+      () => assert.fail('answered'),
+      (e: unknown) => e as UpstreamError,
+    );
+    assert.ok(err instanceof UpstreamError);
+    assert.ok(err.message.length <= MAX_UPSTREAM_MESSAGE_CHARS, `message of ${err.message.length} characters`);
+    assert.ok(err.code.length <= MAX_UPSTREAM_CODE_CHARS, `code of ${err.code.length} characters`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
   }
 });

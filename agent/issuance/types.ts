@@ -39,21 +39,36 @@ export interface Issuer {
   issue(request: IssueRequest): Promise<IssuedToken>;
 }
 
+/** Longest message an UpstreamError keeps: the pod's `error_description` and the audit line's reason. */
+export const MAX_UPSTREAM_MESSAGE_CHARS = 2_000;
+/** Longest code an UpstreamError keeps: the pod's `error`. */
+export const MAX_UPSTREAM_CODE_CHARS = 100;
+
+/** `text` cut to at most `max` characters, the cut marked with an ellipsis. */
+export function truncated(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
 /**
  * An upstream refused or failed. `status` is what the agent answers; never carries token material.
  * `retryAfterSeconds` is bounded here, once, whoever computed it: it becomes the pod's `Retry-After`.
  */
 export class UpstreamError extends Error {
   readonly retryAfterSeconds?: number;
+  /** Bounded like the message: an upstream's own error code can be anything it sent. */
+  readonly code: string;
 
   constructor(
     readonly upstream: 'aad' | 'imds' | 'kubernetes',
     readonly status: number,
-    readonly code: string,
+    code: string,
     message: string,
     retryAfterSeconds?: number,
   ) {
-    super(message);
+    // What an upstream said ends up in the pod's answer and the audit line: a hostile or broken one
+    // must not make either as long as its answer (up to MAX_ANSWER_BYTES).
+    super(truncated(message, MAX_UPSTREAM_MESSAGE_CHARS));
+    this.code = truncated(code, MAX_UPSTREAM_CODE_CHARS);
     this.name = 'UpstreamError';
     if (retryAfterSeconds !== undefined) this.retryAfterSeconds = boundedSeconds(retryAfterSeconds);
   }
