@@ -50,9 +50,15 @@ const UNSCOPED_REQUEST_TIMEOUT_MS = 10_000;
 /** A request outlives its exchange's deadline by this, so the exchange's own timeout (which names it) wins the race. */
 const REQUEST_GRACE_MS = 100;
 
+/** How long a tenant's OpenID discovery document is reused, and for how many authorities at most. */
+const DISCOVERY_TTL_MS = 60 * 60_000;
+const MAX_DISCOVERY_DOCUMENTS = 64;
+
 /**
- * The exchange through msal-node: one ConfidentialClientApplication per identity keeps that identity's
- * authority metadata, so only its first exchange pays for discovery.
+ * The exchange through msal-node: one ConfidentialClientApplication per identity. Each application fetches its
+ * authority's OpenID discovery document before its first token; the network client answers every application
+ * of a tenant with the one document (DiscoveryDocuments), so a node's first tokens cost Azure AD one discovery
+ * per tenant, not one per identity.
  */
 export class MsalExchange implements AadExchange {
   private readonly apps = new Map<string, ConfidentialClientApplication>();
@@ -140,7 +146,11 @@ export class MsalExchange implements AadExchange {
  * (and the exchange's promises) the agent ever opened to it.
  */
 function recordingNetworkClient(exchange: () => ExchangeScope | undefined): INetworkModule {
+  const discovery = new DiscoveryDocuments();
   const send = async <T>(method: 'GET' | 'POST', url: string, options: NetworkRequestOptions = {}, msalTimeoutMs?: number): Promise<NetworkResponse<T>> => {
+    const known = method === 'GET' ? discovery.get(url) : undefined;
+    // Parsed anew for each application: msal-node keeps what it is given.
+    if (known) return { headers: { ...known.headers }, body: JSON.parse(known.text) as T, status: 200 };
     const current = exchange();
     const left = current ? Math.max(1, Math.ceil(current.deadline - performance.now())) + REQUEST_GRACE_MS : UNSCOPED_REQUEST_TIMEOUT_MS;
     const res = await requestText(url, {
@@ -158,10 +168,32 @@ function recordingNetworkClient(exchange: () => ExchangeScope | undefined): INet
     } catch {
       throw new Error(`Azure AD answered ${res.status} with a body that is not JSON`);
     }
+    if (method === 'GET' && res.status === 200) discovery.set(url, headers, res.text);
     return { headers, body, status: res.status };
   };
   return {
     sendGetRequestAsync: (url, options, timeout) => send('GET', url, options, timeout),
     sendPostRequestAsync: (url, options) => send('POST', url, options),
   };
+}
+
+/**
+ * Azure AD's OpenID discovery documents by URL, as answered with 200; nothing else is kept (a failed discovery
+ * is asked again by the next exchange). They describe the tenant's endpoints, the same for all its identities.
+ */
+class DiscoveryDocuments {
+  private readonly documents = new Map<string, { headers: Record<string, string>; text: string; until: number }>();
+
+  get(url: string): { headers: Record<string, string>; text: string } | undefined {
+    const known = this.documents.get(url);
+    if (known && known.until <= performance.now()) this.documents.delete(url);
+    return known && known.until > performance.now() ? known : undefined;
+  }
+
+  set(url: string, headers: Record<string, string>, text: string): void {
+    if (!new URL(url).pathname.endsWith('/.well-known/openid-configuration')) return;
+    this.documents.delete(url);
+    this.documents.set(url, { headers, text, until: performance.now() + DISCOVERY_TTL_MS });
+    if (this.documents.size > MAX_DISCOVERY_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
+  }
 }

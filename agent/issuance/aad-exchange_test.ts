@@ -177,3 +177,30 @@ test('two pods of one identity exchanging at once over the shared keep-alive con
     assert.equal(b.accessToken, 'token-for-pod-b');
   });
 });
+
+test('the identities of one tenant share its discovery document: three identities\' first tokens cost Azure AD one discovery, a failed one is asked again', async () => {
+  let discoveries = 0;
+  let failNext = true;
+  await withAad((authority) => ({
+    discovery: (req, res) => {
+      discoveries++;
+      if (failNext) {
+        failNext = false;
+        res.writeHead(500, { 'Content-Type': 'application/json' }).end('{"error":"temporarily_unavailable"}');
+        return;
+      }
+      answersDiscovery(authority)(req, res);
+    },
+    token: (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: 'the-token' }));
+    },
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    await assert.rejects(exchange.exchange(request, 5_000), AadExchangeError);
+    assert.equal(discoveries, 1);
+    for (const client of ['00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000c2', '00000000-0000-0000-0000-0000000000c3']) {
+      assert.equal((await exchange.exchange({ ...request, clientId: client }, 5_000)).accessToken, 'the-token');
+    }
+    assert.equal(discoveries, 2, 'the failed discovery was asked again once, then its document served the other identities');
+  });
+});
