@@ -127,7 +127,12 @@ export class MsalExchange implements AadExchange {
             return current ? Promise.resolve(current) : Promise.reject(new Error('no service-account assertion for this exchange'));
           },
         },
-        system: { networkClient: this.network },
+        system: {
+          networkClient: this.network,
+          // msal-node's default callback drops every line, but at its default level (Info) each exchange still
+          // formats its info lines first, with a timestamp apiece; the agent reports failures from the errors.
+          loggerOptions: { logLevel: msal.LogLevel.Error, piiLoggingEnabled: false },
+        },
       });
       if (this.apps.size >= MAX_APPLICATIONS) this.apps.delete(this.apps.keys().next().value!);
     }
