@@ -3,6 +3,7 @@ import type * as Msal from '@azure/msal-node';
 import type { ConfidentialClientApplication, INetworkModule, NetworkRequestOptions, NetworkResponse } from '@azure/msal-node';
 import { createRequire } from 'node:module';
 import { AadExchangeError } from './aad-failure.js';
+import { DiscoveryDocuments } from './discovery-documents.js';
 import { headerValue, requestText } from './http-client.js';
 import { withTimeout } from './timing.js';
 import { MAX_UPSTREAM_CODE_CHARS, MAX_UPSTREAM_MESSAGE_CHARS, truncated } from './types.js';
@@ -50,10 +51,6 @@ const UNSCOPED_REQUEST_TIMEOUT_MS = 10_000;
 /** A request outlives its exchange's deadline by this, so the exchange's own timeout (which names it) wins the race. */
 const REQUEST_GRACE_MS = 100;
 
-/** How long a tenant's OpenID discovery document is reused, and for how many authorities at most. */
-const DISCOVERY_TTL_MS = 60 * 60_000;
-const MAX_DISCOVERY_DOCUMENTS = 64;
-
 /**
  * The exchange through msal-node: one ConfidentialClientApplication per identity. Each application fetches its
  * authority's OpenID discovery document before its first token; the network client answers every application
@@ -71,7 +68,7 @@ export class MsalExchange implements AadExchange {
   private readonly network: INetworkModule;
 
   constructor(private readonly authorityHost: string) {
-    this.network = recordingNetworkClient(() => this.scope.getStore());
+    this.network = recordingNetworkClient(new URL(authorityHost).origin, () => this.scope.getStore());
   }
 
   async exchange(req: ExchangeRequest, timeoutMs: number): Promise<ExchangedToken> {
@@ -150,9 +147,13 @@ export class MsalExchange implements AadExchange {
  * timeout only stops waiting for msal-node, so without it an Azure AD that stalls would keep every connection
  * (and the exchange's promises) the agent ever opened to it.
  */
-function recordingNetworkClient(exchange: () => ExchangeScope | undefined): INetworkModule {
-  const discovery = new DiscoveryDocuments();
+function recordingNetworkClient(authorityOrigin: string, exchange: () => ExchangeScope | undefined): INetworkModule {
+  const discovery = new DiscoveryDocuments(authorityOrigin);
   const send = async <T>(method: 'GET' | 'POST', url: string, options: NetworkRequestOptions = {}, msalTimeoutMs?: number): Promise<NetworkResponse<T>> => {
+    // msal-node takes its endpoints from the discovery document: the pod's assertion goes to the authority only,
+    // whatever a document (or a proxy that answered for it) names.
+    const origin = new URL(url).origin;
+    if (origin !== authorityOrigin) throw new Error(`msal-node asked for ${origin}, which is not the authority ${authorityOrigin}: refused`);
     const known = method === 'GET' ? discovery.get(url) : undefined;
     // Parsed anew for each application: msal-node keeps what it is given.
     if (known) return { headers: { ...known.headers }, body: JSON.parse(known.text) as T, status: 200 };
@@ -173,32 +174,11 @@ function recordingNetworkClient(exchange: () => ExchangeScope | undefined): INet
     } catch {
       throw new Error(`Azure AD answered ${res.status} with a body that is not JSON`);
     }
-    if (method === 'GET' && res.status === 200) discovery.set(url, headers, res.text);
+    if (method === 'GET' && res.status === 200) discovery.offer(url, headers, res.text, body);
     return { headers, body, status: res.status };
   };
   return {
     sendGetRequestAsync: (url, options, timeout) => send('GET', url, options, timeout),
     sendPostRequestAsync: (url, options) => send('POST', url, options),
   };
-}
-
-/**
- * Azure AD's OpenID discovery documents by URL, as answered with 200; nothing else is kept (a failed discovery
- * is asked again by the next exchange). They describe the tenant's endpoints, the same for all its identities.
- */
-class DiscoveryDocuments {
-  private readonly documents = new Map<string, { headers: Record<string, string>; text: string; until: number }>();
-
-  get(url: string): { headers: Record<string, string>; text: string } | undefined {
-    const known = this.documents.get(url);
-    if (known && known.until <= performance.now()) this.documents.delete(url);
-    return known && known.until > performance.now() ? known : undefined;
-  }
-
-  set(url: string, headers: Record<string, string>, text: string): void {
-    if (!new URL(url).pathname.endsWith('/.well-known/openid-configuration')) return;
-    this.documents.delete(url);
-    this.documents.set(url, { headers, text, until: performance.now() + DISCOVERY_TTL_MS });
-    if (this.documents.size > MAX_DISCOVERY_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
-  }
 }

@@ -204,3 +204,78 @@ test('the identities of one tenant share its discovery document: three identitie
     assert.equal(discoveries, 2, 'the failed discovery was asked again once, then its document served the other identities');
   });
 });
+
+const tokenAnswer = (res: ServerResponse, accessToken = 'the-token') =>
+  res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: accessToken }));
+
+test('discovery cache poisoning by a 200 that is not a discovery document: it is not kept, the tenant\'s next identity asks again and gets its token', async () => {
+  let discoveries = 0;
+  await withAad((authority) => ({
+    discovery: (req, res) => {
+      // A broken front end or proxy answering 200 for once: JSON, but no endpoints.
+      if (discoveries++ === 0) return void res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"error":"temporarily_unavailable"}');
+      answersDiscovery(authority)(req, res);
+    },
+    token: (_req, res) => tokenAnswer(res),
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    await assert.rejects(exchange.exchange(request, 5_000), (err) => err instanceof AadExchangeError && err.failure.kind === 'unreachable');
+    const next = await exchange.exchange({ ...request, clientId: '00000000-0000-0000-0000-0000000000c1' }, 5_000).then((t) => t.accessToken, (e: unknown) => String(e));
+    assert.equal(next, 'the-token', 'the next identity of the tenant was not served the rejected answer');
+    assert.equal(discoveries, 2);
+  });
+});
+
+test('discovery cache poisoning with a token_endpoint on another origin: the pod\'s assertion is never sent there, and the document is not kept', async () => {
+  const elsewhere: string[] = [];
+  await withAad(() => ({ token: (_req, res, body) => (elsewhere.push(body), tokenAnswer(res, 'attacker-token')) }), async (attacker) => {
+    let discoveries = 0;
+    await withAad((authority) => ({
+      discovery: (_req, res) => {
+        discoveries++;
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ...openIdConfiguration(`${authority()}/${TENANT}`), token_endpoint: `${attacker}/${TENANT}/oauth2/v2.0/token` }));
+      },
+      token: (_req, res) => tokenAnswer(res),
+    }), async (authority) => {
+      const exchange = new MsalExchange(authority);
+      for (const clientId of [CLIENT, '00000000-0000-0000-0000-0000000000c1']) {
+        await assert.rejects(exchange.exchange({ ...request, clientId }, 5_000), (err) => err instanceof AadExchangeError && err.failure.kind === 'unreachable');
+      }
+      assert.deepEqual(elsewhere, [], 'no request reached the other origin');
+      assert.equal(discoveries, 2, 'the refused document was not served to the next identity');
+    });
+  });
+});
+
+test('discovery cache memory growth: a discovery document far larger than Azure AD\'s is used but not kept', async () => {
+  let discoveries = 0;
+  await withAad((authority) => ({
+    discovery: (_req, res) => {
+      discoveries++;
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ...openIdConfiguration(`${authority()}/${TENANT}`), padding: 'p'.repeat(1_000_000) }));
+    },
+    token: (_req, res) => tokenAnswer(res),
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    for (const clientId of [CLIENT, '00000000-0000-0000-0000-0000000000c1']) assert.equal((await exchange.exchange({ ...request, clientId }, 5_000)).accessToken, 'the-token');
+    assert.equal(discoveries, 2);
+  });
+});
+
+test('discovery cache keys: two tenants each get their own document, and each identity\'s assertion goes to its own tenant\'s token endpoint', async () => {
+  const OTHER_TENANT = '00000000-0000-0000-0000-00000000cccc';
+  const posted: string[] = [];
+  await withAad((authority) => ({
+    discovery: (req, res) => {
+      const tenant = new URL(req.url ?? '/', 'https://aad').pathname.split('/')[1];
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(openIdConfiguration(`${authority()}/${tenant}`)));
+    },
+    token: (req, res) => (posted.push(new URL(req.url ?? '/', 'https://aad').pathname), tokenAnswer(res)),
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    await exchange.exchange(request, 5_000);
+    await exchange.exchange({ ...request, tenantId: OTHER_TENANT, clientId: '00000000-0000-0000-0000-0000000000c1' }, 5_000);
+    await exchange.exchange({ ...request, clientId: '00000000-0000-0000-0000-0000000000c2' }, 5_000);
+    assert.deepEqual(posted, [`/${TENANT}/oauth2/v2.0/token`, `/${OTHER_TENANT}/oauth2/v2.0/token`, `/${TENANT}/oauth2/v2.0/token`]);
+  });
+});
