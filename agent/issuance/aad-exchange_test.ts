@@ -279,3 +279,23 @@ test('discovery cache keys: two tenants each get their own document, and each id
     assert.deepEqual(posted, [`/${TENANT}/oauth2/v2.0/token`, `/${OTHER_TENANT}/oauth2/v2.0/token`, `/${TENANT}/oauth2/v2.0/token`]);
   });
 });
+
+test('concurrent first exchanges of one tenant\'s identities: each gets its token, and one whose discovery stalls does not hold the others', async () => {
+  let discoveries = 0;
+  await withAad((authority) => ({
+    discovery: (req, res) => {
+      // The first discovery never comes: an exchange that shared it would wait for it.
+      if (discoveries++ === 0) return;
+      answersDiscovery(authority)(req, res);
+    },
+    token: (_req, res, body) => tokenAnswer(res, `token-for-${new URLSearchParams(body).get('client_id')}`),
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    const stalled = exchange.exchange(request, 1_000);
+    const others = ['c1', 'c2', 'c3', 'c4'].map((c) => `00000000-0000-0000-0000-0000000000${c}`);
+    const tokens = await Promise.all(others.map((clientId) => exchange.exchange({ ...request, clientId }, 5_000).then((t) => t.accessToken)));
+    assert.deepEqual(tokens, others.map((clientId) => `token-for-${clientId}`));
+    await assert.rejects(stalled, (err) => err instanceof AadExchangeError && err.failure.kind === 'unreachable');
+    assert.ok(discoveries >= 2 && discoveries <= 1 + others.length, `${discoveries} discoveries`);
+  });
+});
