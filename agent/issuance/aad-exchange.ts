@@ -76,7 +76,9 @@ export class MsalExchange implements AadExchange {
     const scope: ExchangeScope = { assertion: req.assertion, deadline: performance.now() + timeoutMs };
     try {
       const result = await withTimeout(
-        this.scope.run(scope, () => app.acquireTokenByClientCredential({ scopes: [req.scope], skipCache: true })),
+        // msal-node would otherwise read MSAL_FORCE_REGION from the environment and send the exchange to a regional
+        // host: the agent talks to its configured authority only.
+        this.scope.run(scope, () => app.acquireTokenByClientCredential({ scopes: [req.scope], skipCache: true, azureRegion: 'DisableMsalForceRegion' })),
         timeoutMs,
         () => new AadExchangeError({ kind: 'unreachable', description: `Azure AD did not answer within ${timeoutMs} ms` }),
       );

@@ -299,3 +299,17 @@ test('concurrent first exchanges of one tenant\'s identities: each gets its toke
     assert.ok(discoveries >= 2 && discoveries <= 1 + others.length, `${discoveries} discoveries`);
   });
 });
+
+test('MSAL_FORCE_REGION in the agent\'s environment: the exchange still goes to the configured authority, not a regional host', async () => {
+  const before = process.env.MSAL_FORCE_REGION;
+  process.env.MSAL_FORCE_REGION = 'westus2';
+  try {
+    await withAad((authority) => ({ discovery: answersDiscovery(authority), token: (_req, res) => tokenAnswer(res) }), async (authority) => {
+      const token = await new MsalExchange(authority).exchange(request, 5_000).then((t) => t.accessToken, (e: unknown) => String(e));
+      assert.equal(token, 'the-token');
+    });
+  } finally {
+    if (before === undefined) delete process.env.MSAL_FORCE_REGION;
+    else process.env.MSAL_FORCE_REGION = before;
+  }
+});
