@@ -313,3 +313,14 @@ test('MSAL_FORCE_REGION in the agent\'s environment: the exchange still goes to 
     else process.env.MSAL_FORCE_REGION = before;
   }
 });
+
+test('two pods of one identity on its very first exchange (discovery not yet fetched, both at once): each sends its own pod\'s assertion', async () => {
+  await withAad((authority) => ({
+    discovery: answersDiscovery(authority),
+    token: (_req, res, body) => tokenAnswer(res, `token-for-${new URLSearchParams(body).get('client_assertion')}`),
+  }), async (authority) => {
+    const exchange = new MsalExchange(authority);
+    const tokens = await Promise.all(['pod-a', 'pod-b', 'pod-c'].map((assertion) => exchange.exchange({ ...request, assertion }, 5_000).then((t) => t.accessToken)));
+    assert.deepEqual(tokens, ['token-for-pod-a', 'token-for-pod-b', 'token-for-pod-c']);
+  });
+});

@@ -14,12 +14,17 @@ const ENDPOINTS = ['token_endpoint', 'authorization_endpoint', 'jwks_uri'] as co
 export class DiscoveryDocuments {
   private readonly documents = new Map<string, { headers: Record<string, string>; text: string; until: number }>();
 
-  constructor(private readonly authorityOrigin: string) {}
+  constructor(
+    private readonly authorityOrigin: string,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   get(url: string): { headers: Record<string, string>; text: string } | undefined {
     const known = this.documents.get(url);
-    if (known && known.until <= performance.now()) this.documents.delete(url);
-    return known && known.until > performance.now() ? known : undefined;
+    if (!known) return undefined;
+    if (known.until > this.now()) return known;
+    this.documents.delete(url);
+    return undefined;
   }
 
   /** A GET answered 200: kept if it is the discovery document of the authority, `body` being `text` parsed. */
@@ -27,7 +32,7 @@ export class DiscoveryDocuments {
     if (!new URL(url).pathname.endsWith('/.well-known/openid-configuration')) return;
     if (text.length > MAX_DISCOVERY_DOCUMENT_CHARS || !this.isDiscoveryDocument(body)) return;
     this.documents.delete(url);
-    this.documents.set(url, { headers, text, until: performance.now() + DISCOVERY_TTL_MS });
+    this.documents.set(url, { headers, text, until: this.now() + DISCOVERY_TTL_MS });
     if (this.documents.size > MAX_DISCOVERY_DOCUMENTS) this.documents.delete(this.documents.keys().next().value!);
   }
 

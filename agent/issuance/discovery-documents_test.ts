@@ -53,3 +53,15 @@ test('discovery cache memory: at most 64 documents, the oldest dropped first', (
   assert.equal(cache.get(url(tenants[0]!)), undefined, 'the first kept was dropped');
   for (const tenant of tenants.slice(1)) assert.ok(cache.get(url(tenant)), tenant);
 });
+
+test('discovery cache TTL: a document is served for an hour after it was fetched, then asked again', () => {
+  let now = 1_000;
+  const cache = new DiscoveryDocuments(AUTHORITY, () => now);
+  offer(cache, url(TENANT));
+  now += 60 * 60_000 - 1;
+  assert.ok(cache.get(url(TENANT)), 'served just before the hour');
+  now += 1;
+  assert.equal(cache.get(url(TENANT)), undefined, 'not served at the hour');
+  offer(cache, url(TENANT));
+  assert.ok(cache.get(url(TENANT)), 'a new fetch is kept again');
+});
