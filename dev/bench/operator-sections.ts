@@ -22,6 +22,7 @@ import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
 import { cpuSeconds, OPERATOR_IMAGE, REPO } from './processes.js';
+import { apiServerCounts, countsDelta, type ApiServerCounts } from './api-server-metrics.js';
 
 export interface OperatorSections {
   p3: Section;
@@ -70,6 +71,8 @@ interface ConvergenceRun {
   cpu: CpuSpent;
   floorCpu: { bench: number };
   counts: Record<string, number>;
+  /** What the API server counted from apply until all Ready (its /metrics, read outside the CPU window). */
+  api: ApiServerCounts;
   writes: Record<string, { total: number; unique: number }>;
   steady: { windowMs: number; writes: number; reads: number; byRoute: Record<string, number> };
   operatorRssBytes: number;
@@ -242,6 +245,7 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
     await watch.start();
     log(`P3: N=${n}: applying PodIdentities`);
     const before = emu.requests.counts();
+    const api0 = await apiServerCounts(env);
     const cpu0 = cpuNow(env, op);
     const t0 = Date.now();
     await mapLimit(Array.from({ length: n }, (_, i) => i), 16, (i) =>
@@ -250,6 +254,7 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
     const applyMs = Date.now() - t0;
     const readyAt = await watch.allReady(t0 + opts.p3TimeoutMs);
     const cpu = cpuDelta(cpuNow(env, op), cpu0);
+    const api = countsDelta(await apiServerCounts(env), api0);
     const operatorLoad = loadavg()[0]!;
     const ready = readyAt === null ? watch.count() : n;
     const convergedAt = Date.now();
@@ -283,6 +288,7 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
       cpu,
       floorCpu: { bench: (floorBefore.cpu + floorAfter.cpu) / 2 },
       counts,
+      api,
       writes,
       steady: { windowMs: steadyMs, writes: steadyEntries.filter((e) => e.method !== 'GET').length, reads: steadyEntries.filter((e) => e.method === 'GET').length, byRoute },
       operatorRssBytes: op.rss(),
@@ -602,6 +608,18 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       title: 'Emulator requests by type per PodIdentity, from apply until all Ready',
       columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
       rows: routes.map((k) => [k, ...runs.map((r) => round((r.counts[k] ?? 0) / r.n, 3))]),
+    });
+    const apiKeys = [...new Set(runs.flatMap((r) => Object.keys(r.api.requests)))].sort();
+    p3.tables.push({
+      title: 'API-server requests by verb and resource per PodIdentity, from apply until all Ready (kube-apiserver\'s apiserver_request_total; the apply\'s POSTs and the bench\'s Ready watch included, a WATCH counts when it ends)',
+      columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
+      rows: apiKeys.map((k) => [k, ...runs.map((r) => round((r.api.requests[k] ?? 0) / r.n, 3))]),
+    });
+    const kinds = [...new Set(runs.flatMap((r) => Object.keys(r.api.watchEvents)))].sort();
+    p3.tables.push({
+      title: 'Watch events the API server sent per PodIdentity, by kind (to every watcher: the operator\'s informers and the bench\'s Ready watch)',
+      columns: ['Kind', ...runs.map((r) => `N=${r.n}`)],
+      rows: kinds.map((k) => [k, ...runs.map((r) => round((r.api.watchEvents[k] ?? 0) / r.n, 3))]),
     });
     p3.tables.push({
       title: 'Steady state after convergence (ARM requests only)',
