@@ -73,6 +73,8 @@ interface ConvergenceRun {
   counts: Record<string, number>;
   /** What the API server counted from apply until all Ready (its /metrics, read outside the CPU window). */
   api: ApiServerCounts;
+  /** The operator's reconciles by result (its podidentity_operator_reconcile_total), read after all Ready. */
+  reconciles: Record<string, number>;
   writes: Record<string, { total: number; unique: number }>;
   steady: { windowMs: number; writes: number; reads: number; byRoute: Record<string, number> };
   operatorRssBytes: number;
@@ -199,6 +201,14 @@ function between(log: RequestLogEntry[], from: number, to: number): RequestLogEn
   return log.filter((e) => e.at >= from && e.at <= to);
 }
 
+/** The operator's reconciles so far by result (a fresh operator per N, so no baseline is needed). */
+async function reconcileCounts(op: OperatorProcess): Promise<Record<string, number>> {
+  const text = await fetch(`${op.metricsOrigin}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).catch(() => '');
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^podidentity_operator_reconcile_total\{[^}]*result="([^"]+)"[^}]*\} (\S+)$/gm)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+  return out;
+}
+
 /** The ARM floor: a plain client makes the writes one PodIdentity needs, `lanes` PodIdentities at a time. */
 async function armFloor(env: BenchEnv, n: number, lanes: number): Promise<number> {
   const { emu } = env.fx;
@@ -255,6 +265,7 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
     const readyAt = await watch.allReady(t0 + opts.p3TimeoutMs);
     const cpu = cpuDelta(cpuNow(env, op), cpu0);
     const api = countsDelta(await apiServerCounts(env), api0);
+    const reconciles = await reconcileCounts(op);
     const operatorLoad = loadavg()[0]!;
     const ready = readyAt === null ? watch.count() : n;
     const convergedAt = Date.now();
@@ -289,6 +300,7 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
       floorCpu: { bench: (floorBefore.cpu + floorAfter.cpu) / 2 },
       counts,
       api,
+      reconciles,
       writes,
       steady: { windowMs: steadyMs, writes: steadyEntries.filter((e) => e.method !== 'GET').length, reads: steadyEntries.filter((e) => e.method === 'GET').length, byRoute },
       operatorRssBytes: op.rss(),
@@ -614,6 +626,12 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       title: 'API-server requests by verb and resource per PodIdentity, from apply until all Ready (kube-apiserver\'s apiserver_request_total; the apply\'s POSTs and the bench\'s Ready watch included, a WATCH counts when it ends)',
       columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
       rows: apiKeys.map((k) => [k, ...runs.map((r) => round((r.api.requests[k] ?? 0) / r.n, 3))]),
+    });
+    const results = [...new Set(runs.flatMap((r) => Object.keys(r.reconciles)))].sort();
+    p3.tables.push({
+      title: 'Operator reconciles per PodIdentity by result, from its start until all Ready (its podidentity_operator_reconcile_total)',
+      columns: ['Result', ...runs.map((r) => `N=${r.n}`)],
+      rows: results.map((k) => [k, ...runs.map((r) => round((r.reconciles[k] ?? 0) / r.n, 3))]),
     });
     const kinds = [...new Set(runs.flatMap((r) => Object.keys(r.api.watchEvents)))].sort();
     p3.tables.push({
