@@ -639,7 +639,7 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
     });
     const kinds = [...new Set(runs.flatMap((r) => Object.keys(r.api.watchEvents)))].sort();
     p3.tables.push({
-      title: 'Watch events the API server sent per PodIdentity, by kind (to every watcher: the operator\'s informers and the bench\'s Ready watch)',
+      title: 'Watch events the API server sent per PodIdentity, by kind (to every watcher: the operator\'s informers, the agent\'s and the bench\'s Ready watch)',
       columns: ['Kind', ...runs.map((r) => `N=${r.n}`)],
       rows: kinds.map((k) => [k, ...runs.map((r) => round((r.api.watchEvents[k] ?? 0) / r.n, 3))]),
     });
