@@ -2,12 +2,12 @@
  * The operator's wiring: config → logger → Azure clients → informers → reconciler → controller → leader
  * election → servers → signal handling. Behaviour lives in the modules it wires.
  */
-import { CoreV1Api, type CoreV1Event, type KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { type CoreV1Event, type KubeConfig, type KubernetesObject, type V1Namespace, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import { registerProcessMetrics, versionText } from '../lib/build-info.js';
 import { DEFAULT_SELECTOR_LABEL, GROUP, POLICY_PLURAL, PODIDENTITY_PLURAL, VERSION, type PodIdentity, type PodIdentityPolicy } from '../lib/api/types.js';
-import { EventRecorder } from './k8s/events.js';
+import { EventRecorder, rawEventsApi } from './k8s/events.js';
 import { removeFinalizer } from './k8s/objects.js';
 import { createLogger } from '../lib/log.js';
 import { createArmClients } from './azure/arm/index.js';
@@ -31,7 +31,6 @@ import { startHealthMetricsServer } from '../lib/server/health-metrics.js';
 import { shutdownSignal } from '../lib/process/signals.js';
 import { logDeprecations } from '../lib/config/deprecations.js';
 import { runUntilShutdown } from './runtime/shutdown.js';
-import { pooledApiClient } from '../lib/k8s/pooled.js';
 import { startAgentTokenAdmission, type AgentTokenAdmission } from './admission/index.js';
 import { kubeConfigApiServer, loadKubeConfig } from '../lib/k8s/kubeconfig.js';
 
@@ -112,7 +111,7 @@ async function main(config: OperatorConfig): Promise<void> {
     node: (name) => nodes.get(name) as SlimNode | undefined,
     exchangeReports: (key) => exchanges.byIndex('podIdentity', key).flatMap(exchangeReportOf),
   };
-  const recorder = new EventRecorder(pooledApiClient(kc, CoreV1Api), 'podidentity-operator', { logger });
+  const recorder = new EventRecorder(rawEventsApi(kubeConfigApiServer(kc)), 'podidentity-operator', { logger });
   const events = new BackgroundEventSink((obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string) => recorder.record(obj, type, reason, message), { logger, onDrop: () => metrics.eventsDropped.inc() });
   const pathOf = (pid: PodIdentity) => `${collectionPath(PODIDENTITIES, pid.metadata.namespace)}/${encodeURIComponent(pid.metadata.name ?? '')}`;
   const writer: PodIdentityWriter = {

@@ -7,7 +7,8 @@
  * (identity PUT, role assignment PUT, federated credential PUT per PodIdentity) made by a plain client at
  * the operator's default concurrency against the same emulator latency, in the same run.
  */
-import { Watch } from '@kubernetes/client-node';
+import { CustomObjectsApi, Watch } from '@kubernetes/client-node';
+import { pooledApiClient } from '../../lib/k8s/pooled.js';
 import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
 import { cpuSeconds, OPERATOR_IMAGE, REPO } from './processes.js';
+import { apiServerCounts, countsDelta, type ApiServerCounts } from './api-server-metrics.js';
 
 export interface OperatorSections {
   p3: Section;
@@ -70,6 +72,10 @@ interface ConvergenceRun {
   cpu: CpuSpent;
   floorCpu: { bench: number };
   counts: Record<string, number>;
+  /** What the API server counted from apply until all Ready (its /metrics, read outside the CPU window). */
+  api: ApiServerCounts;
+  /** The operator's reconciles by result (its podidentity_operator_reconcile_total), read after all Ready. */
+  reconciles: Record<string, number>;
   writes: Record<string, { total: number; unique: number }>;
   steady: { windowMs: number; writes: number; reads: number; byRoute: Record<string, number> };
   operatorRssBytes: number;
@@ -196,6 +202,14 @@ function between(log: RequestLogEntry[], from: number, to: number): RequestLogEn
   return log.filter((e) => e.at >= from && e.at <= to);
 }
 
+/** The operator's reconciles so far by result (a fresh operator per N, so no baseline is needed). */
+async function reconcileCounts(op: OperatorProcess): Promise<Record<string, number>> {
+  const text = await fetch(`${op.metricsOrigin}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).catch(() => '');
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^podidentity_operator_reconcile_total\{[^}]*result="([^"]+)"[^}]*\} (\S+)$/gm)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+  return out;
+}
+
 /** The ARM floor: a plain client makes the writes one PodIdentity needs, `lanes` PodIdentities at a time. */
 async function armFloor(env: BenchEnv, n: number, lanes: number): Promise<number> {
   const { emu } = env.fx;
@@ -236,20 +250,26 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
     return { ms, load, cpu: benchCpu() - cpu0 };
   };
   const floorBefore = await floor();
+  // The apply reuses its connections, as kubectl and client-go do: client-node's own typed client makes a
+  // new undici agent per call, so each create paid a TLS handshake, charged to the API server's CPU here.
+  const apply = pooledApiClient(env.kc, CustomObjectsApi);
   const op = await startOperatorProcess(env, `operator-p3-${n}`, [`--watch-namespace=${namespace}`]);
   const watch = new ReadyWatch(env, namespace, n);
   try {
     await watch.start();
     log(`P3: N=${n}: applying PodIdentities`);
     const before = emu.requests.counts();
+    const api0 = await apiServerCounts(env);
     const cpu0 = cpuNow(env, op);
     const t0 = Date.now();
     await mapLimit(Array.from({ length: n }, (_, i) => i), 16, (i) =>
-      env.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, body: pidBody(`pid-${i}`, emu.subscriptionId) }),
+      apply.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PODIDENTITY_PLURAL, body: pidBody(`pid-${i}`, emu.subscriptionId) }),
     );
     const applyMs = Date.now() - t0;
     const readyAt = await watch.allReady(t0 + opts.p3TimeoutMs);
     const cpu = cpuDelta(cpuNow(env, op), cpu0);
+    const api = countsDelta(await apiServerCounts(env), api0);
+    const reconciles = await reconcileCounts(op);
     const operatorLoad = loadavg()[0]!;
     const ready = readyAt === null ? watch.count() : n;
     const convergedAt = Date.now();
@@ -283,6 +303,8 @@ async function convergence(env: BenchEnv, opts: BenchOptions, n: number, log: Lo
       cpu,
       floorCpu: { bench: (floorBefore.cpu + floorAfter.cpu) / 2 },
       counts,
+      api,
+      reconciles,
       writes,
       steady: { windowMs: steadyMs, writes: steadyEntries.filter((e) => e.method !== 'GET').length, reads: steadyEntries.filter((e) => e.method === 'GET').length, byRoute },
       operatorRssBytes: op.rss(),
@@ -575,7 +597,7 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       if (mem.rssBytes > OPERATOR_RSS_GOAL_MB * 2 ** 20) {
         const clientNode = (mem.section.data['importRss'] as { module: string; rssBytes: number }[]).find((i) => i.module === '@kubernetes/client-node');
         const bare = (mem.section.data['importRss'] as { module: string; rssBytes: number }[])[0]!.rssBytes;
-        p4.notes.push(`Not met: the operator's libraries take ${libs} MB before it does any work${clientNode ? `, ${round((clientNode.rssBytes - bare) / 2 ** 20, 1)} MB of it @kubernetes/client-node's generated API and models` : ''}; the rest is its V8 heap (see the heap table) and the garbage converging and taking in pods leaves before the collector returns it. Removing the library floor means the operator's Kubernetes writes (finalizers and status already are raw merge patches; Events, the Lease, the ownership ConfigMap and the webhook configuration are not) going through raw requests, and the in-cluster credential source that loads no client-node.`);
+        p4.notes.push(`Not met: the operator's libraries take ${libs} MB before it does any work${clientNode ? `, ${round((clientNode.rssBytes - bare) / 2 ** 20, 1)} MB of it @kubernetes/client-node's generated API and models` : ''}; the rest is its V8 heap (see the heap table) and the garbage converging and taking in pods leaves before the collector returns it. Removing the library floor means the operator's Kubernetes writes (finalizers, status and Events already are raw requests; the Lease, the ownership ConfigMap and the webhook configuration are not) going through raw requests, and the in-cluster credential source that loads no client-node.`);
       }
       goals.check('P4', `operator RSS with ${mem.section.data['pids'] as number} PodIdentities and ${opts.operatorPods} pods`, `≤ ${OPERATOR_RSS_GOAL_MB} MB`, `${mb} MB peak (${round(mem.rssBytes / mem.baselineBytes, 2)} × idle node; its libraries alone: ${libs} MB${heap})`, mem.rssBytes <= OPERATOR_RSS_GOAL_MB * 2 ** 20);
     }
@@ -602,6 +624,24 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       title: 'Emulator requests by type per PodIdentity, from apply until all Ready',
       columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
       rows: routes.map((k) => [k, ...runs.map((r) => round((r.counts[k] ?? 0) / r.n, 3))]),
+    });
+    const apiKeys = [...new Set(runs.flatMap((r) => Object.keys(r.api.requests)))].sort();
+    p3.tables.push({
+      title: 'API-server requests by verb and resource per PodIdentity, from apply until all Ready (kube-apiserver\'s apiserver_request_total; the apply\'s POSTs and the bench\'s Ready watch included, a WATCH counts when it ends)',
+      columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
+      rows: apiKeys.map((k) => [k, ...runs.map((r) => round((r.api.requests[k] ?? 0) / r.n, 3))]),
+    });
+    const results = [...new Set(runs.flatMap((r) => Object.keys(r.reconciles)))].sort();
+    p3.tables.push({
+      title: 'Operator reconciles per PodIdentity by result, from its start until all Ready (its podidentity_operator_reconcile_total)',
+      columns: ['Result', ...runs.map((r) => `N=${r.n}`)],
+      rows: results.map((k) => [k, ...runs.map((r) => round((r.reconciles[k] ?? 0) / r.n, 3))]),
+    });
+    const kinds = [...new Set(runs.flatMap((r) => Object.keys(r.api.watchEvents)))].sort();
+    p3.tables.push({
+      title: 'Watch events the API server sent per PodIdentity, by kind (to every watcher: the operator\'s informers, the agent\'s and the bench\'s Ready watch)',
+      columns: ['Kind', ...runs.map((r) => `N=${r.n}`)],
+      rows: kinds.map((k) => [k, ...runs.map((r) => round((r.api.watchEvents[k] ?? 0) / r.n, 3))]),
     });
     p3.tables.push({
       title: 'Steady state after convergence (ARM requests only)',
