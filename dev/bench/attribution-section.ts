@@ -79,6 +79,9 @@ async function apiReadCost(stage: AgentStage, getSamples: number, listSamples: n
   return { getPod: round(percentile(gets, 50), 2), getPodP99: round(percentile(gets, 99), 2), getSamples, listByIp: round(percentile(lists, 50), 2) };
 }
 
+/** Requests of a run that did not get a 200 (answered otherwise, or not at all). */
+const failed = (r: LoadResult) => r.requests - (r.statuses['200'] ?? 0) + r.errors;
+
 function newConnections(stage: AgentStage, opts: BenchOptions): LoadSpec {
   return { origin: stage.agent.origin, path: TOKEN_PATH, headers: { Metadata: 'true' }, concurrency: 1, durationMs: opts.durationMs, warmupMs: opts.warmupMs, localAddresses: [stage.loadPod.ip], newConnectionPerRequest: true };
 }
@@ -192,15 +195,14 @@ export async function runP6(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   s.tables.push({
     title: `New-connection cached token, one connection every ${LATENCY_INTERVAL_MS} ms from one pod, ${opts.durationMs / 1000} s after ${opts.warmupMs / 1000} s warm-up; ms`,
     columns: ['Other pods in the cluster', 'Connections', 'p50', 'p90', 'p99', 'max', 'API-server reads per connection', 'non-200', 'V (floor) p50', 'V p99', 'V non-200'],
-    rows: latencyPoints.map(([label, p]) => [label, p.latency.requests, l(p).p50, l(p).p90, l(p).p99, l(p).max, p.readsPerConnection, p.latency.requests - (p.latency.statuses['200'] ?? 0) + p.latency.errors, p.floorLatency.latency.p50, p.floorLatency.latency.p99, p.floorLatency.requests - (p.floorLatency.statuses['200'] ?? 0) + p.floorLatency.errors]),
+    rows: latencyPoints.map(([label, p]) => [label, p.latency.requests, l(p).p50, l(p).p90, l(p).p99, l(p).max, p.readsPerConnection, failed(p.latency), p.floorLatency.latency.p50, p.floorLatency.latency.p99, failed(p.floorLatency)]),
   });
   s.tables.push({
     title: `Throughput with one request per connection, ${THROUGHPUT_CONCURRENCY} clients back to back (A: agent; B: bare Node http server; V: B plus only the agent's attribution, the guarantee's floor; all one request per connection)`,
     columns: ['Other pods', 'A conn/s', 'B conn/s', 'V conn/s', 'A/B', 'V/B (floor)', 'A/V', 'A p50', 'A p99', 'V p50', 'B p99', 'A CPU µs/conn', 'V CPU µs/conn', 'B CPU µs/conn', 'API-server reads per connection (A)', 'non-200 (A / V)'],
     rows: points.map((p) => {
       const t = p.throughput;
-      const bad = (r: LoadResult) => r.requests - (r.statuses['200'] ?? 0) + r.errors;
-      return [p.pods, Math.round(t.a.rps), Math.round(t.b.rps), Math.round(t.v.rps), round(t.ratio, 3), round(t.v.rps / t.b.rps, 3), round(t.a.rps / t.v.rps, 3), t.a.latency.p50, t.a.latency.p99, t.v.latency.p50, t.b.latency.p99, t.cpuMicros.a, t.cpuMicros.v, t.cpuMicros.b, t.readsPerConnection, `${bad(t.a)} / ${bad(t.v)}`];
+      return [p.pods, Math.round(t.a.rps), Math.round(t.b.rps), Math.round(t.v.rps), round(t.ratio, 3), round(t.v.rps / t.b.rps, 3), round(t.a.rps / t.v.rps, 3), t.a.latency.p50, t.a.latency.p99, t.v.latency.p50, t.b.latency.p99, t.cpuMicros.a, t.cpuMicros.v, t.cpuMicros.b, t.readsPerConnection, `${failed(t.a)} / ${failed(t.v)}`];
     }),
   });
   s.tables.push({

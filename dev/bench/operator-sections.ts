@@ -619,30 +619,15 @@ export async function runOperatorSections(env: BenchEnv, opts: BenchOptions, goa
       columns: ['N', 'operator', 'kube-apiserver', 'etcd', 'bench process (emulator, apply, watch)', 'floor: bench process (emulator, client)', 'operator CPU / wall (cores busy)'],
       rows: runs.map((r) => [r.n, ms(r.cpu.operator, r.n), ms(r.cpu.apiServer, r.n), ms(r.cpu.etcd, r.n), ms(r.cpu.bench, r.n), ms(r.floorCpu.bench, r.n), r.readyMs === null ? '—' : round(r.cpu.operator / (r.readyMs / 1000), 2)]),
     });
-    const routes = [...new Set(runs.flatMap((r) => Object.keys(r.counts)))].sort();
-    p3.tables.push({
-      title: 'Emulator requests by type per PodIdentity, from apply until all Ready',
-      columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
-      rows: routes.map((k) => [k, ...runs.map((r) => round((r.counts[k] ?? 0) / r.n, 3))]),
-    });
-    const apiKeys = [...new Set(runs.flatMap((r) => Object.keys(r.api.requests)))].sort();
-    p3.tables.push({
-      title: 'API-server requests by verb and resource per PodIdentity, from apply until all Ready (kube-apiserver\'s apiserver_request_total; the apply\'s POSTs and the bench\'s Ready watch included, a WATCH counts when it ends)',
-      columns: ['Request', ...runs.map((r) => `N=${r.n}`)],
-      rows: apiKeys.map((k) => [k, ...runs.map((r) => round((r.api.requests[k] ?? 0) / r.n, 3))]),
-    });
-    const results = [...new Set(runs.flatMap((r) => Object.keys(r.reconciles)))].sort();
-    p3.tables.push({
-      title: 'Operator reconciles per PodIdentity by result, from its start until all Ready (its podidentity_operator_reconcile_total)',
-      columns: ['Result', ...runs.map((r) => `N=${r.n}`)],
-      rows: results.map((k) => [k, ...runs.map((r) => round((r.reconciles[k] ?? 0) / r.n, 3))]),
-    });
-    const kinds = [...new Set(runs.flatMap((r) => Object.keys(r.api.watchEvents)))].sort();
-    p3.tables.push({
-      title: 'Watch events the API server sent per PodIdentity, by kind (to every watcher: the operator\'s informers, the agent\'s and the bench\'s Ready watch)',
-      columns: ['Kind', ...runs.map((r) => `N=${r.n}`)],
-      rows: kinds.map((k) => [k, ...runs.map((r) => round((r.api.watchEvents[k] ?? 0) / r.n, 3))]),
-    });
+    // Each: one row per key any run saw, one column per N, the count divided by N.
+    const perPodIdentity = (title: string, label: string, of: (r: ConvergenceRun) => Record<string, number>) => {
+      const keys = [...new Set(runs.flatMap((r) => Object.keys(of(r))))].sort();
+      p3.tables.push({ title, columns: [label, ...runs.map((r) => `N=${r.n}`)], rows: keys.map((k) => [k, ...runs.map((r) => round((of(r)[k] ?? 0) / r.n, 3))]) });
+    };
+    perPodIdentity('Emulator requests by type per PodIdentity, from apply until all Ready', 'Request', (r) => r.counts);
+    perPodIdentity('API-server requests by verb and resource per PodIdentity, from apply until all Ready (kube-apiserver\'s apiserver_request_total; the apply\'s POSTs and the bench\'s Ready watch included, a WATCH counts when it ends)', 'Request', (r) => r.api.requests);
+    perPodIdentity('Operator reconciles per PodIdentity by result, from its start until all Ready (its podidentity_operator_reconcile_total)', 'Result', (r) => r.reconciles);
+    perPodIdentity('Watch events the API server sent per PodIdentity, by kind (to every watcher: the operator\'s informers, the agent\'s and the bench\'s Ready watch)', 'Kind', (r) => r.api.watchEvents);
     p3.tables.push({
       title: 'Steady state after convergence (ARM requests only)',
       columns: ['N', 'Window (s)', 'Writes', 'Reads', 'By type'],
