@@ -3,6 +3,7 @@
  * P3 can say what converging made the API server do per PodIdentity: requests by verb and resource (the
  * apply's POSTs and the bench's one watch included) and watch events sent by kind (to every watcher).
  */
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { kubeConfigApiServer } from '../../lib/k8s/kubeconfig.js';
 import { apiRequest } from '../../lib/k8s/rest.js';
 import type { BenchEnv } from './fixture.js';
@@ -28,30 +29,22 @@ async function metricsText(env: BenchEnv): Promise<string> {
   });
 }
 
-function labelsOf(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of text.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) out[m[1]!] = m[2]!;
+/** Per label key, the sum of one counter family's samples (`key` → value). */
+export function counterBy(text: string, family: string, key: (labels: Record<string, string>) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const sample of parsePrometheusTextFormat(text).find((f) => f.name === family)?.metrics ?? []) {
+    const k = key(sample.labels ?? {});
+    out[k] = (out[k] ?? 0) + Number(sample.value);
+  }
   return out;
 }
 
 /** Parses the two counters out of the Prometheus text format. */
 export function parseApiServerCounts(text: string): ApiServerCounts {
-  const requests: Record<string, number> = {};
-  const watchEvents: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = /^(apiserver_request_total|apiserver_watch_events_total)\{(.*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = labelsOf(m[2]!);
-    const value = Number(m[3]);
-    if (m[1] === 'apiserver_request_total') {
-      const key = `${labels['verb']} ${labels['resource'] ?? ''}${labels['subresource'] ? `/${labels['subresource']}` : ''}`;
-      requests[key] = (requests[key] ?? 0) + value;
-    } else {
-      const kind = labels['kind'] ?? '';
-      watchEvents[kind] = (watchEvents[kind] ?? 0) + value;
-    }
-  }
-  return { requests, watchEvents };
+  return {
+    requests: counterBy(text, 'apiserver_request_total', (l) => `${l['verb']} ${l['resource'] ?? ''}${l['subresource'] ? `/${l['subresource']}` : ''}`),
+    watchEvents: counterBy(text, 'apiserver_watch_events_total', (l) => l['kind'] ?? ''),
+  };
 }
 
 export async function apiServerCounts(env: BenchEnv): Promise<ApiServerCounts> {

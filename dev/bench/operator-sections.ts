@@ -23,7 +23,7 @@ import type { BenchOptions } from './options.js';
 import { OPERATOR_RG, startOperatorProcess, type OperatorProcess } from './operator-process.js';
 import { lineChartSvg, notMeasured, round, section, type GoalBook, type Section } from './report.js';
 import { cpuSeconds, OPERATOR_IMAGE, REPO } from './processes.js';
-import { apiServerCounts, countsDelta, type ApiServerCounts } from './api-server-metrics.js';
+import { apiServerCounts, counterBy, countsDelta, type ApiServerCounts } from './api-server-metrics.js';
 
 export interface OperatorSections {
   p3: Section;
@@ -205,9 +205,7 @@ function between(log: RequestLogEntry[], from: number, to: number): RequestLogEn
 /** The operator's reconciles so far by result (a fresh operator per N, so no baseline is needed). */
 async function reconcileCounts(op: OperatorProcess): Promise<Record<string, number>> {
   const text = await fetch(`${op.metricsOrigin}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()).catch(() => '');
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^podidentity_operator_reconcile_total\{[^}]*result="([^"]+)"[^}]*\} (\S+)$/gm)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
-  return out;
+  return counterBy(text, 'podidentity_operator_reconcile_total', (l) => l['result'] ?? '');
 }
 
 /** The ARM floor: a plain client makes the writes one PodIdentity needs, `lanes` PodIdentities at a time. */
