@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { freePort, freePorts } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 import { rawRequest, claimsOf } from '../azure-emulator/test-fixture.js';
-import { agentEnv, agentNodeFlags, startAgentProcess, type AgentProcess } from './agent.js';
+import { agentEnv, agentNodeFlags, startAgentProcess, startVerifyFloor, type AgentProcess } from './agent.js';
 import { compiled } from './build.js';
 import { BenchObjects, mapLimit, podAddress, TOKEN_PATH, type BenchEnv, type BoundPod } from './fixture.js';
 import type { LoadResult } from './loadgen.js';
@@ -107,12 +107,12 @@ const non200 = (r: LoadResult) => r.errors + Object.entries(r.statuses).filter((
 export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
   const s = section('P1', 'Cached token throughput and latency (agent A vs bare Node http B)');
   const rows: (string | number)[][] = [];
-  const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number } }[] = [];
+  const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number; v: number } }[] = [];
   // Server CPU per answered request: the same ratio with the scheduler's noise (who ran when) taken out.
   // Only within one run, though: a burst of other work on the shared 2 cores also raises a server's CPU per
   // request (fewer requests per wakeup, colder caches), and with B then A once each, a burst during one of
-  // them alone moved the ratio by 0.3–0.5 between runs of the same code. So each point is B A A B, each run
-  // half the duration: a burst, or a drift over the point, falls on both servers alike.
+  // them alone moved the ratio by 0.3–0.5 between runs of the same code. So each point is B A V V A B, each
+  // run half the duration: a burst, or a drift over the point, falls on every server alike.
   const runs = async (pid: number, results: LoadResult[], cpu: { seconds: number }, c: number, origin: string) => {
     const before = cpuSeconds(pid);
     const r = await runLoadgen({ ...loadSpec(opts, origin, c, stage.loadPod.ip), durationMs: Math.ceil(opts.durationMs / 2) });
@@ -122,33 +122,37 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
     log(`P1: concurrency ${c}: ${Math.round(r.rps)} req/s, ${round((seconds * 1e6) / Math.max(1, r.answered), 1)} CPU µs/req`);
   };
   const micros = (cpu: { seconds: number }, r: LoadResult) => (r.answered > 0 ? round((cpu.seconds * 1e6) / r.answered, 1) : 0);
-  for (const c of opts.concurrency) {
-    const bRuns: LoadResult[] = [];
-    const aRuns: LoadResult[] = [];
-    const bCpuTotal = { seconds: 0 };
-    const aCpuTotal = { seconds: 0 };
-    for (const who of ['B', 'A', 'A', 'B'] as const) {
-      log(`P1: concurrency ${c}: ${who === 'B' ? 'baseline B' : 'agent A'}`);
-      if (who === 'B') await runs(stage.baseline.proc.pid, bRuns, bCpuTotal, c, stage.baseline.origin);
-      else await runs(stage.agent.pid(), aRuns, aCpuTotal, c, stage.agent.origin);
+  // V, B plus only the agent's attribution, measured in the same point: what the guarantee alone costs per request.
+  const floor = await startVerifyFloor(stage.env, await freePort(), stage.bodyFile);
+  try {
+    for (const c of opts.concurrency) {
+      const runsOf = { A: [] as LoadResult[], B: [] as LoadResult[], V: [] as LoadResult[] };
+      const cpuOf = { A: { seconds: 0 }, B: { seconds: 0 }, V: { seconds: 0 } };
+      const server = { A: { pid: stage.agent.pid(), origin: stage.agent.origin, name: 'agent A' }, B: { pid: stage.baseline.proc.pid, origin: stage.baseline.origin, name: 'baseline B' }, V: { pid: floor.proc.pid, origin: floor.origin, name: 'floor V' } };
+      for (const who of ['B', 'A', 'V', 'V', 'A', 'B'] as const) {
+        log(`P1: concurrency ${c}: ${server[who].name}`);
+        await runs(server[who].pid, runsOf[who], cpuOf[who], c, server[who].origin);
+      }
+      const [a, b, v] = [mergeRuns(runsOf.A), mergeRuns(runsOf.B), mergeRuns(runsOf.V)];
+      const [aCpu, bCpu, vCpu] = [micros(cpuOf.A, a), micros(cpuOf.B, b), micros(cpuOf.V, v)];
+      const ratio = b.rps > 0 ? a.rps / b.rps : 0;
+      const perB = (x: number) => (bCpu > 0 ? round(x / bCpu, 2) : '—');
+      points.push({ concurrency: c, a, b, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu, v: vCpu } });
+      rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), aCpu, bCpu, perB(aCpu), vCpu, perB(vCpu), `${non200(a)} / ${non200(b)} / ${non200(v)}`]);
+      if (c === 16) stage.p1At16 = { a, b };
     }
-    const b = mergeRuns(bRuns);
-    const a = mergeRuns(aRuns);
-    const bCpu = micros(bCpuTotal, b);
-    const aCpu = micros(aCpuTotal, a);
-    const ratio = b.rps > 0 ? a.rps / b.rps : 0;
-    points.push({ concurrency: c, a, b, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu } });
-    rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), aCpu, bCpu, bCpu > 0 ? round(aCpu / bCpu, 2) : '—', `${non200(a)} / ${non200(b)}`]);
-    if (c === 16) stage.p1At16 = { a, b };
+  } finally {
+    await floor.proc.stop();
   }
   s.tables.push({
-    title: `${opts.durationMs / 1000} s per point and server, in two runs of ${opts.durationMs / 2000} s (B A A B), each after ${opts.warmupMs / 1000} s warm-up; latency in ms; keep-alive; one connection per concurrent client`,
-    columns: ['Concurrency', 'A req/s', 'A p50', 'A p99', 'A p999', 'B req/s', 'B p50', 'B p99', 'B p999', 'A/B req/s', 'A/B p99', 'A CPU µs/req', 'B CPU µs/req', 'A/B CPU per req', 'non-200 or failed (A / B)'],
+    title: `${opts.durationMs / 1000} s per point and server, in two runs of ${opts.durationMs / 2000} s (B A V V A B), each after ${opts.warmupMs / 1000} s warm-up; latency in ms; keep-alive; one connection per concurrent client`,
+    columns: ['Concurrency', 'A req/s', 'A p50', 'A p99', 'A p999', 'B req/s', 'B p50', 'B p99', 'B p999', 'A/B req/s', 'A/B p99', 'A CPU µs/req', 'B CPU µs/req', 'A/B CPU per req', 'V CPU µs/req', 'V/B CPU per req (the floor)', 'non-200 or failed (A / B / V)'],
     rows,
   });
   s.notes.push(
     `A: the agent (agent/main.ts, --manage-iptables=false, default log level info, so every decision reaches the audit log as in production: the first of each kind at once, repeats within 10 s as one counted line) on 127.0.0.1; every request comes from the bound pod's address ${stage.loadPod.ip}, so attribution, identity selection and authorisation run on each request before the warm cache answers. Each load connection is verified against the API server once, on its first request.`,
-    'CPU µs/req: the server process\'s user + system CPU time (/proc/<pid>/stat) over its two load runs, warm-ups included, divided by the requests it answered in them. Throughput on 2 shared cores also depends on when the scheduler runs the server; CPU per request much less, so it shows how much of a throughput gap is the server\'s own work. The runs alternate B A A B, so other work on the machine weighs on both servers alike.',
+    'CPU µs/req: the server process\'s user + system CPU time (/proc/<pid>/stat) over its two load runs, warm-ups included, divided by the requests it answered in them. Throughput on 2 shared cores also depends on when the scheduler runs the server; CPU per request much less, so it shows how much of a throughput gap is the server\'s own work. The runs alternate B A V V A B, so other work on the machine weighs on every server alike.',
+    'V: B plus exactly the agent\'s attribution (dev/bench/verify-floor-server.ts, as in P6: the agent\'s own Attributor and pod directory, started like the agent), answering B\'s body once the request\'s connection is confirmed. Each load connection is confirmed by one consistent read of its pod from the API server, as the agent\'s are, and every request is attributed by its socket; no selection, cache, metrics or audit. V/B is what keeping the guarantee costs a Node server per request on this machine; A/V the rest of the agent.',
     `B: a bare Node http server answering the agent's own token response (${stage.tokenBytes} bytes) byte for byte. Both run as plain \`node\` child processes from JavaScript compiled at the start of the run (as production runs dist/agent/main.js); the load comes from a separate undici process (dev/bench/loadgen.ts) on the same 2-core machine, so at high concurrency the load generator competes with the server for CPU.`,
   );
   s.data = { tokenResponseBytes: stage.tokenBytes, points };
@@ -160,7 +164,7 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
       'P1',
       `CPU per request at concurrency ${p.concurrency}`,
       '≤ 1.33 × B',
-      `${round(cpuRatio, 2)} × B (${p.cpuMicrosPerRequest.a} vs ${p.cpuMicrosPerRequest.b} µs; throughput ${round(p.ratio, 3)} × B, ${Math.round(p.a.rps)} vs ${Math.round(p.b.rps)} req/s)`,
+      `${round(cpuRatio, 2)} × B (${p.cpuMicrosPerRequest.a} vs ${p.cpuMicrosPerRequest.b} µs; throughput ${round(p.ratio, 3)} × B, ${Math.round(p.a.rps)} vs ${Math.round(p.b.rps)} req/s; V, B plus only the attribution: ${p.cpuMicrosPerRequest.b > 0 ? round(p.cpuMicrosPerRequest.v / p.cpuMicrosPerRequest.b, 2) : '—'} × B)`,
       cpuRatio <= 1.33,
     );
   }

@@ -1,6 +1,6 @@
 /**
  * Load results of several runs of one point taken together. P1 measures A and B in alternating runs
- * (B A A B) so that a burst of other work on the shared machine falls on both servers rather than on one.
+ * (B A V V A B) so that a burst of other work on the shared machine falls on every server rather than on one.
  */
 import * as hdr from 'hdr-histogram-js';
 import type { LatencySummary, LoadResult } from './loadgen.js';
