@@ -18,7 +18,7 @@ import { mergeRuns } from './load-runs.js';
 import { dumpProcessMemory, holdWhileFileExists } from './memory-dump.js';
 import type { MissResult, ProbeSpec, SingleFlightResult } from './miss-probe.js';
 import type { BenchOptions } from './options.js';
-import { cpuSeconds, importRss, rssBytes, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
+import { cpuSeconds, importRss, mainThreadCpuSeconds, rssBytes, rssParts, runJsonScript, runLoadgen, startBaseline, type BaselineServer } from './processes.js';
 import { round, section, type GoalBook, type Section } from './report.js';
 
 export interface AgentStage {
@@ -114,12 +114,14 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   // them alone moved the ratio by 0.3–0.5 between runs of the same code. So each point is B A V V A B, each
   // run half the duration: a burst, or a drift over the point, falls on every server alike.
   const runs = async (pid: number, results: LoadResult[], cpu: { seconds: number }, c: number, origin: string) => {
-    const before = cpuSeconds(pid);
+    const [before, mainBefore] = [cpuSeconds(pid), mainThreadCpuSeconds(pid)];
     const r = await runLoadgen({ ...loadSpec(opts, origin, c, stage.loadPod.ip), durationMs: Math.ceil(opts.durationMs / 2) });
     const seconds = cpuSeconds(pid) - before;
+    const mainSeconds = mainThreadCpuSeconds(pid) - mainBefore;
     results.push(r);
     cpu.seconds += seconds;
-    log(`P1: concurrency ${c}: ${Math.round(r.rps)} req/s, ${round((seconds * 1e6) / Math.max(1, r.answered), 1)} CPU µs/req`);
+    const perRequest = (x: number) => round((x * 1e6) / Math.max(1, r.answered), 1);
+    log(`P1: concurrency ${c}: ${Math.round(r.rps)} req/s, ${perRequest(seconds)} CPU µs/req (main thread ${perRequest(mainSeconds)}, helper threads ${perRequest(seconds - mainSeconds)})`);
   };
   const micros = (cpu: { seconds: number }, r: LoadResult) => (r.answered > 0 ? round((cpu.seconds * 1e6) / r.answered, 1) : 0);
   // V, B plus only the agent's attribution, measured in the same point: what the guarantee alone costs per request.
@@ -347,6 +349,7 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   const mb = (b: number) => round(b / 2 ** 20, 1);
   // Where that RSS is, from the agent's own process metrics (prom-client's defaults), read right after.
   const heap = await agentHeap(stage.agent);
+  const parts = rssParts(stage.agent.pid());
   // A heap snapshot collects garbage, so with one the at-rest reading below is no longer the agent's own.
   const dumpDir = process.env['BENCH_P4_DUMP'];
   if (dumpDir) await dumpProcessMemory(stage.agent.pid(), dumpDir, 'agent-p4', stage.agent.metricsOrigin);
@@ -381,8 +384,8 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
   );
   s.tables.push({
     title: 'Where the agent\'s RSS is, from its /metrics right after the readings above (MB)',
-    columns: ['RSS', 'V8 heap committed', 'of which young generation (new space)', 'old space used', 'code space', 'external (buffers, TLS)'],
-    rows: [[mb(heap.rss), mb(heap.heapTotal), mb(heap.newSpace), mb(heap.oldUsed), mb(heap.code), mb(heap.external)]],
+    columns: ['RSS', 'anonymous', 'file pages (the node binary, libraries)', 'V8 heap committed', 'of which young generation (new space)', 'old space used', 'code space', 'external (buffers, TLS)'],
+    rows: [[mb(heap.rss), mb(parts.anonymous), mb(parts.file), mb(heap.heapTotal), mb(heap.newSpace), mb(heap.oldUsed), mb(heap.code), mb(heap.external)]],
   });
   // What the agent's libraries cost before any work: the floor under the agent's RSS.
   const agentModules = pathToFileURL(compiled('agent/agent.ts')).href;
@@ -405,7 +408,7 @@ export async function runAgentScale(stage: AgentStage, opts: BenchOptions, goals
       rows: imports.map((i) => [i.module, mb(i.rssBytes), i.module === '(nothing)' ? '—' : mb(i.rssBytes - bare)]),
     });
   }
-  s.data = { apiConfig: stage.agent.apiConfig, heap, agentRssBytes: agentRss, agentRestRssBytes: restRss, agentRssBeforeBytes: rssBefore, baselineRssBytes: baselineRss, world, pods: stage.pods.length, identities: opts.agentIdentities, importRss: imports };
+  s.data = { apiConfig: stage.agent.apiConfig, heap, rssParts: parts, agentRssBytes: agentRss, agentRestRssBytes: restRss, agentRssBeforeBytes: rssBefore, baselineRssBytes: baselineRss, world, pods: stage.pods.length, identities: opts.agentIdentities, importRss: imports };
   goals.check('P4', `agent RSS with ${stage.pods.length} pods and ${opts.agentIdentities} PodIdentities`, '≤ 100 MB', `${mb(agentRss)} MB (${round(agentRss / baselineRss, 2)} × bare Node)${restRss === undefined ? '' : `; ${mb(restRss)} MB at rest`}`, agentRss <= 100 * 2 ** 20 && world.warmFailures === 0);
 
   const p5Rows: (string | number)[][] = [];

@@ -52,12 +52,21 @@ export function tail(file: string, chars = 3000): string {
   }
 }
 
+/** One memory field of a live process's /proc/<pid>/status (VmRSS, RssAnon, RssFile…), in bytes. */
+function statusBytes(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
 /** Resident set size of a live process, from /proc (bytes). */
 export function rssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) * 1024;
+  return statusBytes(pid, 'VmRSS');
+}
+
+/** A live process's RSS as the kernel splits it: anonymous memory, and file pages (the node binary, libraries). */
+export function rssParts(pid: number): { anonymous: number; file: number } {
+  return { anonymous: statusBytes(pid, 'RssAnon'), file: statusBytes(pid, 'RssFile') };
 }
 
 /**
@@ -81,12 +90,22 @@ export async function importRss(image: ImageRuntime, modules: { label: string; s
   return out;
 }
 
-/** CPU time (user + system) a process has used so far, in seconds (Linux USER_HZ is 100). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** User + system CPU seconds from a /proc stat file (Linux USER_HZ is 100). */
+function statCpuSeconds(path: string): number {
+  const stat = readFileSync(path, 'utf8');
   // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU time (user + system) a process has used so far, in seconds, all its threads. */
+export function cpuSeconds(pid: number): number {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of a process's main (JavaScript) thread alone; the rest of cpuSeconds is V8's and libuv's helper threads. */
+export function mainThreadCpuSeconds(pid: number): number {
+  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
 }
 
 /** Waits until `url` answers 200, failing early if the process exits. */
