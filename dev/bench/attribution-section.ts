@@ -11,6 +11,7 @@ import { mapLimit, TOKEN_PATH } from './fixture.js';
 import type { LoadResult, LoadSpec } from './loadgen.js';
 import type { BenchOptions } from './options.js';
 import { cpuSeconds, runLoadgen } from './processes.js';
+import { mergeRuns } from './load-runs.js';
 import { startVerifyFloor } from './agent.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
@@ -25,11 +26,22 @@ export const P6_TITLE = 'New connections at cluster scale (one request per conne
 const LATENCY_INTERVAL_MS = 20;
 /** Back-to-back new connections for throughput. */
 const THROUGHPUT_CONCURRENCY = 16;
+/**
+ * Rounds of the paced series per point, each one A's series and one V's, in the order A V, V A, A V: three
+ * times the connections (1,500 at full size, fifteen above the p99 rather than five), and a slow stretch of
+ * the shared machine falls on both servers rather than on one.
+ */
+const LATENCY_ROUNDS = 3;
+/** The control plane counts as quiet below this share of one core (kube-apiserver and etcd together), over a second, twice in a row. */
+const QUIET_CORES = 0.15;
+const QUIET_DEADLINE_MS = 120_000;
 
 interface LatencyPoint {
   pods: number;
+  /** Seconds the series waited for the control plane to be quiet before it began, and whether it was. */
+  settled: { seconds: number; quiet: boolean };
   latency: LoadResult;
-  /** V (the bare server plus only the guarantee's read) paced the same way, right after: the floor under `latency`. */
+  /** V (the bare server plus only the guarantee's read) paced the same way, in rounds alternating with A's: the floor under `latency`. */
   floorLatency: LoadResult;
   /** API server reads (agent's pod_verify_reads_total) per answered connection in the latency run. */
   readsPerConnection: number;
@@ -86,14 +98,54 @@ function newConnections(stage: AgentStage, opts: BenchOptions): LoadSpec {
   return { origin: stage.agent.origin, path: TOKEN_PATH, headers: { Metadata: 'true' }, concurrency: 1, durationMs: opts.durationMs, warmupMs: opts.warmupMs, localAddresses: [stage.loadPod.ip], newConnectionPerRequest: true };
 }
 
-/** The paced series: one new connection every LATENCY_INTERVAL_MS from one pod, to the agent, then to V. */
+/**
+ * Waits until kube-apiserver and etcd together use less than QUIET_CORES of a core for two one-second windows
+ * in a row: creating or deleting the crowd leaves them busy for a while (etcd's writes, the API server's
+ * watch cache and its collections), and a cluster that holds 10,000 pods is not one that created them a moment
+ * ago. Past the deadline the series runs anyway and the report says it did not settle.
+ */
+async function controlPlaneQuiet(stage: AgentStage): Promise<LatencyPoint['settled']> {
+  const pids = () => [stage.env.apiServerPid(), stage.env.cp.pids.etcd];
+  const cpu = () => pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const t0 = performance.now();
+  let quietWindows = 0;
+  while (quietWindows < 2) {
+    if (performance.now() - t0 > QUIET_DEADLINE_MS) return { seconds: round((performance.now() - t0) / 1000, 1), quiet: false };
+    const c0 = cpu();
+    const w0 = performance.now();
+    await new Promise((r) => setTimeout(r, 1000));
+    const cores = (cpu() - c0) / ((performance.now() - w0) / 1000);
+    quietWindows = cores < QUIET_CORES ? quietWindows + 1 : 0;
+  }
+  return { seconds: round((performance.now() - t0) / 1000, 1), quiet: true };
+}
+
+/**
+ * The paced series: one new connection every LATENCY_INTERVAL_MS from one pod, in LATENCY_ROUNDS rounds of
+ * the agent's series and V's (A V, V A, A V), once the control plane is quiet.
+ */
 async function measureLatency(stage: AgentStage, floor: FloorServer, opts: BenchOptions, pods: number, log: Log): Promise<LatencyPoint> {
-  log(`P6: ${pods} other pods: paced new-connection latency, agent A then floor V`);
-  const before = await verifyReads(stage);
-  const latency = await runLoadgen({ ...newConnections(stage, opts), intervalMs: LATENCY_INTERVAL_MS });
-  const readsPerConnection = latency.answered ? (await verifyReads(stage) - before) / latency.answered : 0;
-  const floorLatency = await runLoadgen({ ...newConnections(stage, opts), origin: floor.origin, intervalMs: LATENCY_INTERVAL_MS });
-  return { pods, latency, floorLatency, readsPerConnection: round(readsPerConnection, 3) };
+  const settled = await controlPlaneQuiet(stage);
+  log(`P6: ${pods} other pods: control plane ${settled.quiet ? 'quiet' : 'still busy'} after ${settled.seconds} s; paced new-connection latency, agent A and floor V in ${LATENCY_ROUNDS} rounds`);
+  const rounds = opts.smoke ? 1 : LATENCY_ROUNDS;
+  const agentRuns: LoadResult[] = [];
+  const floorRuns: LoadResult[] = [];
+  let reads = 0;
+  const runAgent = async () => {
+    const before = await verifyReads(stage);
+    agentRuns.push(await runLoadgen({ ...newConnections(stage, opts), intervalMs: LATENCY_INTERVAL_MS }));
+    reads += (await verifyReads(stage)) - before;
+  };
+  const runFloor = async () => {
+    floorRuns.push(await runLoadgen({ ...newConnections(stage, opts), origin: floor.origin, intervalMs: LATENCY_INTERVAL_MS }));
+  };
+  for (let i = 0; i < rounds; i++) {
+    for (const run of i % 2 === 0 ? [runAgent, runFloor] : [runFloor, runAgent]) await run();
+  }
+  const latency = mergeRuns(agentRuns);
+  const floorLatency = mergeRuns(floorRuns);
+  const readsPerConnection = latency.answered ? reads / latency.answered : 0;
+  return { pods, settled, latency, floorLatency, readsPerConnection: round(readsPerConnection, 3) };
 }
 
 async function measure(stage: AgentStage, floor: FloorServer, opts: BenchOptions, pods: number, log: Log): Promise<Point> {
@@ -193,9 +245,9 @@ export async function runP6(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   const latencyPoints: [string, LatencyPoint][] = [['0 (before the crowd)', empty], [String(opts.crowdPods), crowded], ['0 (after the crowd)', emptyAfter]];
   const l = (p: LatencyPoint) => p.latency.latency;
   s.tables.push({
-    title: `New-connection cached token, one connection every ${LATENCY_INTERVAL_MS} ms from one pod, ${opts.durationMs / 1000} s after ${opts.warmupMs / 1000} s warm-up; ms`,
-    columns: ['Other pods in the cluster', 'Connections', 'p50', 'p90', 'p99', 'max', 'API-server reads per connection', 'non-200', 'V (floor) p50', 'V p99', 'V non-200'],
-    rows: latencyPoints.map(([label, p]) => [label, p.latency.requests, l(p).p50, l(p).p90, l(p).p99, l(p).max, p.readsPerConnection, failed(p.latency), p.floorLatency.latency.p50, p.floorLatency.latency.p99, failed(p.floorLatency)]),
+    title: `New-connection cached token, one connection every ${LATENCY_INTERVAL_MS} ms from one pod, ${opts.smoke ? 1 : LATENCY_ROUNDS} round(s) of ${opts.durationMs / 1000} s (after ${opts.warmupMs / 1000} s warm-up) for A and for V, alternating; ms`,
+    columns: ['Other pods in the cluster', 'Control plane quiet after (s)', 'Connections', 'p50', 'p90', 'p99', 'max', 'API-server reads per connection', 'non-200', 'V (floor) p50', 'V p99', 'V non-200'],
+    rows: latencyPoints.map(([label, p]) => [label, p.settled.quiet ? p.settled.seconds : `not quiet in ${p.settled.seconds}`, p.latency.requests, l(p).p50, l(p).p90, l(p).p99, l(p).max, p.readsPerConnection, failed(p.latency), p.floorLatency.latency.p50, p.floorLatency.latency.p99, failed(p.floorLatency)]),
   });
   s.tables.push({
     title: `Throughput with one request per connection, ${THROUGHPUT_CONCURRENCY} clients back to back (A: agent; B: bare Node http server; V: B plus only the agent's attribution, the guarantee's floor; all one request per connection)`,
@@ -215,6 +267,7 @@ export async function runP6(stage: AgentStage, opts: BenchOptions, goals: GoalBo
     'Each new connection is verified by a GET of the one pod its address belongs to (a consistent read of one etcd key) that started after the connection opened; reads are shared by every connection of that pod opened before the read started, so back-to-back connections cost less than one read each. A LIST with a field selector, what the agent did before, reads every pod in the cluster from etcd.',
     'V (dev/bench/verify-floor-server.ts) is B plus exactly what keeps the guarantee that a pod deleted a moment ago never hands its identity to the next holder of its address: the agent\'s own Attributor and pod directory, started like the agent (in-cluster, the image\'s node flags). It answers B\'s body once a connection is confirmed, with no selection, cache, metrics or audit. Each connection waits for an API-server round trip that started after its accept (shared with the connections accepted before that read began), so with 16 clients back to back V is bound by that round trip, not by CPU: V/B is the floor the guarantee puts under A/B on this machine, and A/V is what the rest of the agent costs.',
     'CPU µs per connection is the stable form of the throughput goal on a shared machine (throughput also depends on when the scheduler runs each process). In a CPU profile of the agent under this load, most of its extra CPU per connection over B is the verification read itself (writing the TLS request, whose loopback delivery to the API server is charged to the writer, and parsing the pod), the rest the same request path P1 measures with keep-alive; fewer reads per connection (more connections per shared read) is what moves it.',
+    `Each latency series starts once kube-apiserver and etcd together use under ${QUIET_CORES} of a core for two seconds in a row (the second column): creating or deleting ${opts.crowdPods} pods keeps them busy for a while after, and the figure sought is what a cluster that holds them costs, not one that is still writing them.`,
     `The latency series is paced (one connection every ${LATENCY_INTERVAL_MS} ms, like a CLI or a short-lived process), below the default verification budget of 100 reads per second per source address; the throughput series is back to back and may meet that budget, which the reads-per-connection column shows.`,
   );
   s.data = { points, emptyAfter, crowd };
@@ -231,7 +284,7 @@ export async function runP6(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   const emptyBoth = (f: 'p50' | 'p99') => `0 pods: ${f === 'p50' ? emptyP50 : emptyP99} ms, the mean of ${l(empty)[f]} before and ${l(emptyAfter)[f]} after`;
   goals.check('P6', `new-connection p50, ${n} pods / 0 pods`, '≤ 1.2×', `${round(p50r, 2)}× (${l(crowded).p50} ms; ${emptyBoth('p50')})${allOk ? '' : '; some requests failed'}`, allOk && p50r <= 1.2);
   goals.check('P6', `new-connection p99, ${n} pods / 0 pods`, '≤ 1.2×', `${round(p99r, 2)}× (${l(crowded).p99} ms; ${emptyBoth('p99')})`, allOk && p99r <= 1.2);
-  goals.check('P6', `new-connection p99 with ${n} pods`, '≤ 5 ms', `${l(crowded).p99} ms (floor: V, the bare server plus only the guarantee's read, paced the same way right after, p99 ${crowded.floorLatency.latency.p99} ms; one GET of a pod from the bench, p99 ${crowded.apiRead.getPodP99} ms, p50 ${crowded.apiRead.getPod} ms)`, allOk && l(crowded).p99 <= 5);
+  goals.check('P6', `new-connection p99 with ${n} pods`, '≤ 5 ms', `${l(crowded).p99} ms (floor: V, the bare server plus only the guarantee's read, paced the same way in alternating rounds, p99 ${crowded.floorLatency.latency.p99} ms; one GET of a pod from the bench, p99 ${crowded.apiRead.getPodP99} ms, p50 ${crowded.apiRead.getPod} ms)`, allOk && l(crowded).p99 <= 5);
   goals.check('P6', 'API-server requests per new connection', '≤ 1, the same at any cluster size', `${empty.readsPerConnection} with 0 pods, ${crowded.readsPerConnection} with ${n}, ${emptyAfter.readsPerConnection} with 0 again (back to back: ${empty.throughput.readsPerConnection} / ${crowded.throughput.readsPerConnection})`, latencyPoints.every(([, p]) => p.readsPerConnection <= 1));
   const t = crowded.throughput;
   goals.check('P6', `throughput, one request per connection, with ${n} pods`, '≥ 0.75 × B', `${round(t.ratio, 3)} × B (${Math.round(t.a.rps)} vs ${Math.round(t.b.rps)} conn/s; CPU ${t.cpuMicros.a} vs ${t.cpuMicros.b} µs/conn; floor: B plus the guarantee alone (V) ${round(t.v.rps / t.b.rps, 3)} × B, the agent ${round(t.a.rps / t.v.rps, 3)} × V)`, t.ratio >= 0.75);
