@@ -98,4 +98,5 @@ test('the bench runs the agent and operator with the node flags and env their im
   assert.ok(AGENT_IMAGE.nodeFlags.includes('--max-semi-space-size=4'));
   // The memory reducer (agent/memory-reducer.ts) is active only with gc exposed.
   assert.ok(AGENT_IMAGE.nodeFlags.includes('--expose-gc'));
+  assert.ok(AGENT_IMAGE.nodeFlags.includes('--no-maglev'));
 });
