@@ -107,7 +107,7 @@ const non200 = (r: LoadResult) => r.errors + Object.entries(r.statuses).filter((
 export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBook, log: Log): Promise<Section> {
   const s = section('P1', 'Cached token throughput and latency (agent A vs bare Node http B)');
   const rows: (string | number)[][] = [];
-  const points: { concurrency: number; a: LoadResult; b: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number; v: number } }[] = [];
+  const points: { concurrency: number; a: LoadResult; b: LoadResult; v: LoadResult; ratio: number; cpuMicrosPerRequest: { a: number; b: number; v: number } }[] = [];
   // Server CPU per answered request: the same ratio with the scheduler's noise (who ran when) taken out.
   // Only within one run, though: a burst of other work on the shared 2 cores also raises a server's CPU per
   // request (fewer requests per wakeup, colder caches), and with B then A once each, a burst during one of
@@ -139,7 +139,7 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
       const [aCpu, bCpu, vCpu] = [micros(cpuOf.A, a), micros(cpuOf.B, b), micros(cpuOf.V, v)];
       const ratio = b.rps > 0 ? a.rps / b.rps : 0;
       const perB = (x: number) => (bCpu > 0 ? round(x / bCpu, 2) : '—');
-      points.push({ concurrency: c, a, b, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu, v: vCpu } });
+      points.push({ concurrency: c, a, b, v, ratio, cpuMicrosPerRequest: { a: aCpu, b: bCpu, v: vCpu } });
       rows.push([c, ...fmt(a), ...fmt(b), round(ratio, 3), round(b.latency.p99 > 0 ? a.latency.p99 / b.latency.p99 : 0, 2), aCpu, bCpu, perB(aCpu), vCpu, perB(vCpu), `${non200(a)} / ${non200(b)} / ${non200(v)}`]);
       if (c === 16) stage.p1At16 = { a, b };
     }

@@ -42,12 +42,13 @@ test('make bench --smoke writes report.md and report.json with every section', {
     assert.ok(!String(s.reason ?? '').startsWith('failed'), `${s.id}: ${s.reason}`);
   }
   const byId = new Map(report.sections.map((s) => [s.id, s]));
-  // P1 measured both A and B at every concurrency, with answers (the harness works end to end).
-  const points = byId.get('P1')!.data['points'] as { concurrency: number; a: { requests: number; statuses: Record<string, number> }; b: { requests: number } }[];
+  // P1 measured A, B and the floor V at every concurrency, with answers (the harness works end to end).
+  const points = byId.get('P1')!.data['points'] as { concurrency: number; a: { requests: number; statuses: Record<string, number> }; b: { requests: number }; v: { statuses: Record<string, number> } }[];
   assert.deepEqual(points.map((p) => p.concurrency), [1, 16, 64]);
   for (const p of points) {
     assert.ok(p.a.requests > 0 && p.b.requests > 0, `load at concurrency ${p.concurrency}`);
     assert.ok((p.a.statuses['200'] ?? 0) > 0, `agent answered 200 at concurrency ${p.concurrency}`);
+    assert.ok((p.v.statuses['200'] ?? 0) > 0, `V confirmed the load's connections and answered 200 at concurrency ${p.concurrency}`);
   }
   assert.ok(byId.get('P2')!.tables.length >= 2);
   assert.ok(byId.get('P4')!.tables.length >= 1);
