@@ -131,6 +131,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
         rss: () => process.memoryUsage.rss(),
         now: () => performance.now(),
         checkIntervalMs: 5_000,
+        quietLooks: 6,
         minGrowthBytes: 8 * 2 ** 20,
         minIntervalMs: 15_000,
         onReduced: ({ rssBefore, rssAfter, pauseMs }) => logger.debug('memory given back', { rssBeforeMB: Math.round(rssBefore / 2 ** 20), rssAfterMB: Math.round(rssAfter / 2 ** 20), pauseMs: Math.round(pauseMs) }),

@@ -7,9 +7,11 @@
  * after minutes of idling, and the V8 heap's own figures (which leave the pool out) never showed it
  * (agent/README.md "## Memory").
  *
- * The collection pauses the JavaScript thread (about 45 ms with ~20 MB live on this project's bench
- * machine), so it runs only when no connection or request arrived for a whole check interval, only when
- * RSS grew by `minGrowthBytes` since the last one, and at most once per `minIntervalMs`.
+ * The collection pauses the JavaScript thread (45–110 ms with ~20 MB live on this project's bench machine),
+ * and after it V8 recompiles much of the hot path, which cost the next seconds of load up to half again the
+ * CPU per request (agent/README.md, "What V and the memory reducer show"). So it runs only when no connection
+ * or request arrived for `quietLooks` check intervals in a row (a gap between bursts of a busy node is not
+ * quiet), only when RSS grew by `minGrowthBytes` since the last one, and at most once per `minIntervalMs`.
  */
 export interface MemoryReducerOptions {
   /** A memory-reducing collection (`gc({ type: 'major', flavor: 'last-resort' })`). */
@@ -18,6 +20,8 @@ export interface MemoryReducerOptions {
   now: () => number;
   /** How often to look; a look with no activity since the last one counts as quiet. */
   checkIntervalMs: number;
+  /** Quiet looks in a row before a collection (so quiet for about this many check intervals). */
+  quietLooks: number;
   minGrowthBytes: number;
   minIntervalMs: number;
   onReduced?: (result: { rssBefore: number; rssAfter: number; pauseMs: number }) => void;
@@ -26,6 +30,7 @@ export interface MemoryReducerOptions {
 export class MemoryReducer {
   private activity_ = 0;
   private activityAtLastCheck = 0;
+  private quietInARow = 0;
   /** RSS right after the last collection: the level growth is measured from (none yet: any growth counts). */
   private floor = 0;
   private lastCollection = -Infinity;
@@ -52,7 +57,8 @@ export class MemoryReducer {
   check(): boolean {
     const quiet = this.activity_ === this.activityAtLastCheck;
     this.activityAtLastCheck = this.activity_;
-    if (!quiet) return false;
+    this.quietInARow = quiet ? this.quietInARow + 1 : 0;
+    if (this.quietInARow < this.opts.quietLooks) return false;
     const now = this.opts.now();
     if (now - this.lastCollection < this.opts.minIntervalMs) return false;
     const rssBefore = this.opts.rss();

@@ -14,6 +14,7 @@ function reducerWith(overrides: Partial<MemoryReducerOptions> = {}) {
     rss: () => state.rss,
     now: () => state.now,
     checkIntervalMs: 5_000,
+    quietLooks: 1,
     minGrowthBytes: 8 * MB,
     minIntervalMs: 60_000,
     ...overrides,
@@ -40,6 +41,28 @@ describe('MemoryReducer', () => {
     assert.equal(state.collections, 0);
     state.now += 5_000;
     assert.equal(reducer.check(), true, 'the first look with no activity since the last one is quiet');
+  });
+
+  it('waits for quietLooks quiet looks in a row: a gap shorter than that between bursts is not quiet', () => {
+    const { reducer, state } = reducerWith({ quietLooks: 6 });
+    for (let burst = 0; burst < 5; burst++) {
+      // Five quiet looks (a 25 s gap), then traffic again: never a collection.
+      for (let look = 0; look < 5; look++) {
+        state.now += 5_000;
+        assert.equal(reducer.check(), false, `burst ${burst}, quiet look ${look + 1}`);
+      }
+      reducer.activity();
+      state.now += 5_000;
+      assert.equal(reducer.check(), false);
+    }
+    assert.equal(state.collections, 0);
+    for (let look = 1; look < 6; look++) {
+      state.now += 5_000;
+      assert.equal(reducer.check(), false);
+    }
+    state.now += 5_000;
+    assert.equal(reducer.check(), true, 'the sixth quiet look in a row collects');
+    assert.equal(state.collections, 1);
   });
 
   it('does not collect again until RSS grew by the threshold over the level it left', () => {

@@ -46,8 +46,8 @@ async function agentPorts(): Promise<{ listen: number; metrics: number }> {
 }
 type Log = (msg: string) => void;
 
-/** How long P4 leaves the agent without requests before its at-rest reading: longer than the reducer's 5 s looks plus its 15 s between collections. */
-const AGENT_REST_MS = 30_000;
+/** How long P4 leaves the agent without requests before its at-rest reading: longer than the reducer's six quiet 5 s looks in a row, and its 15 s between collections. */
+const AGENT_REST_MS = 45_000;
 
 async function getToken(agent: AgentProcess, ip: string, path = TOKEN_PATH) {
   return rawRequest(`${agent.origin}${path}`, { headers: { Metadata: 'true' }, localAddress: ip });
