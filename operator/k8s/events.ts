@@ -1,27 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { CoreV1Event, KubernetesObject } from '@kubernetes/client-node';
 import type { ApiServer } from '../../lib/k8s/api-server.js';
 import { requestJson } from '../../lib/k8s/rest.js';
 import type { Logger } from '../../lib/log.js';
 
 export type EventType = 'Normal' | 'Warning';
 
-/** A core/v1 Event as sent: plain JSON, timestamps as RFC 3339 strings. */
-export interface EventBody {
-  apiVersion: 'v1';
-  kind: 'Event';
-  metadata: { name: string; namespace: string };
-  involvedObject: { apiVersion?: string; kind?: string; name?: string; namespace?: string; uid?: string; resourceVersion?: string };
-  reason: string;
-  message: string;
-  type: EventType;
-  source: { component: string };
-  reportingComponent: string;
-  reportingInstance: string;
-  count: number;
-  firstTimestamp: string;
-  lastTimestamp: string;
-}
+/**
+ * A core/v1 Event as sent: client-node's model, with its timestamps as the RFC 3339 strings the API server
+ * reads (the model carries Dates, which only client-node's own serializer turns into that form).
+ */
+export type EventBody = Omit<CoreV1Event, 'firstTimestamp' | 'lastTimestamp' | 'eventTime'> & { firstTimestamp: string; lastTimestamp: string };
 
 /** The two writes the recorder makes: a new Event, and a repeat's count and time on an existing one. */
 export interface EventsApi {
