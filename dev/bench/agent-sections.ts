@@ -126,11 +126,11 @@ export async function runP1(stage: AgentStage, opts: BenchOptions, goals: GoalBo
   const micros = (cpu: { seconds: number }, r: LoadResult) => (r.answered > 0 ? round((cpu.seconds * 1e6) / r.answered, 1) : 0);
   // V, B plus only the agent's attribution, measured in the same point: what the guarantee alone costs per request.
   const floor = await startVerifyFloor(stage.env, await freePort(), stage.bodyFile);
+  const server = { A: { pid: stage.agent.pid(), origin: stage.agent.origin, name: 'agent A' }, B: { pid: stage.baseline.proc.pid, origin: stage.baseline.origin, name: 'baseline B' }, V: { pid: floor.proc.pid, origin: floor.origin, name: 'floor V' } };
   try {
     for (const c of opts.concurrency) {
       const runsOf = { A: [] as LoadResult[], B: [] as LoadResult[], V: [] as LoadResult[] };
       const cpuOf = { A: { seconds: 0 }, B: { seconds: 0 }, V: { seconds: 0 } };
-      const server = { A: { pid: stage.agent.pid(), origin: stage.agent.origin, name: 'agent A' }, B: { pid: stage.baseline.proc.pid, origin: stage.baseline.origin, name: 'baseline B' }, V: { pid: floor.proc.pid, origin: floor.origin, name: 'floor V' } };
       for (const who of ['B', 'A', 'V', 'V', 'A', 'B'] as const) {
         log(`P1: concurrency ${c}: ${server[who].name}`);
         await runs(server[who].pid, runsOf[who], cpuOf[who], c, server[who].origin);
